@@ -1,0 +1,1 @@
+//! The mutable-updates v1 protocol.
