@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a Debian/Ubuntu machine, skipping what is there:
+# system packages (apt), the Python venv with tahoe-lafs, and cargo tools.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+packages=(
+  build-essential pkg-config   # C toolchain for -sys crates (SQLite, libdbus)
+  libdbus-1-dev                # the keyring crate talks to the Secret Service over libdbus
+  dbus dbus-x11                # a session bus for keyring and notification tests
+  gnome-keyring libsecret-tools keyutils   # the real OS keyring, unlocked per test run
+  dunst                        # a real notification daemon
+  xvfb xauth                   # a headless X server for dunst and the app
+  python3-venv                 # the venv that holds tahoe-lafs
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing system packages: ${missing[*]}"
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "bootstrap: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    sudo_cmd=(sudo)
+  fi
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "bootstrap: system packages present"
+fi
+
+command -v cargo >/dev/null || { echo "bootstrap: cargo not found: install Rust from https://rustup.rs first" >&2; exit 1; }
+
+"$here/bootstrap-python.sh"
