@@ -1,1 +1,29 @@
-//! The notifier engine.
+//! The Tahoe Notifier client engine: turns the user's read-caps into notifications.
+//!
+//! This crate holds the offline building blocks; the networking (subscribing to updates servers,
+//! fetching listings through the gateway) builds on them:
+//!
+//! - [`paths`]: where files live (`directories`, or `TAHOE_NOTIFIER_HOME` for tests).
+//! - [`config`]: the non-secret config file, written atomically, never silently reset.
+//! - [`keyring_store`]: secrets in the OS keyring (Secret Service, or keyutils on request).
+//! - [`caps`]: watched caps — the cap in the keyring, the rest in the config.
+//! - [`servers`]: updates servers (NURLs) and grid-file import.
+//! - [`seqnum`]: exactly-once change detection from seqnums.
+//! - [`snapshot`]: directory snapshots (no caps, only their hashes), diffs and summary lines.
+//! - [`news`]: operator news messages (Gridsync's newscap format plus optional front matter).
+//! - [`history`]: the SQLite history of changes and news, with read/unread state.
+//!
+//! Caps, swissnums and keys never appear in logs, errors, `Debug` output or files other than the
+//! keyring.
+
+pub mod caps;
+pub mod config;
+pub mod history;
+pub mod ids;
+pub mod keyring_store;
+pub mod news;
+pub mod paths;
+pub mod seqnum;
+pub mod servers;
+pub mod snapshot;
+pub mod text;

@@ -1,0 +1,400 @@
+//! The cap store: watched caps, with the caps themselves in the keyring and everything else
+//! (id, label, kind, storage index, mute flag, creation time) in the config file.
+//!
+//! Each cap is stored under a random id (the keyring user name), so no cap material appears
+//! anywhere outside the keyring. Unless the user asks to keep the write cap, only the read-only
+//! form is stored: watching needs nothing more.
+
+use std::sync::Arc;
+
+use tahoe_caps::{Cap, CapRole, StorageIndex};
+use thiserror::Error;
+use time::OffsetDateTime;
+
+use crate::config::{CapEntry, CapKind, ConfigError, ConfigFile};
+use crate::ids::{self, IdError};
+use crate::keyring_store::{SecretError, SecretStore};
+
+/// Longest label, in characters.
+pub const MAX_LABEL_CHARS: usize = 100;
+
+/// Why a cap-store operation failed. Never holds a cap.
+#[derive(Debug, Error)]
+pub enum CapStoreError {
+    /// Config file trouble.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Keyring trouble.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// No random id.
+    #[error(transparent)]
+    Id(#[from] IdError),
+    /// An immutable cap: it can never change.
+    #[error("this is an immutable {kind} cap: its content can never change, so there is nothing to watch")]
+    Immutable {
+        /// The cap's kind name, e.g. `CHK`.
+        kind: &'static str,
+    },
+    /// A verify cap: cannot read what changed.
+    #[error(
+        "this is a verify cap ({kind}), which cannot read the content: add the read cap instead"
+    )]
+    VerifyOnly {
+        /// The cap's kind name.
+        kind: &'static str,
+    },
+    /// The label is unusable.
+    #[error("the label must be non-empty, at most {MAX_LABEL_CHARS} characters, without control characters")]
+    BadLabel,
+    /// The slot is already watched.
+    #[error("this cap is already watched as {label:?} (id {id})")]
+    AlreadyWatched {
+        /// The existing entry's id.
+        id: String,
+        /// Its label.
+        label: String,
+    },
+    /// No such entry.
+    #[error("no watched cap with id {0}")]
+    UnknownId(String),
+    /// The keyring holds something that is not this entry's cap any more.
+    #[error(
+        "the keyring entry {0} no longer holds the cap recorded for it (not a cap, or another \
+         slot); remove the entry and add the cap again"
+    )]
+    StoredCapMismatch(String),
+}
+
+/// What [`CapStore::add`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedCap {
+    /// The new entry's id.
+    pub id: String,
+    /// The slot's storage index (what to subscribe to).
+    pub storage_index: StorageIndex,
+}
+
+/// Watched caps over a config file and a secret store.
+#[derive(Debug, Clone)]
+pub struct CapStore {
+    config: ConfigFile,
+    secrets: Arc<dyn SecretStore>,
+}
+
+impl CapStore {
+    /// A store over the config file and secret store given.
+    pub fn new(config: ConfigFile, secrets: Arc<dyn SecretStore>) -> Self {
+        Self { config, secrets }
+    }
+
+    /// Starts watching `cap` under `label`. Stores the read-only form unless `keep_write`.
+    /// Refuses immutable caps (they never change), verify caps (they cannot read what changed)
+    /// and a slot already watched.
+    pub fn add(&self, cap: &Cap, label: &str, keep_write: bool) -> Result<AddedCap, CapStoreError> {
+        let kind_name = cap.kind().short_name();
+        if !cap.is_mutable() {
+            return Err(CapStoreError::Immutable { kind: kind_name });
+        }
+        if cap.role() == CapRole::Verify {
+            return Err(CapStoreError::VerifyOnly { kind: kind_name });
+        }
+        let storage_index = cap
+            .storage_index()
+            .ok_or(CapStoreError::Immutable { kind: kind_name })?;
+        let label = check_label(label)?;
+        let config = self.config.load()?;
+        if let Some(existing) = config
+            .caps
+            .iter()
+            .find(|c| c.storage_index == storage_index)
+        {
+            return Err(CapStoreError::AlreadyWatched {
+                id: existing.id.clone(),
+                label: existing.label.clone(),
+            });
+        }
+
+        let stored = if keep_write {
+            cap.clone()
+        } else {
+            cap.read_only()
+        };
+        let entry = CapEntry {
+            id: ids::new_id("cap-")?,
+            label,
+            kind: if cap.is_directory() {
+                CapKind::Directory
+            } else {
+                CapKind::File
+            },
+            storage_index,
+            writable: !stored.is_readonly(),
+            muted: false,
+            created: OffsetDateTime::now_utc(),
+        };
+        // Keyring first: a config entry must never point at a secret that was not stored.
+        self.secrets.put(&entry.id, &stored.to_string())?;
+        let saved = self.config.update(|c| {
+            c.caps.push(entry.clone());
+            Ok::<_, ConfigError>(())
+        });
+        if let Err(e) = saved {
+            let _ = self.secrets.delete(&entry.id);
+            return Err(e.into());
+        }
+        tracing::info!(id = %entry.id, si = %storage_index, "cap added");
+        Ok(AddedCap {
+            id: entry.id,
+            storage_index,
+        })
+    }
+
+    /// Every watched cap (without the caps).
+    pub fn list(&self) -> Result<Vec<CapEntry>, CapStoreError> {
+        Ok(self.config.load()?.caps)
+    }
+
+    /// One entry.
+    pub fn entry(&self, id: &str) -> Result<CapEntry, CapStoreError> {
+        self.config
+            .load()?
+            .cap(id)
+            .cloned()
+            .ok_or_else(|| CapStoreError::UnknownId(id.to_owned()))
+    }
+
+    /// The cap of entry `id`, from the keyring. Checked against the recorded storage index, so a
+    /// keyring entry changed behind our back is not silently used.
+    pub fn get_cap(&self, id: &str) -> Result<Cap, CapStoreError> {
+        let entry = self.entry(id)?;
+        let text = self.secrets.get(id)?;
+        match Cap::parse(&text) {
+            Ok(cap) if cap.storage_index() == Some(entry.storage_index) => Ok(cap),
+            _ => Err(CapStoreError::StoredCapMismatch(id.to_owned())),
+        }
+    }
+
+    /// Stops watching `id`: deletes the keyring entry, then the config entry.
+    pub fn remove(&self, id: &str) -> Result<CapEntry, CapStoreError> {
+        let entry = self.entry(id)?;
+        self.secrets.delete(id)?;
+        self.config.update(|c| {
+            c.caps.retain(|e| e.id != id);
+            Ok::<_, ConfigError>(())
+        })?;
+        tracing::info!(id, "cap removed");
+        Ok(entry)
+    }
+
+    /// Changes the label of `id`.
+    pub fn rename(&self, id: &str, label: &str) -> Result<(), CapStoreError> {
+        let label = check_label(label)?;
+        self.config.update(|c| {
+            let entry = c
+                .cap_mut(id)
+                .ok_or_else(|| CapStoreError::UnknownId(id.to_owned()))?;
+            entry.label = label;
+            Ok(())
+        })
+    }
+
+    /// Mutes or unmutes `id` (muted caps are recorded but not notified).
+    pub fn set_muted(&self, id: &str, muted: bool) -> Result<(), CapStoreError> {
+        self.config.update(|c| {
+            let entry = c
+                .cap_mut(id)
+                .ok_or_else(|| CapStoreError::UnknownId(id.to_owned()))?;
+            entry.muted = muted;
+            Ok(())
+        })
+    }
+}
+
+fn check_label(label: &str) -> Result<String, CapStoreError> {
+    let label = label.trim();
+    if label.is_empty()
+        || label.chars().count() > MAX_LABEL_CHARS
+        || label.chars().any(char::is_control)
+    {
+        return Err(CapStoreError::BadLabel);
+    }
+    Ok(label.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring_store::MemorySecretStore;
+
+    const DIR_RW: &str =
+        "URI:DIR2:rvbf3wlbpjwgh3wkcd7n2irdhi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a";
+    /// A file read-cap of another slot (from the shared Tahoe vectors).
+    const OTHER_FILE_RO: &str =
+        "URI:MDMF-RO:g3d7sj5am4tzhj4u5bapd5myv4:qfuxzuc3njmabcmkt7ezyvdvted42ovcfwgjklw4c7gi3tgz2hxa";
+    const CHK: &str = "URI:CHK:l7wkgxyt7oeazhkhpy6xamtkzi:rn3jbkxsf4rgmyhhbrzh2gbmw3nsr6mklpgvjunm35jkqb5t3kvq:2:3:123456";
+
+    fn setup() -> (tempfile::TempDir, CapStore, Arc<MemorySecretStore>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let secrets = Arc::new(MemorySecretStore::default());
+        let store = CapStore::new(
+            ConfigFile::new(tmp.path().join("config.json")),
+            secrets.clone(),
+        );
+        (tmp, store, secrets)
+    }
+
+    fn dir_cap() -> Cap {
+        DIR_RW.parse().unwrap()
+    }
+
+    #[test]
+    fn add_stores_read_only_form_in_keyring_only() {
+        let (tmp, store, secrets) = setup();
+        let cap = dir_cap();
+        let added = store.add(&cap, "  Team Docs ", false).unwrap();
+        assert_eq!(Some(added.storage_index), cap.storage_index());
+        assert!(added.id.starts_with("cap-"));
+
+        let stored = store.get_cap(&added.id).unwrap();
+        assert_eq!(stored, cap.read_only());
+        assert_eq!(
+            secrets.all(),
+            vec![(added.id.clone(), cap.read_only().to_string())]
+        );
+
+        let entries = store.list().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].label, "Team Docs");
+        assert_eq!(entries[0].kind, CapKind::Directory);
+        assert!(!entries[0].writable);
+        assert!(!entries[0].muted);
+
+        // The config file holds neither form of the cap, nor its keys.
+        let text = std::fs::read_to_string(tmp.path().join("config.json")).unwrap();
+        assert!(!text.contains("URI:"), "{text}");
+        assert!(!text.contains("rvbf3wlbpjwgh3wkcd7n2irdhi"));
+        assert!(!text.contains("s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a"));
+        let ro = cap.read_only().to_string();
+        assert!(!text.contains(&ro["URI:DIR2-RO:".len()..]));
+        assert!(text.contains(&added.storage_index.to_base32()));
+    }
+
+    #[test]
+    fn keep_write_stores_the_write_cap() {
+        let (_tmp, store, _secrets) = setup();
+        let added = store.add(&dir_cap(), "RW", true).unwrap();
+        assert_eq!(store.get_cap(&added.id).unwrap(), dir_cap());
+        assert!(store.entry(&added.id).unwrap().writable);
+    }
+
+    #[test]
+    fn refuses_immutable_verify_duplicate_and_bad_labels() {
+        let (_tmp, store, secrets) = setup();
+        let chk: Cap = CHK.parse().unwrap();
+        let err = store.add(&chk, "x", false).unwrap_err();
+        assert!(matches!(err, CapStoreError::Immutable { .. }), "{err}");
+        assert!(err.to_string().contains("never change"));
+        let verify = dir_cap().verify_cap().unwrap();
+        assert!(matches!(
+            store.add(&verify, "x", false).unwrap_err(),
+            CapStoreError::VerifyOnly { .. }
+        ));
+        for bad in ["", "   ", "a\nb", &"x".repeat(101)] {
+            assert!(matches!(
+                store.add(&dir_cap(), bad, false).unwrap_err(),
+                CapStoreError::BadLabel
+            ));
+        }
+        let first = store.add(&dir_cap(), "One", false).unwrap();
+        // The read-only form of the same slot is the same watch.
+        let err = store.add(&dir_cap().read_only(), "Two", false).unwrap_err();
+        match err {
+            CapStoreError::AlreadyWatched { id, label } => {
+                assert_eq!(id, first.id);
+                assert_eq!(label, "One");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(secrets.all().len(), 1);
+    }
+
+    #[test]
+    fn file_caps_are_files() {
+        let (_tmp, store, _secrets) = setup();
+        let cap: Cap = OTHER_FILE_RO.parse().unwrap();
+        let added = store.add(&cap, "Notes", true).unwrap();
+        let entry = store.entry(&added.id).unwrap();
+        assert_eq!(entry.kind, CapKind::File);
+        // keep_write on a read cap keeps what there is: a read cap.
+        assert!(!entry.writable);
+        assert_eq!(store.get_cap(&added.id).unwrap(), cap);
+    }
+
+    #[test]
+    fn rename_mute_remove() {
+        let (_tmp, store, secrets) = setup();
+        let added = store.add(&dir_cap(), "Docs", false).unwrap();
+        store.rename(&added.id, "Team Docs").unwrap();
+        store.set_muted(&added.id, true).unwrap();
+        let e = store.entry(&added.id).unwrap();
+        assert_eq!(e.label, "Team Docs");
+        assert!(e.muted);
+        assert!(matches!(
+            store.rename("cap-nope", "x"),
+            Err(CapStoreError::UnknownId(_))
+        ));
+        let removed = store.remove(&added.id).unwrap();
+        assert_eq!(removed.id, added.id);
+        assert!(store.list().unwrap().is_empty());
+        assert!(secrets.all().is_empty());
+        assert!(matches!(
+            store.get_cap(&added.id),
+            Err(CapStoreError::UnknownId(_))
+        ));
+    }
+
+    #[test]
+    fn keyring_failure_leaves_no_config_entry() {
+        let (_tmp, store, secrets) = setup();
+        secrets
+            .fail_puts
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            store.add(&dir_cap(), "Docs", false),
+            Err(CapStoreError::Secret(_))
+        ));
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn tampered_keyring_entry_is_detected() {
+        let (_tmp, store, secrets) = setup();
+        let added = store.add(&dir_cap(), "Docs", false).unwrap();
+        secrets.put(&added.id, "garbage-secret").unwrap();
+        let err = store.get_cap(&added.id).unwrap_err();
+        assert!(matches!(err, CapStoreError::StoredCapMismatch(_)));
+        assert!(!err.to_string().contains("garbage-secret"));
+        // Another slot's valid cap is refused too.
+        secrets.put(&added.id, OTHER_FILE_RO).unwrap();
+        assert!(matches!(
+            store.get_cap(&added.id).unwrap_err(),
+            CapStoreError::StoredCapMismatch(_)
+        ));
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_the_cap() {
+        let (_tmp, store, _secrets) = setup();
+        let added = store.add(&dir_cap(), "Docs", false).unwrap();
+        let dup = store.add(&dir_cap(), "Docs", false).unwrap_err();
+        for text in [
+            format!("{dup} {dup:?}"),
+            format!("{store:?}"),
+            format!("{added:?}"),
+        ] {
+            assert!(!text.contains("rvbf3wlbpjwgh3wkcd7n2irdhi"), "{text}");
+            assert!(!text.contains("URI:"), "{text}");
+        }
+    }
+}
