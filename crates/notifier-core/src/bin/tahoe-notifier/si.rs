@@ -7,7 +7,7 @@ use std::io::{self, BufRead, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tahoe_caps::{Cap, CapKind};
+use tahoe_caps::Cap;
 
 /// A cap line longer than this is not a cap; refusing it keeps memory bounded on hostile input.
 const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -17,7 +17,9 @@ const KIND_COLUMN_WIDTH: usize = 18;
 /// Print the storage index of each cap on stdin, one cap per line.
 ///
 /// Text output: `<storage index>  <kind>  mutable|immutable  directory|file` (`-` as the
-/// storage index of literal caps, which have none). Blank lines are skipped. A bad line gets an
+/// storage index of literal caps, which have none), where the kind is the cap's prefix name as
+/// Tahoe writes it (`DIR2-RO`, `MDMF`, `CHK`, …) and "mutable" means the slot can change, which
+/// holds for mutable verify-caps too. Blank lines are skipped. A bad line gets an
 /// error on stderr naming its line number, never the cap; the exit code is then 1.
 #[derive(Debug, clap::Args)]
 pub struct SiArgs {
@@ -40,6 +42,8 @@ struct Summary {
     failed_lines: usize,
 }
 
+/// Runs the command on stdin and stdout. `Err` only when stdin or stdout fail; bad lines are
+/// reported on stderr and give exit code 1.
 pub fn run(args: &SiArgs) -> anyhow::Result<ExitCode> {
     let format = if args.json {
         OutputFormat::Json
@@ -140,7 +144,7 @@ fn text_line(cap: &Cap) -> String {
         .map_or_else(|| "-".to_owned(), |si| si.to_string());
     format!(
         "{storage_index:<26}  {:<KIND_COLUMN_WIDTH$}  {}  {}",
-        kind_name(cap.kind()),
+        cap.kind().short_name(),
         if cap.is_mutable() {
             "mutable"
         } else {
@@ -158,18 +162,13 @@ fn json_line(cap: &Cap, line_number: usize) -> String {
     serde_json::json!({
         "line": line_number,
         "storage_index": cap.storage_index().map(|si| si.to_string()),
-        "kind": kind_name(cap.kind()),
+        "kind": cap.kind().short_name(),
         "format": cap.format().as_str(),
         "mutable": cap.is_mutable(),
         "directory": cap.is_directory(),
         "role": cap.role().as_str(),
     })
     .to_string()
-}
-
-/// The name users know from Tahoe, e.g. `DIR2-RO`.
-fn kind_name(kind: CapKind) -> &'static str {
-    kind.short_name()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
