@@ -343,7 +343,7 @@ impl ClientMessage {
         {
             let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
             out.push_str(",\"options\":{\"maximum-delay\":");
-            out.push_str(&millis.to_string());
+            push_u64(&mut out, millis);
             out.push('}');
         }
         out.push('}');
@@ -542,7 +542,7 @@ impl ServerMessage {
                 out.push('"');
                 if let Some(seqnum) = update.seqnum {
                     out.push_str(",\"seqnum\":");
-                    out.push_str(&seqnum.to_string());
+                    push_u64(&mut out, seqnum);
                 }
                 out.push('}');
                 out
@@ -569,7 +569,7 @@ impl ServerMessage {
                         .map(|(si, n)| (si.to_base32(), *n))
                         .collect();
                     out.push_str(",\"seqnum\":");
-                    render_object(&mut out, &keyed, |out, n| out.push_str(&n.to_string()));
+                    render_object(&mut out, &keyed, |out, n| push_u64(out, *n));
                 }
                 out.push('}');
                 out
@@ -1130,13 +1130,19 @@ fn start_message(out: &mut String) {
     out.push_str("{\"");
     out.push_str(VERSION_FIELD);
     out.push_str("\":");
-    out.push_str(&PROTOCOL_VERSION.to_string());
+    push_u64(out, PROTOCOL_VERSION);
 }
 
 /// Appends `text` as a JSON string literal.
 fn push_json_string(out: &mut String, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
+    push_escaped(out, text);
+    out.push('"');
+}
+
+/// Appends `text` escaped for the inside of a JSON string literal.
+fn push_escaped(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut clean_from = 0;
     for (i, byte) in text.bytes().enumerate() {
         let escape: Option<&str> = match byte {
@@ -1162,7 +1168,13 @@ fn push_json_string(out: &mut String, text: &str) {
         }
     }
     out.push_str(&text[clean_from..]);
-    out.push('"');
+}
+
+/// Appends a number without an intermediate String.
+fn push_u64(out: &mut String, n: u64) {
+    use std::fmt::Write as _;
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{n}");
 }
 
 /// Renders `entries` as a JSON object, collapsing duplicate keys like [`collapse_duplicates`].
@@ -1217,14 +1229,16 @@ fn render_status(status: &Status) -> String {
     render_object(&mut out, &status.entries, |out, entry| match entry {
         SubscriptionStatus::Subscribed => out.push_str("true"),
         SubscriptionStatus::Refused { code, message } => {
-            push_json_string(out, &format!("{code}: {message}"));
+            out.push('"');
+            push_escaped(out, code.as_str());
+            out.push_str(": ");
+            push_escaped(out, message);
+            out.push('"');
         }
     });
     if !status.seqnums.is_empty() {
         out.push_str(",\"seqnum\":");
-        render_object(&mut out, &status.seqnums, |out, n| {
-            out.push_str(&n.to_string());
-        });
+        render_object(&mut out, &status.seqnums, |out, n| push_u64(out, *n));
     }
     out.push('}');
     out
