@@ -96,7 +96,7 @@ async fn start_tls_server(bind: &str) -> Option<TestServer> {
             let seen = seen.clone();
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(tcp).await {
-                    serve_websocket(tls, Swissnum::new(SECRET).unwrap(), seen).await;
+                    serve_websocket(tls, Swissnum::new(SECRET), seen).await;
                 }
             });
         }
@@ -113,7 +113,7 @@ fn nurl_for(server: &TestServer, secret: &str) -> Nurl {
         server.spki_hash,
         server.addr.ip().to_string(),
         server.addr.port(),
-        Swissnum::new(secret).unwrap(),
+        Swissnum::new(secret),
     )
 }
 
@@ -229,7 +229,7 @@ async fn refused_connection() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let nurl = Nurl::new([0; 32], "127.0.0.1", port, Swissnum::new(SECRET).unwrap());
+    let nurl = Nurl::new([0; 32], "127.0.0.1", port, Swissnum::new(SECRET));
     let error = client::connect(&nurl, PATH).await.unwrap_err();
     assert!(matches!(error, ConnectError::Connect { .. }), "{error:?}");
     assert!(error.to_string().contains("<redacted>"), "{error}");
@@ -246,12 +246,7 @@ async fn not_tls_at_all() {
             drop(tcp);
         }
     });
-    let nurl = Nurl::new(
-        [0; 32],
-        "127.0.0.1",
-        addr.port(),
-        Swissnum::new(SECRET).unwrap(),
-    );
+    let nurl = Nurl::new([0; 32], "127.0.0.1", addr.port(), Swissnum::new(SECRET));
     let error = client::connect(&nurl, PATH).await.unwrap_err();
     assert!(matches!(error, ConnectError::Tls { .. }), "{error:?}");
     assert_no_secret(&error);
@@ -265,20 +260,16 @@ async fn insecure_loopback_mode() {
     let seen2 = seen.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(serve_websocket(
-                tcp,
-                Swissnum::new(SECRET).unwrap(),
-                seen2.clone(),
-            ));
+            tokio::spawn(serve_websocket(tcp, Swissnum::new(SECRET), seen2.clone()));
         }
     });
-    let secret = Swissnum::new(SECRET).unwrap();
+    let secret = Swissnum::new(SECRET);
     let mut socket = client::connect_insecure_loopback(addr, &secret, PATH)
         .await
         .unwrap();
     echo_round_trip(&mut socket).await;
 
-    let wrong = Swissnum::new("nope").unwrap();
+    let wrong = Swissnum::new("nope");
     let error = client::connect_insecure_loopback(addr, &wrong, PATH)
         .await
         .unwrap_err();
