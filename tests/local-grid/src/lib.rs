@@ -28,7 +28,7 @@
 //! name the operation, the HTTP status and the answer body with anything cap-like redacted.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -374,8 +374,11 @@ fn find_tahoe() -> Result<PathBuf, GridError> {
 /// The Python that runs `tahoe` (from its `#!` line), which also runs the watchdogs; else
 /// `python3` beside it or on `PATH`.
 fn find_python(tahoe: &Path) -> PathBuf {
-    if let Ok(text) = std::fs::read(tahoe) {
-        let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut head = Vec::new();
+    // The `#!` line is all we need; TAHOE_BIN might be a big frozen binary.
+    let read = std::fs::File::open(tahoe).and_then(|f| f.take(256).read_to_end(&mut head));
+    if read.is_ok() {
+        let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
         if let Some(shebang) = std::str::from_utf8(first)
             .ok()
             .and_then(|l| l.strip_prefix("#!"))
@@ -388,8 +391,13 @@ fn find_python(tahoe: &Path) -> PathBuf {
                     interp
                 };
                 let path = PathBuf::from(interp);
-                // A bare name ("python3" after /usr/bin/env) is looked up on PATH at spawn.
-                if !path.is_absolute() || path.is_file() {
+                let is_python = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("python"));
+                // A bare name ("python3" after /usr/bin/env) is looked up on PATH at spawn. A
+                // TAHOE_BIN that is a shell wrapper tells us nothing about Python.
+                if is_python && (!path.is_absolute() || path.is_file()) {
                     return path;
                 }
             }
@@ -1019,6 +1027,7 @@ impl Starter {
             "tahoe create-introducer",
         )?;
         process::finish_quiet(child, "tahoe create-introducer")?;
+        tracing::debug!("introducer created");
 
         // 2. Create the other nodes while the introducer boots (each `create-*` costs about a
         //    second of CPU). They are created without `--introducer`, whose only effect is to
@@ -1075,9 +1084,11 @@ impl Starter {
         if let Some(e) = first_err {
             return Err(e);
         }
+        tracing::debug!("storage nodes and gateway created");
 
         let furl_path = introducer_dir.join("private").join("introducer.furl");
         let introducer_furl = self.wait_for_file(&furl_path, "introducer", &introducer_dir)?;
+        tracing::debug!("introducer running");
         let introducers_yaml = format!("introducers:\n  default:\n    furl: {introducer_furl}\n");
         for dir in storage_dirs.iter().chain(std::iter::once(&gateway_dir)) {
             let path = dir.join("private").join("introducers.yaml");
@@ -1105,6 +1116,7 @@ impl Starter {
         }
         let gateway_port = claim_port(&gateway_dir, PortKind::Web, gw_port)?;
         self.procs.gateway = Some(Supervised::start(&self.launcher, "gateway", &gateway_dir)?);
+        tracing::debug!("storage nodes and gateway started");
 
         Ok(Built {
             introducer_dir,
