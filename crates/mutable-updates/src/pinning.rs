@@ -56,7 +56,13 @@ pub enum TlsSetupError {
     /// A PEM text is malformed. (The details are ours, never the text: it may hold a key.)
     #[error("the PEM text is malformed: {0}")]
     Pem(&'static str),
-    /// rustls refused the certificate or key (e.g. the key does not belong to the certificate).
+    /// The certificate cannot be read.
+    #[error("the certificate cannot be read: {0}")]
+    Certificate(#[from] CertificateError),
+    /// The private key does not belong to the certificate.
+    #[error("the private key does not belong to the certificate")]
+    KeyMismatch,
+    /// rustls refused the certificate or key.
     #[error("TLS setup failed: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -277,11 +283,14 @@ impl ServerCertVerifier for PinnedSpkiVerifier {
 
     fn verify_tls12_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        // The client offers TLS 1.3 only (see `pinned_client_config`), so this is never reached.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
     }
 
     fn verify_tls13_signature(
@@ -290,7 +299,13 @@ impl ServerCertVerifier for PinnedSpkiVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        // Tahoe's node certificates are X.509 v1, which webpki refuses to parse as end-entity
+        // certificates; the signature is therefore checked against the pinned SPKI directly.
+        let spki = spki_der(cert).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        let spki = rustls::pki_types::SubjectPublicKeyInfoDer::from(spki);
+        crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -315,11 +330,13 @@ pub fn pinned_client_config(spki_hash: [u8; 32]) -> Arc<rustls::ClientConfig> {
         expected: spki_hash,
         algorithms: provider.signature_verification_algorithms,
     };
+    // TLS 1.3 only: its signatures can be checked against the raw SPKI (see the verifier), and
+    // every server we talk to is ours, built on rustls.
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        // Cannot fail: ring's default provider offers suites for both default versions.
-        // This is no outside input, so a failure would be a build defect, not a runtime case.
-        .expect("the ring provider supports the default TLS versions")
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        // Cannot fail: ring's default provider offers TLS 1.3 suites. This is no outside input,
+        // so a failure would be a build defect, not a runtime case.
+        .expect("the ring provider supports TLS 1.3")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
@@ -352,12 +369,39 @@ pub fn server_config_from_pem(
         Some(key) => key,
         None => read_key(cert_pem)?.ok_or(TlsSetupError::NoPrivateKey)?,
     };
-    let config = rustls::ServerConfig::builder_with_provider(provider())
+    let provider = provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(TlsSetupError::Rustls)?;
+    // rustls's own `with_single_cert` parses the certificate with webpki, which refuses the
+    // X.509 v1 certificates Tahoe nodes use; compare the key with the certificate's SPKI here.
+    let certificate_spki = spki_der(&certificates[0])?;
+    let key_matches = signing_key
+        .public_key()
+        .is_some_and(|public| public.as_ref() == certificate_spki);
+    if !key_matches {
+        return Err(TlsSetupError::KeyMismatch);
+    }
+    let certified = Arc::new(rustls::sign::CertifiedKey::new(certificates, signing_key));
+    let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        // Checks that the key belongs to the first certificate.
-        .with_single_cert(certificates, key)?;
+        .with_cert_resolver(Arc::new(FixedCertificate(certified)));
     Ok(Arc::new(config))
+}
+
+/// Presents the same certificate to every client, whatever name it asks for.
+#[derive(Debug)]
+struct FixedCertificate(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for FixedCertificate {
+    fn resolve(
+        &self,
+        _client_hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
 }
 
 /// A server config from one PEM text holding certificate and key, such as `node.pem`.
@@ -561,7 +605,7 @@ mod tests {
             other.key_pair.serialize_pem().as_bytes(),
         )
         .unwrap_err();
-        assert!(matches!(err, TlsSetupError::Rustls(_)), "{err}");
+        assert!(matches!(err, TlsSetupError::KeyMismatch), "{err}");
         let broken = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
         assert!(matches!(
             spki_hash_of_pem(broken.as_bytes()),

@@ -872,6 +872,30 @@ impl Grid {
         self.call_for_cap("create mutable file", "PUT", &path, Some(contents))
     }
 
+    /// Creates a mutable file signed with a key the caller chose (PKCS#8 DER RSA key), as
+    /// `tahoe put --mutable --private-key-path` does; returns its write cap. Knowing the key
+    /// lets a test derive the slot's storage index before the slot exists.
+    pub fn create_mutable_file_with_key(
+        &self,
+        format: Format,
+        private_key_der: &[u8],
+        contents: &[u8],
+    ) -> Result<String, GridError> {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::URL_SAFE.encode(private_key_der);
+        let path = format!(
+            "/uri?format={}&private-key={}",
+            format.as_query(),
+            http::encode_segment(&key, false)
+        );
+        self.call_for_cap(
+            "create mutable file with a chosen key",
+            "PUT",
+            &path,
+            Some(contents),
+        )
+    }
+
     /// Uploads an immutable file; returns its cap (`URI:CHK:…`, or `URI:LIT:…` when tiny).
     pub fn create_immutable_file(&self, contents: &[u8]) -> Result<String, GridError> {
         self.call_for_cap("create immutable file", "PUT", "/uri", Some(contents))

@@ -1,0 +1,438 @@
+//! One subscriber's WebSocket session after the upgrade: its messages, its updates, its limits.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use mutable_updates::message::{
+    BatchedUpdates, ClientMessage, ErrorCode, ProtocolError, RequestedIndex, ServerMessage, Status,
+    SubscriptionStatus,
+};
+use tahoe_caps::StorageIndex;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::hub::{Delivery, Hub, Registration};
+use crate::limits::{Limits, RateMeter};
+use crate::metrics::Metrics;
+use crate::slots::{SlotDirectory, SlotState};
+
+/// What every connection shares.
+pub(crate) struct SessionContext {
+    pub hub: Arc<Hub>,
+    pub slots: Arc<dyn SlotDirectory>,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why the session ended, for the log and the close frame.
+#[derive(Debug)]
+enum Ending {
+    /// The client closed or vanished; nothing more to send.
+    ClientGone,
+    /// We close with this code and reason.
+    Close(CloseCode, &'static str),
+    /// The socket cannot be written any more (stalled or broken): drop it without a close frame.
+    Abandon(&'static str),
+}
+
+/// Updates held back for a client that asked for batching.
+struct Batch {
+    delay: Duration,
+    pending: Vec<(StorageIndex, u64)>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Batch {
+    fn add(&mut self, storage_index: StorageIndex, seqnum: u64) {
+        match self.pending.iter_mut().find(|(si, _)| *si == storage_index) {
+            Some(entry) => entry.1 = entry.1.max(seqnum),
+            None => self.pending.push((storage_index, seqnum)),
+        }
+        if self.deadline.is_none() {
+            self.deadline = Some(tokio::time::Instant::now() + self.delay);
+        }
+    }
+
+    fn take_message(&mut self) -> Option<Message> {
+        self.deadline = None;
+        if self.pending.is_empty() {
+            return None;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let message = ServerMessage::Updates(BatchedUpdates {
+            storage_indexes: pending.iter().map(|(si, _)| *si).collect(),
+            seqnums: pending,
+        });
+        Some(Message::Text(message.to_json().into()))
+    }
+}
+
+/// Runs one session until the client leaves, breaks a limit, or the server shuts down.
+pub(crate) async fn run_session<S>(
+    socket: WebSocketStream<S>,
+    context: Arc<SessionContext>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut sink, mut stream) = socket.split();
+    let mut registration = context.hub.register(context.limits.max_queued_updates);
+    let overflow = registration.overflow();
+    let mut rate = RateMeter::new(&context.limits);
+    let mut batch: Option<Batch> = None;
+    let mut pings = tokio::time::interval_at(
+        tokio::time::Instant::now() + context.limits.ping_interval,
+        context.limits.ping_interval,
+    );
+    let mut unanswered_pings = 0u32;
+    let send_timeout = context.limits.ping_interval;
+
+    let ending = loop {
+        let batch_deadline = batch.as_ref().and_then(|b| b.deadline);
+        let outgoing: Vec<Message> = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break Ending::Close(CloseCode::Away, "server shutting down"),
+            () = overflow.raised() => {
+                break Ending::Close(CloseCode::Policy, "too many updates queued: reconnect and catch up through seqnum")
+            }
+            incoming = stream.next() => match incoming {
+                None | Some(Ok(Message::Close(_))) => break Ending::ClientGone,
+                Some(Err(error)) => break ending_for_read_error(&error),
+                Some(Ok(Message::Text(text))) => {
+                    if !rate.admit(Instant::now()) {
+                        context.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        break Ending::Close(CloseCode::Policy, "more than the allowed messages per second");
+                    }
+                    vec![handle_text(text.as_str(), &mut registration, &mut batch, &context)]
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    if !rate.admit(Instant::now()) {
+                        context.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        break Ending::Close(CloseCode::Policy, "more than the allowed messages per second");
+                    }
+                    context.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    vec![error_message(ErrorCode::MalformedMessage, "messages are JSON in text frames; binary frames are not part of the protocol")]
+                }
+                Some(Ok(Message::Pong(_))) => {
+                    unanswered_pings = 0;
+                    Vec::new()
+                }
+                // tungstenite answers pings itself; the reply goes out with the next write.
+                Some(Ok(Message::Ping(_) | Message::Frame(_))) => Vec::new(),
+            },
+            delivery = registration.next_delivery() => match delivery {
+                None => break Ending::Close(CloseCode::Away, "server shutting down"),
+                Some(first) => deliveries_to_messages(first, &mut registration, &mut batch, &context.metrics),
+            },
+            () = sleep_until_or_forever(batch_deadline) => {
+                batch.as_mut().and_then(Batch::take_message).into_iter().collect()
+            }
+            _ = pings.tick() => {
+                if unanswered_pings >= 2 {
+                    break Ending::Close(CloseCode::Policy, "no answer to two pings");
+                }
+                unanswered_pings += 1;
+                vec![Message::Ping(Default::default())]
+            }
+        };
+        if outgoing.is_empty() {
+            // A queued automatic pong still needs a flush.
+            if let Err(ending) = flush_or_abandon(&mut sink, send_timeout, &overflow).await {
+                break ending;
+            }
+            continue;
+        }
+        if let Err(ending) = send_all(&mut sink, outgoing, send_timeout, &overflow).await {
+            break ending;
+        }
+    };
+
+    match ending {
+        Ending::ClientGone => tracing::debug!(connection = registration.id(), "client closed"),
+        Ending::Abandon(reason) => {
+            tracing::info!(
+                connection = registration.id(),
+                reason,
+                "dropping connection"
+            );
+        }
+        Ending::Close(code, reason) => {
+            tracing::info!(
+                connection = registration.id(),
+                code = u16::from(code),
+                reason,
+                "closing connection"
+            );
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            // Best effort: a peer that does not read gets no more of our time.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                sink.send(Message::Close(Some(frame))),
+            )
+            .await;
+        }
+    }
+}
+
+/// Turns one delivery, plus any others already queued, into messages to send now.
+fn deliveries_to_messages(
+    first: Delivery,
+    registration: &mut Registration,
+    batch: &mut Option<Batch>,
+    metrics: &Metrics,
+) -> Vec<Message> {
+    let mut messages = Vec::new();
+    let mut next = Some(first);
+    // Draining what is already queued lets one flush carry many updates.
+    while let Some(delivery) = next {
+        match batch {
+            Some(batch) => batch.add(delivery.change.storage_index, delivery.change.seqnum),
+            None => {
+                metrics.updates_sent.fetch_add(1, Ordering::Relaxed);
+                messages.push(Message::Text(delivery.frame));
+            }
+        }
+        if messages.len() >= 64 {
+            break;
+        }
+        next = registration.try_next_delivery();
+    }
+    messages
+}
+
+async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send_all<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    messages: Vec<Message>,
+    timeout: Duration,
+    overflow: &crate::hub::OverflowSignal,
+) -> Result<(), Ending>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    for message in messages {
+        let fed = tokio::select! {
+            fed = tokio::time::timeout(timeout, sink.feed(message)) => fed,
+            () = overflow.raised() => return Err(Ending::Abandon("outgoing queue overflowed while the socket was stalled")),
+        };
+        match fed {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Ending::ClientGone),
+            Err(_) => {
+                return Err(Ending::Abandon(
+                    "socket not writable for a whole ping interval",
+                ))
+            }
+        }
+    }
+    flush_or_abandon(sink, timeout, overflow).await
+}
+
+async fn flush_or_abandon<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    timeout: Duration,
+    overflow: &crate::hub::OverflowSignal,
+) -> Result<(), Ending>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let flushed = tokio::select! {
+        flushed = tokio::time::timeout(timeout, sink.flush()) => flushed,
+        () = overflow.raised() => return Err(Ending::Abandon("outgoing queue overflowed while the socket was stalled")),
+    };
+    match flushed {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::ClientGone),
+        Err(_) => Err(Ending::Abandon(
+            "socket not writable for a whole ping interval",
+        )),
+    }
+}
+
+fn ending_for_read_error(error: &WsError) -> Ending {
+    match error {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Ending::Close(CloseCode::Size, "message larger than the server accepts")
+        }
+        WsError::Capacity(_) => {
+            Ending::Close(CloseCode::Size, "frame larger than the server accepts")
+        }
+        WsError::Utf8(_) => Ending::Close(CloseCode::Invalid, "text frame is not valid UTF-8"),
+        WsError::Protocol(_) => Ending::Close(CloseCode::Protocol, "WebSocket protocol violation"),
+        _ => Ending::ClientGone,
+    }
+}
+
+fn error_message(code: ErrorCode, message: &str) -> Message {
+    let reply = ServerMessage::Error(ProtocolError {
+        code,
+        message: message.to_owned(),
+    });
+    Message::Text(reply.to_json().into())
+}
+
+/// Answers one text message: a `status` for (un)subscribe, an `error` for anything else.
+fn handle_text(
+    text: &str,
+    registration: &mut Registration,
+    batch: &mut Option<Batch>,
+    context: &SessionContext,
+) -> Message {
+    let message = match ClientMessage::parse(text) {
+        Ok(message) => message,
+        Err(error) => {
+            context
+                .metrics
+                .protocol_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Message::Text(
+                ServerMessage::Error(error.to_protocol_error())
+                    .to_json()
+                    .into(),
+            );
+        }
+    };
+    let status = match message {
+        ClientMessage::Subscribe(subscribe) => {
+            if let Some(delay) = subscribe.maximum_delay {
+                let delay = delay.min(context.limits.max_batch_delay);
+                match batch {
+                    Some(batch) => batch.delay = delay,
+                    None => {
+                        *batch = Some(Batch {
+                            delay,
+                            pending: Vec::new(),
+                            deadline: None,
+                        });
+                    }
+                }
+            }
+            subscribe_status(&subscribe.storage_indexes, registration, context)
+        }
+        ClientMessage::Unsubscribe(unsubscribe) => {
+            let mut seen = HashSet::new();
+            let mut entries = Vec::new();
+            let mut parsed = Vec::new();
+            for requested in &unsubscribe.storage_indexes {
+                if !seen.insert(requested.raw.as_str()) {
+                    continue;
+                }
+                match &requested.parsed {
+                    Ok(si) => {
+                        parsed.push(*si);
+                        entries.push((requested.raw.clone(), SubscriptionStatus::Subscribed));
+                    }
+                    Err(error) => entries.push((
+                        requested.raw.clone(),
+                        refused(ErrorCode::MalformedStorageIndex, error.to_string()),
+                    )),
+                }
+            }
+            registration.unsubscribe_all(&parsed);
+            Status {
+                entries,
+                seqnums: Vec::new(),
+            }
+        }
+    };
+    Message::Text(ServerMessage::Status(status).to_json().into())
+}
+
+fn refused(code: ErrorCode, message: String) -> SubscriptionStatus {
+    SubscriptionStatus::Refused { code, message }
+}
+
+/// Subscribes to every mutable slot this server holds and says why the others were refused.
+fn subscribe_status(
+    requested: &[RequestedIndex],
+    registration: &mut Registration,
+    context: &SessionContext,
+) -> Status {
+    let mut seen = HashSet::with_capacity(requested.len());
+    let mut entries = Vec::with_capacity(requested.len());
+    let mut accepted: Vec<(usize, StorageIndex)> = Vec::new();
+    let mut room = context
+        .limits
+        .max_subscriptions
+        .saturating_sub(registration.subscription_count());
+    for item in requested {
+        if !seen.insert(item.raw.as_str()) {
+            continue;
+        }
+        let si = match &item.parsed {
+            Ok(si) => *si,
+            Err(error) => {
+                entries.push((
+                    item.raw.clone(),
+                    refused(ErrorCode::MalformedStorageIndex, error.to_string()),
+                ));
+                continue;
+            }
+        };
+        let status = match context.slots.state(&si) {
+            SlotState::Absent => refused(
+                ErrorCode::NotFound,
+                "this server holds no share of that slot".to_owned(),
+            ),
+            SlotState::Immutable => refused(
+                ErrorCode::NotMutable,
+                "this server holds immutable shares under that storage index; they never change"
+                    .to_owned(),
+            ),
+            SlotState::Mutable { .. } if registration.is_subscribed(&si) => {
+                SubscriptionStatus::Subscribed
+            }
+            SlotState::Mutable { .. } if room == 0 => refused(
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "this connection already holds {} subscriptions, the most this server allows",
+                    context.limits.max_subscriptions
+                ),
+            ),
+            SlotState::Mutable { .. } => {
+                room -= 1;
+                SubscriptionStatus::Subscribed
+            }
+        };
+        if matches!(status, SubscriptionStatus::Subscribed) {
+            accepted.push((entries.len(), si));
+        }
+        entries.push((item.raw.clone(), status));
+    }
+    let storage_indexes: Vec<StorageIndex> = accepted.iter().map(|(_, si)| *si).collect();
+    registration.subscribe_all(&storage_indexes);
+    // Read the seqnum only after subscribing: a publish in between is then either in this
+    // status or in an update that follows it, never in neither.
+    let mut seqnums = Vec::with_capacity(accepted.len());
+    for (position, si) in accepted {
+        match context.slots.state(&si) {
+            SlotState::Mutable { seqnum } => seqnums.push((entries[position].0.clone(), seqnum)),
+            _ => {
+                // Deleted between the two reads: report what is true now.
+                registration.unsubscribe_all(&[si]);
+                entries[position].1 = refused(
+                    ErrorCode::NotFound,
+                    "this server holds no share of that slot".to_owned(),
+                );
+            }
+        }
+    }
+    Status { entries, seqnums }
+}

@@ -1,0 +1,347 @@
+//! Fan-out: which connection holds which storage index, and delivery of one change to them.
+//!
+//! The index is keyed by storage index, so a change costs O(subscribers of that SI), not
+//! O(connections). Delivery never waits: each connection has a bounded queue, and a connection
+//! whose queue is full is told to close (the spec's slow-reader rule) instead of letting memory
+//! grow. No lock here is ever held across an `.await`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use mutable_updates::message::{ServerMessage, Update};
+use tahoe_caps::StorageIndex;
+use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::metrics::Metrics;
+use crate::slots::SlotChange;
+
+/// Identifies one WebSocket connection inside the hub.
+pub type ConnectionId = u64;
+
+/// One change on its way to one connection.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The slot that changed and its new seqnum.
+    pub change: SlotChange,
+    /// The `update` message already rendered, shared by every receiver of this change.
+    pub frame: Utf8Bytes,
+}
+
+/// Raised when a connection must close because its queue overflowed.
+#[derive(Debug, Default)]
+pub struct OverflowSignal {
+    raised: AtomicBool,
+    notify: Notify,
+}
+
+impl OverflowSignal {
+    fn raise(&self) {
+        if !self.raised.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Whether the queue has overflowed.
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the queue has overflowed.
+    pub async fn raised(&self) {
+        while !self.is_raised() {
+            self.notify.notified().await;
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Subscriber {
+    queue: mpsc::Sender<Delivery>,
+    overflow: Arc<OverflowSignal>,
+}
+
+/// The SI → subscribers index shared by all connections.
+#[derive(Debug)]
+pub struct Hub {
+    by_storage_index: RwLock<HashMap<StorageIndex, HashMap<ConnectionId, Subscriber>>>,
+    next_connection: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    /// An empty hub reporting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            by_storage_index: RwLock::new(HashMap::new()),
+            next_connection: AtomicU64::new(1),
+            metrics,
+        }
+    }
+
+    /// Registers a connection with an outgoing queue of `queue_capacity` deliveries.
+    pub fn register(self: &Arc<Self>, queue_capacity: usize) -> Registration {
+        let (queue, receiver) = mpsc::channel(queue_capacity.max(1));
+        Registration {
+            id: self.next_connection.fetch_add(1, Ordering::Relaxed),
+            hub: Arc::clone(self),
+            subscriber: Subscriber {
+                queue,
+                overflow: Arc::new(OverflowSignal::default()),
+            },
+            receiver,
+            subscribed: HashSet::new(),
+        }
+    }
+
+    /// Delivers one change to every connection subscribed to its SI; returns how many got it.
+    pub fn publish(&self, change: SlotChange) -> usize {
+        let frame = Utf8Bytes::from(
+            ServerMessage::Update(Update {
+                storage_index: change.storage_index,
+                seqnum: Some(change.seqnum),
+            })
+            .to_json(),
+        );
+        let subscribers = self.read();
+        let Some(connections) = subscribers.get(&change.storage_index) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for subscriber in connections.values() {
+            let delivery = Delivery {
+                change,
+                frame: frame.clone(),
+            };
+            match subscriber.queue.try_send(delivery) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if !subscriber.overflow.is_raised() {
+                        self.metrics.queue_overflows.fetch_add(1, Ordering::Relaxed);
+                    }
+                    subscriber.overflow.raise();
+                }
+                // The connection is closing; its registration removes it shortly.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        delivered
+    }
+
+    /// Number of distinct storage indexes with at least one subscriber.
+    pub fn watched_storage_indexes(&self) -> usize {
+        self.read().len()
+    }
+
+    fn read(
+        &self,
+    ) -> RwLockReadGuard<'_, HashMap<StorageIndex, HashMap<ConnectionId, Subscriber>>> {
+        // A panic while holding the lock cannot leave the map half-updated (every update is a
+        // single insert or remove), so a poisoned lock is still safe to use.
+        self.by_storage_index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(
+        &self,
+    ) -> RwLockWriteGuard<'_, HashMap<StorageIndex, HashMap<ConnectionId, Subscriber>>> {
+        self.by_storage_index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A connection's place in the hub: its queue, its subscriptions, and its overflow signal.
+/// Dropping it removes every subscription of the connection.
+#[derive(Debug)]
+pub struct Registration {
+    id: ConnectionId,
+    hub: Arc<Hub>,
+    subscriber: Subscriber,
+    receiver: mpsc::Receiver<Delivery>,
+    subscribed: HashSet<StorageIndex>,
+}
+
+impl Registration {
+    /// This connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// Number of storage indexes this connection holds.
+    pub fn subscription_count(&self) -> usize {
+        self.subscribed.len()
+    }
+
+    /// Whether this connection already holds `storage_index`.
+    pub fn is_subscribed(&self, storage_index: &StorageIndex) -> bool {
+        self.subscribed.contains(storage_index)
+    }
+
+    /// Adds subscriptions (idempotent) under one lock acquisition.
+    pub fn subscribe_all(&mut self, storage_indexes: &[StorageIndex]) {
+        let fresh: Vec<StorageIndex> = storage_indexes
+            .iter()
+            .copied()
+            .filter(|si| self.subscribed.insert(*si))
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        let mut index = self.hub.write();
+        for si in &fresh {
+            index
+                .entry(*si)
+                .or_default()
+                .insert(self.id, self.subscriber.clone());
+        }
+        drop(index);
+        self.hub
+            .metrics
+            .subscriptions
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Removes subscriptions; SIs it does not hold are ignored.
+    pub fn unsubscribe_all(&mut self, storage_indexes: &[StorageIndex]) {
+        let held: Vec<StorageIndex> = storage_indexes
+            .iter()
+            .copied()
+            .filter(|si| self.subscribed.remove(si))
+            .collect();
+        self.remove_from_index(&held);
+    }
+
+    /// The next change for this connection, or `None` once the hub is gone.
+    pub async fn next_delivery(&mut self) -> Option<Delivery> {
+        self.receiver.recv().await
+    }
+
+    /// A change already queued, without waiting.
+    pub fn try_next_delivery(&mut self) -> Option<Delivery> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// Resolves once this connection's queue has overflowed.
+    pub fn overflow(&self) -> Arc<OverflowSignal> {
+        Arc::clone(&self.subscriber.overflow)
+    }
+
+    fn remove_from_index(&self, storage_indexes: &[StorageIndex]) {
+        if storage_indexes.is_empty() {
+            return;
+        }
+        let mut index = self.hub.write();
+        for si in storage_indexes {
+            if let Some(connections) = index.get_mut(si) {
+                connections.remove(&self.id);
+                if connections.is_empty() {
+                    index.remove(si);
+                }
+            }
+        }
+        drop(index);
+        self.hub
+            .metrics
+            .subscriptions
+            .fetch_sub(storage_indexes.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let held: Vec<StorageIndex> = self.subscribed.drain().collect();
+        self.remove_from_index(&held);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn si(n: u8) -> StorageIndex {
+        StorageIndex::from_bytes([n; 16])
+    }
+
+    fn hub() -> Arc<Hub> {
+        Arc::new(Hub::new(Arc::new(Metrics::default())))
+    }
+
+    #[tokio::test]
+    async fn delivers_only_to_subscribers_of_that_index() {
+        let hub = hub();
+        let mut a = hub.register(8);
+        let mut b = hub.register(8);
+        a.subscribe_all(&[si(1), si(2)]);
+        b.subscribe_all(&[si(2)]);
+        let delivered = hub.publish(SlotChange {
+            storage_index: si(1),
+            seqnum: 5,
+        });
+        assert_eq!(delivered, 1);
+        let got = a.next_delivery().await.unwrap();
+        assert_eq!(got.change.seqnum, 5);
+        assert!(got.frame.as_str().contains("\"seqnum\":5"));
+        assert!(b.try_next_delivery().is_none());
+    }
+
+    #[test]
+    fn subscribing_twice_does_not_double_updates() {
+        let hub = hub();
+        let mut a = hub.register(8);
+        a.subscribe_all(&[si(1)]);
+        a.subscribe_all(&[si(1), si(1)]);
+        assert_eq!(a.subscription_count(), 1);
+        assert_eq!(
+            hub.publish(SlotChange {
+                storage_index: si(1),
+                seqnum: 2
+            }),
+            1
+        );
+        assert_eq!(hub.metrics.subscriptions.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn dropping_a_registration_removes_its_subscriptions() {
+        let hub = hub();
+        let mut a = hub.register(8);
+        a.subscribe_all(&[si(1), si(2)]);
+        assert_eq!(hub.watched_storage_indexes(), 2);
+        drop(a);
+        assert_eq!(hub.watched_storage_indexes(), 0);
+        assert_eq!(hub.metrics.subscriptions.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_full_queue_raises_overflow_once() {
+        let hub = hub();
+        let mut a = hub.register(2);
+        a.subscribe_all(&[si(1)]);
+        for seqnum in 1..=5 {
+            hub.publish(SlotChange {
+                storage_index: si(1),
+                seqnum,
+            });
+        }
+        assert!(a.overflow().is_raised());
+        assert_eq!(hub.metrics.queue_overflows.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn unsubscribe_stops_delivery() {
+        let hub = hub();
+        let mut a = hub.register(8);
+        a.subscribe_all(&[si(1)]);
+        a.unsubscribe_all(&[si(1), si(9)]);
+        assert_eq!(
+            hub.publish(SlotChange {
+                storage_index: si(1),
+                seqnum: 3
+            }),
+            0
+        );
+    }
+}

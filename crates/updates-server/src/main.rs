@@ -1,0 +1,288 @@
+//! `tahoe-updates-server`: serves `/v1/mutable_updates` beside a Tahoe-LAFS storage node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+use mutable_updates::nurl::Nurl;
+use mutable_updates::pinning::{server_config_from_pem, spki_hash_of_pem};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use updates_server::endpoint::UpdatesEndpoint;
+use updates_server::limits::Limits;
+use updates_server::metrics::{is_loopback, serve_metrics, MetricsSource};
+use updates_server::node::IdentitySources;
+use updates_server::watcher::{ShareWatcher, WatcherOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Push notifications of mutable-slot changes beside a Tahoe-LAFS storage node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Watch the node's shares and serve /v1/mutable_updates until SIGTERM or Ctrl-C.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The Tahoe storage node's directory: its private/node.pem, private/storage.furl and storage/ are used.
+    #[arg(long, value_name = "DIR")]
+    node_dir: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:3457 or 127.0.0.1:3457.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// Host name or address clients reach us at (goes into the NURL); defaults to the listen address.
+    #[arg(long, value_name = "HOST")]
+    public_host: Option<String>,
+    /// PEM certificate instead of the node's private/node.pem.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key, when it is not in the certificate file.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// A file holding the swissnum, instead of the one in the node's private/storage.furl.
+    #[arg(long, value_name = "FILE")]
+    swissnum_file: Option<PathBuf>,
+    /// The storage directory (holding shares/) instead of the node's storage/.
+    #[arg(long, value_name = "DIR")]
+    storage_dir: Option<PathBuf>,
+    /// Serve plain ws:// without TLS: development only, and only on a loopback address.
+    #[arg(long)]
+    insecure_loopback: bool,
+    /// Where to write our NURL (it holds the swissnum, so the file is made readable by us only).
+    /// Default: <node-dir>/private/updates-server.nurl.
+    #[arg(long, value_name = "FILE")]
+    nurl_file: Option<PathBuf>,
+    /// Also print the full NURL on standard output (it contains the secret swissnum).
+    #[arg(long)]
+    print_nurl: bool,
+    /// Address of the Prometheus metrics page.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+    metrics_listen: SocketAddr,
+    /// Allow the metrics page on a non-loopback address.
+    #[arg(long)]
+    metrics_public: bool,
+    /// Most subscriptions one connection may hold.
+    #[arg(long, default_value_t = 10_000)]
+    max_subscriptions: usize,
+    /// Outgoing queue length at which a client that does not read is disconnected.
+    #[arg(long, default_value_t = 1_000)]
+    max_queued_updates: usize,
+    /// Seconds between pings (two unanswered pings close a connection).
+    #[arg(long, default_value_t = 30)]
+    ping_interval: u64,
+    /// Seconds between rescans of directories that could not be watched (inotify limit reached).
+    #[arg(long, default_value_t = 2)]
+    rescan_interval: u64,
+    /// Shut down when standard input reaches end of file: for a supervisor that holds a pipe to
+    /// us, so that we never outlive it, however it ends.
+    #[arg(long)]
+    exit_when_stdin_closes: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.insecure_loopback && !args.listen.ip().is_loopback() {
+        bail!(
+            "--insecure-loopback serves without TLS and is allowed only on 127.0.0.0/8 or ::1, not {}",
+            args.listen.ip()
+        );
+    }
+    if !args.metrics_public && !is_loopback(&args.metrics_listen) {
+        bail!(
+            "the metrics page would listen on {}, which is not loopback: add --metrics-public if you mean it",
+            args.metrics_listen
+        );
+    }
+    let sources = IdentitySources {
+        node_dir: args.node_dir.clone(),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        swissnum_file: args.swissnum_file.clone(),
+        storage_dir: args.storage_dir.clone(),
+    };
+    let identity = sources.load()?;
+    let (tls, spki_hash) = if args.insecure_loopback {
+        tracing::warn!(
+            "serving plain ws:// without TLS (--insecure-loopback): for development only"
+        );
+        (None, None)
+    } else {
+        let config = server_config_from_pem(&identity.cert_pem, &identity.key_pem)
+            .context("cannot use the TLS certificate and key")?;
+        let hash =
+            spki_hash_of_pem(&identity.cert_pem).context("cannot read the TLS certificate")?;
+        (Some(config), Some(hash))
+    };
+
+    let (changes_in, changes_out) = mpsc::channel(16 * 1024);
+    let watcher = ShareWatcher::start(
+        identity.storage_dir.clone(),
+        WatcherOptions {
+            rescan_interval: Duration::from_secs(args.rescan_interval.max(1)),
+            ..WatcherOptions::default()
+        },
+        changes_in,
+    )
+    .with_context(|| {
+        format!(
+            "cannot watch the shares under {}",
+            identity.storage_dir.display()
+        )
+    })?;
+
+    let limits = Limits {
+        max_subscriptions: args.max_subscriptions,
+        max_queued_updates: args.max_queued_updates,
+        ping_interval: Duration::from_secs(args.ping_interval.max(1)),
+        ..Limits::default()
+    };
+    let endpoint = Arc::new(UpdatesEndpoint::new(
+        Arc::new(watcher.clone()),
+        &identity.swissnum,
+        tls,
+        limits,
+    ));
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let host = match &args.public_host {
+        Some(host) => host.clone(),
+        None if bound.ip().is_unspecified() => {
+            bail!(
+                "listening on {} (all addresses): say which address clients use with --public-host",
+                bound.ip()
+            )
+        }
+        None => bound.ip().to_string(),
+    };
+
+    let metrics_listener = TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {}", args.metrics_listen))?;
+    let metrics_address = metrics_listener
+        .local_addr()
+        .context("cannot read the metrics address")?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    match spki_hash {
+        Some(hash) => {
+            let nurl = Nurl::new(hash, host, bound.port(), identity.swissnum.clone());
+            let nurl_file = args.nurl_file.clone().or_else(|| {
+                args.node_dir
+                    .as_ref()
+                    .map(|dir| dir.join("private/updates-server.nurl"))
+            });
+            if let Some(path) = &nurl_file {
+                write_private_file(path, &format!("{nurl}\n"))
+                    .with_context(|| format!("cannot write the NURL to {}", path.display()))?;
+                println!("NURL written to {}", path.display());
+            }
+            println!("listening on {bound} as {}", nurl.redacted());
+            if args.print_nurl {
+                println!("{nurl}");
+            }
+        }
+        None => println!("listening on ws://{bound}/v1/mutable_updates (no TLS)"),
+    }
+    println!("metrics on http://{metrics_address}/metrics");
+
+    let watcher_metrics: Arc<dyn MetricsSource> = Arc::new(watcher.clone());
+    tokio::spawn(serve_metrics(
+        metrics_listener,
+        endpoint.metrics(),
+        Some(watcher_metrics),
+        shutdown_rx.clone(),
+    ));
+    let forwarder = {
+        let endpoint = Arc::clone(&endpoint);
+        tokio::spawn(async move { endpoint.forward_changes(changes_out).await })
+    };
+    let exit_when_stdin_closes = args.exit_when_stdin_closes;
+    tokio::spawn(async move {
+        tokio::select! {
+            () = wait_for_stop_signal() => tracing::info!("stop requested"),
+            () = stdin_closed(), if exit_when_stdin_closes => tracing::info!("standard input closed: stopping"),
+        }
+        let _ = shutdown_tx.send(true);
+    });
+    endpoint.serve(listener, shutdown_rx).await;
+    watcher.shutdown();
+    forwarder.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt as _;
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 256];
+    while let Ok(read) = stdin.read(&mut buffer).await {
+        if read == 0 {
+            break;
+        }
+    }
+}
+
+/// Writes a secret-bearing file atomically, readable by the owner only.
+fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
