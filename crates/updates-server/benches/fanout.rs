@@ -49,6 +49,9 @@ struct Args {
     /// Connections opened at once while connecting.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// Worker threads of the load generator's runtime (the server has its own process).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
     /// Ignored: cargo bench passes it.
     #[arg(long, hide = true)]
     bench: bool,
@@ -65,6 +68,7 @@ type Pending = Arc<RwLock<HashMap<(StorageIndex, u64), Arc<PendingWrite>>>>;
 fn main() {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.max(1))
         .enable_all()
         .build()
         .expect("runtime");
@@ -264,7 +268,6 @@ async fn read_updates<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut local: Vec<u32> = Vec::new();
     while let Some(Ok(message)) = socket.next().await {
         let Message::Text(text) = message else {
             continue;
@@ -287,14 +290,10 @@ async fn read_updates<S>(
                 .elapsed()
                 .as_micros()
                 .min(u128::from(u32::MAX)) as u32;
-            local.push(micros);
+            FANOUT_LATENCIES.lock().unwrap().push(micros);
             record.received.fetch_add(1, Ordering::AcqRel);
-            if local.len() >= 16 {
-                FANOUT_LATENCIES.lock().unwrap().append(&mut local);
-            }
         }
     }
-    FANOUT_LATENCIES.lock().unwrap().append(&mut local);
 }
 
 /// Writes a share the way a Tahoe storage server publishes: the file is created once, then
@@ -304,8 +303,11 @@ fn write_share(storage: &Path, si: &StorageIndex, seqnum: u64) {
     let path = dir.join("0");
     if !path.exists() {
         std::fs::create_dir_all(&dir).expect("share dir");
-        let mut header = vec![0u8; DATA_OFFSET + 1 + 8 + 64];
+        let share_data_length: u64 = 1 + 8 + 64;
+        let mut header = vec![0u8; DATA_OFFSET + share_data_length as usize];
         header[..32].copy_from_slice(MUTABLE_MAGIC_V2);
+        // The container's data-length field follows the magic, write-enabler node id and secret.
+        header[84..92].copy_from_slice(&share_data_length.to_be_bytes());
         std::fs::write(&path, header).expect("share file");
     }
     let mut file = std::fs::OpenOptions::new()

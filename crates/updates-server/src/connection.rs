@@ -175,12 +175,15 @@ pub(crate) async fn run_session<S>(
                 code,
                 reason: Utf8Bytes::from_static(reason),
             };
-            // Best effort: a peer that does not read gets no more of our time.
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                sink.send(Message::Close(Some(frame))),
-            )
-            .await;
+            // Best effort, and briefly: a peer that does not read gets little more of our time.
+            let closing = async {
+                sink.send(Message::Close(Some(frame))).await?;
+                // Wait for the peer's close reply, so that it reads our frame before the socket
+                // goes away (closing at once can reset the connection under its unread data).
+                while let Some(Ok(_)) = stream.next().await {}
+                Ok::<(), WsError>(())
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
         }
     }
 }
@@ -227,22 +230,25 @@ async fn send_all<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    for message in messages {
-        let fed = tokio::select! {
-            fed = tokio::time::timeout(timeout, sink.feed(message)) => fed,
-            () = overflow.raised() => return Err(Ending::Abandon("outgoing queue overflowed while the socket was stalled")),
-        };
-        match fed {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(Ending::ClientGone),
-            Err(_) => {
-                return Err(Ending::Abandon(
-                    "socket not writable for a whole ping interval",
-                ))
-            }
+    // One timer for the whole batch: a timer per frame costs more than the frame on a busy
+    // fan-out.
+    let write = async {
+        for message in messages {
+            sink.feed(message).await?;
         }
+        sink.flush().await
+    };
+    let written = tokio::select! {
+        written = tokio::time::timeout(timeout, write) => written,
+        () = overflow.raised() => return Err(Ending::Abandon("outgoing queue overflowed while the socket was stalled")),
+    };
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::ClientGone),
+        Err(_) => Err(Ending::Abandon(
+            "socket not writable for a whole ping interval",
+        )),
     }
-    flush_or_abandon(sink, timeout, overflow).await
 }
 
 async fn flush_or_abandon<S>(
@@ -253,17 +259,7 @@ async fn flush_or_abandon<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let flushed = tokio::select! {
-        flushed = tokio::time::timeout(timeout, sink.flush()) => flushed,
-        () = overflow.raised() => return Err(Ending::Abandon("outgoing queue overflowed while the socket was stalled")),
-    };
-    match flushed {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(Ending::ClientGone),
-        Err(_) => Err(Ending::Abandon(
-            "socket not writable for a whole ping interval",
-        )),
-    }
+    send_all(sink, Vec::new(), timeout, overflow).await
 }
 
 fn ending_for_read_error(error: &WsError) -> Ending {

@@ -1,0 +1,437 @@
+//! The spec's limits and lifetime rules, each with its expected close code or reply, against the
+//! endpoint library over loopback with an in-memory slot directory (the real-grid tests cover the
+//! share watcher and TLS).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use mutable_updates::client::{connect_insecure_loopback, InsecureWebSocket, PATH, PATH_REVISED};
+use mutable_updates::message::{ClientMessage, ErrorCode, ServerMessage, SubscriptionStatus};
+use mutable_updates::nurl::Swissnum;
+use tahoe_caps::StorageIndex;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use updates_server::endpoint::UpdatesEndpoint;
+use updates_server::hub::Hub;
+use updates_server::limits::Limits;
+use updates_server::slots::{SlotChange, SlotDirectory, SlotState};
+
+#[derive(Default)]
+struct MemorySlots(Mutex<HashMap<StorageIndex, SlotState>>);
+
+impl SlotDirectory for MemorySlots {
+    fn state(&self, storage_index: &StorageIndex) -> SlotState {
+        self.0
+            .lock()
+            .unwrap()
+            .get(storage_index)
+            .copied()
+            .unwrap_or(SlotState::Absent)
+    }
+}
+
+fn si(n: u8) -> StorageIndex {
+    StorageIndex::from_bytes([n; 16])
+}
+
+fn swissnum() -> Swissnum {
+    Swissnum::new("limitstestswissnumlimitstest1234".to_owned())
+}
+
+struct Server {
+    address: SocketAddr,
+    hub: Arc<Hub>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(limits: Limits) -> Server {
+    let slots = MemorySlots::default();
+    {
+        let mut map = slots.0.lock().unwrap();
+        for n in 1..=20 {
+            map.insert(si(n), SlotState::Mutable { seqnum: 1 });
+        }
+        map.insert(si(99), SlotState::Immutable);
+    }
+    let endpoint = Arc::new(UpdatesEndpoint::new(
+        Arc::new(slots),
+        &swissnum(),
+        None,
+        limits,
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let hub = endpoint.hub();
+    let task = tokio::spawn(async move { endpoint.serve(listener, shutdown_rx).await });
+    Server {
+        address,
+        hub,
+        shutdown,
+        task,
+    }
+}
+
+async fn connect(server: &Server) -> InsecureWebSocket {
+    connect_insecure_loopback(server.address, &swissnum(), PATH)
+        .await
+        .unwrap()
+}
+
+async fn send_text(socket: &mut InsecureWebSocket, text: impl Into<String>) {
+    socket
+        .send(Message::Text(text.into().into()))
+        .await
+        .unwrap();
+}
+
+/// Next protocol message, or the close frame's code, skipping pings.
+enum Next {
+    Message(ServerMessage),
+    Closed(Option<CloseCode>),
+    Nothing,
+}
+
+async fn next(socket: &mut InsecureWebSocket, wait: Duration) -> Next {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return Next::Nothing,
+            Ok(None) | Ok(Some(Err(_))) => return Next::Closed(None),
+            Ok(Some(Ok(Message::Text(text)))) => {
+                return Next::Message(ServerMessage::parse(text.as_str()).unwrap())
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => return Next::Closed(frame.map(|f| f.code)),
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+/// Reads until the server closes; returns the close code.
+async fn close_code(socket: &mut InsecureWebSocket) -> Option<CloseCode> {
+    loop {
+        match next(socket, Duration::from_secs(10)).await {
+            Next::Closed(code) => return code,
+            Next::Nothing => panic!("the server did not close the connection"),
+            Next::Message(_) => continue,
+        }
+    }
+}
+
+async fn expect_status(socket: &mut InsecureWebSocket) -> mutable_updates::message::Status {
+    match next(socket, Duration::from_secs(5)).await {
+        Next::Message(ServerMessage::Status(status)) => status,
+        Next::Message(other) => panic!("expected a status, got {other:?}"),
+        Next::Closed(code) => panic!("closed ({code:?}) instead of a status"),
+        Next::Nothing => panic!("no status"),
+    }
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_closes_with_1009() {
+    let server = start(Limits {
+        max_message_bytes: 1024,
+        ..Limits::default()
+    })
+    .await;
+    let mut socket = connect(&server).await;
+    let huge = format!(
+        r#"{{"tahoe-mutable-notification-version": 1, "subscribe": ["{}"]}}"#,
+        "a".repeat(4096)
+    );
+    send_text(&mut socket, huge).await;
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Size));
+}
+
+#[tokio::test]
+async fn a_client_over_the_message_rate_is_closed_with_1008() {
+    let server = start(Limits {
+        max_messages_per_second: 5,
+        rate_window: Duration::from_secs(1),
+        ..Limits::default()
+    })
+    .await;
+    let mut socket = connect(&server).await;
+    for _ in 0..50 {
+        if socket
+            .send(Message::Text(
+                ClientMessage::subscribe([si(1)]).to_json().into(),
+            ))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Policy));
+}
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_is_closed_with_1008_and_memory_stays_bounded() {
+    let server = start(Limits {
+        max_queued_updates: 5,
+        ..Limits::default()
+    })
+    .await;
+    let mut socket = connect(&server).await;
+    send_text(&mut socket, ClientMessage::subscribe([si(1)]).to_json()).await;
+    expect_status(&mut socket).await;
+    // Many changes at once, faster than the session can drain its queue of five.
+    for seqnum in 2..2000 {
+        server.hub.publish(SlotChange {
+            storage_index: si(1),
+            seqnum,
+        });
+    }
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Policy));
+}
+
+#[tokio::test]
+async fn subscriptions_past_the_limit_answer_too_many_subscriptions() {
+    let server = start(Limits {
+        max_subscriptions: 2,
+        ..Limits::default()
+    })
+    .await;
+    let mut socket = connect(&server).await;
+    send_text(
+        &mut socket,
+        ClientMessage::subscribe([si(1), si(2), si(3)]).to_json(),
+    )
+    .await;
+    let status = expect_status(&mut socket).await;
+    assert_eq!(
+        status.get(&si(1).to_string()),
+        Some(&SubscriptionStatus::Subscribed)
+    );
+    assert_eq!(
+        status.get(&si(2).to_string()),
+        Some(&SubscriptionStatus::Subscribed)
+    );
+    assert!(matches!(
+        status.get(&si(3).to_string()),
+        Some(SubscriptionStatus::Refused {
+            code: ErrorCode::TooManySubscriptions,
+            ..
+        })
+    ));
+    // Subscribing again to a held SI is not a new subscription.
+    send_text(&mut socket, ClientMessage::subscribe([si(1)]).to_json()).await;
+    let status = expect_status(&mut socket).await;
+    assert_eq!(
+        status.get(&si(1).to_string()),
+        Some(&SubscriptionStatus::Subscribed)
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed() {
+    let server = start(Limits {
+        ping_interval: Duration::from_millis(200),
+        ..Limits::default()
+    })
+    .await;
+    let mut socket = connect(&server).await;
+    // Not reading means not answering: tungstenite replies to pings only as it reads.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Policy));
+}
+
+#[tokio::test]
+async fn a_client_that_reads_stays_connected_across_pings() {
+    let server = start(Limits {
+        ping_interval: Duration::from_millis(100),
+        ..Limits::default()
+    })
+    .await;
+    let mut socket = connect(&server).await;
+    assert!(matches!(
+        next(&mut socket, Duration::from_millis(800)).await,
+        Next::Nothing
+    ));
+    send_text(&mut socket, ClientMessage::subscribe([si(1)]).to_json()).await;
+    expect_status(&mut socket).await;
+}
+
+#[tokio::test]
+async fn bad_messages_get_error_replies_and_keep_the_connection() {
+    let server = start(Limits::default()).await;
+    let mut socket = connect(&server).await;
+    let cases: [(&str, ErrorCode); 5] = [
+        ("{not json", ErrorCode::MalformedMessage),
+        ("[1, 2]", ErrorCode::MalformedMessage),
+        (r#"{"subscribe": []}"#, ErrorCode::UnsupportedVersion),
+        (
+            r#"{"tahoe-mutable-notification-version": 2, "subscribe": []}"#,
+            ErrorCode::UnsupportedVersion,
+        ),
+        (
+            r#"{"tahoe-mutable-notification-version": 1, "hello": true}"#,
+            ErrorCode::UnknownMessage,
+        ),
+    ];
+    for (text, code) in cases {
+        send_text(&mut socket, text).await;
+        match next(&mut socket, Duration::from_secs(5)).await {
+            Next::Message(ServerMessage::Error(error)) => {
+                assert_eq!(error.code, code, "for {text}")
+            }
+            _ => panic!("expected an error reply to {text}"),
+        }
+    }
+    socket
+        .send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    match next(&mut socket, Duration::from_secs(5)).await {
+        Next::Message(ServerMessage::Error(error)) => {
+            assert_eq!(error.code, ErrorCode::MalformedMessage)
+        }
+        _ => panic!("expected an error reply to a binary frame"),
+    }
+    let deep = format!(
+        r#"{{"tahoe-mutable-notification-version": 1, "subscribe": {}1{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    send_text(&mut socket, deep).await;
+    assert!(matches!(
+        next(&mut socket, Duration::from_secs(5)).await,
+        Next::Message(ServerMessage::Error(_))
+    ));
+    // Still serving.
+    send_text(
+        &mut socket,
+        ClientMessage::subscribe([si(1), si(99)]).to_json(),
+    )
+    .await;
+    let status = expect_status(&mut socket).await;
+    assert_eq!(
+        status.get(&si(1).to_string()),
+        Some(&SubscriptionStatus::Subscribed)
+    );
+    assert!(matches!(
+        status.get(&si(99).to_string()),
+        Some(SubscriptionStatus::Refused {
+            code: ErrorCode::NotMutable,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn maximum_delay_batches_updates_into_one_message() {
+    let server = start(Limits::default()).await;
+    let mut socket = connect_insecure_loopback(server.address, &swissnum(), PATH_REVISED)
+        .await
+        .unwrap();
+    send_text(
+        &mut socket,
+        ClientMessage::subscribe_batched([si(1), si(2)], Duration::from_millis(300)).to_json(),
+    )
+    .await;
+    expect_status(&mut socket).await;
+    for (n, seqnum) in [(1, 2), (2, 5), (1, 3)] {
+        server.hub.publish(SlotChange {
+            storage_index: si(n),
+            seqnum,
+        });
+    }
+    match next(&mut socket, Duration::from_secs(5)).await {
+        Next::Message(ServerMessage::Updates(batch)) => {
+            assert_eq!(batch.storage_indexes.len(), 2, "{batch:?}");
+            assert!(batch.seqnums.contains(&(si(1), 3)));
+            assert!(batch.seqnums.contains(&(si(2), 5)));
+        }
+        _ => panic!("expected one batched updates message"),
+    }
+    assert!(matches!(
+        next(&mut socket, Duration::from_millis(500)).await,
+        Next::Nothing
+    ));
+}
+
+#[tokio::test]
+async fn unsubscribed_and_unknown_indexes_get_no_updates() {
+    let server = start(Limits::default()).await;
+    let mut socket = connect(&server).await;
+    send_text(
+        &mut socket,
+        ClientMessage::subscribe([si(1), si(2), si(50)]).to_json(),
+    )
+    .await;
+    let status = expect_status(&mut socket).await;
+    assert!(matches!(
+        status.get(&si(50).to_string()),
+        Some(SubscriptionStatus::Refused {
+            code: ErrorCode::NotFound,
+            ..
+        })
+    ));
+    send_text(&mut socket, ClientMessage::unsubscribe([si(1)]).to_json()).await;
+    expect_status(&mut socket).await;
+    for n in [1, 50, 2] {
+        server.hub.publish(SlotChange {
+            storage_index: si(n),
+            seqnum: 7,
+        });
+    }
+    match next(&mut socket, Duration::from_secs(5)).await {
+        Next::Message(ServerMessage::Update(update)) => {
+            assert_eq!(update.storage_index, si(2));
+            assert_eq!(update.seqnum, Some(7));
+        }
+        _ => panic!("expected the update for the one held SI"),
+    }
+    assert!(matches!(
+        next(&mut socket, Duration::from_millis(300)).await,
+        Next::Nothing
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_session_with_1001() {
+    let server = start(Limits::default()).await;
+    let mut first = connect(&server).await;
+    let mut second = connect(&server).await;
+    send_text(&mut first, ClientMessage::subscribe([si(1)]).to_json()).await;
+    expect_status(&mut first).await;
+    server.shutdown.send(true).unwrap();
+    assert_eq!(close_code(&mut first).await, Some(CloseCode::Away));
+    assert_eq!(close_code(&mut second).await, Some(CloseCode::Away));
+    tokio::time::timeout(Duration::from_secs(10), server.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_slowloris_upgrade_is_dropped_after_the_handshake_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(Limits {
+        handshake_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /v1/mutable_updates HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the half-sent upgrade was not dropped"
+    );
+}
