@@ -24,6 +24,7 @@ const PATH: &str = "/v1/mutable_updates";
 struct UpdatesServer {
     child: Child,
     nurl: Nurl,
+    metrics: std::net::SocketAddr,
     _scratch: tempfile::TempDir,
 }
 
@@ -42,6 +43,10 @@ impl UpdatesServer {
     fn start_with(extra: &[&std::ffi::OsStr]) -> Self {
         let scratch = tempfile::tempdir().unwrap();
         let nurl_file = scratch.path().join("nurl");
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tahoe-updates-server"))
             .arg("run")
             .args([
@@ -53,6 +58,8 @@ impl UpdatesServer {
             ])
             .arg("--nurl-file")
             .arg(&nurl_file)
+            .arg("--metrics-listen")
+            .arg(metrics.to_string())
             .args(extra)
             .env("RUST_LOG", "info")
             // The pipe's write end lives in this process only: when the test binary exits, even
@@ -66,6 +73,7 @@ impl UpdatesServer {
         Self {
             child,
             nurl,
+            metrics,
             _scratch: scratch,
         }
     }
@@ -437,4 +445,34 @@ fn generate_rsa_key_der(tahoe_bin: &Path) -> Vec<u8> {
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_page_counts_connections_and_watched_slots() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fixture = fixture();
+    let server = &fixture.servers[0];
+    let _held = connect(&server.nurl).await;
+    let mut stream = tokio::net::TcpStream::connect(server.metrics)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.0 200 OK"), "{page}");
+    let value = |name: &str| -> u64 {
+        page.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from the metrics page"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("tahoe_updates_connections") >= 1);
+    assert!(value("tahoe_updates_watcher_watches") >= 1);
+    let _ = value("tahoe_updates_watcher_mutable_slots");
+    let _ = value("tahoe_updates_queue_overflows_total");
+    assert!(!page.contains(std::str::from_utf8(server.nurl.swissnum().as_bytes()).unwrap()));
 }
