@@ -85,7 +85,10 @@ async fn run(args: Args) {
     for si in &slots {
         write_share(&storage, si, 1);
     }
-    let mut server = start_server(work.path(), &storage);
+    let metrics_address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port");
+    let mut server = start_server(work.path(), &storage, metrics_address);
     let nurl = wait_for_nurl(&work.path().join("nurl")).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let server_pid = server.id();
@@ -165,6 +168,7 @@ async fn run(args: Args) {
 
     // Fan-out: one write to the hot slot reaches every connection.
     let hot = slots[0];
+    let histogram_before = delivery_histogram(metrics_address).await;
     let mut latencies_ms: Vec<f64> = Vec::new();
     let mut all_delivered_ms: Vec<f64> = Vec::new();
     for write in 0..args.fanout_writes {
@@ -194,6 +198,13 @@ async fn run(args: Args) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    let histogram_after = delivery_histogram(metrics_address).await;
+    let server_side: Vec<(f64, u64)> = histogram_after
+        .iter()
+        .zip(&histogram_before)
+        .map(|((bound, after), (_, before))| (*bound, after - before))
+        .collect();
 
     // Throughput: every slot but the hot one, written round-robin as fast as the disk allows.
     let delivered_before = delivered.load(Ordering::Relaxed);
@@ -257,6 +268,47 @@ async fn run(args: Args) {
         percentile(&all_delivered_ms, 0.50),
         all_delivered_ms.last().copied().unwrap_or(0.0),
     );
+    println!(
+        "fan-out, server side (change reaching the hub to update written to the socket, from the server's histogram): p50 <= {} ms, p99 <= {} ms",
+        histogram_percentile_ms(&server_side, 0.50),
+        histogram_percentile_ms(&server_side, 0.99),
+    );
+}
+
+/// The server's cumulative delivery-latency buckets: (upper bound in seconds, count).
+async fn delivery_histogram(metrics: std::net::SocketAddr) -> Vec<(f64, u64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(metrics)
+        .await
+        .expect("metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .expect("request");
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.expect("page");
+    page.lines()
+        .filter_map(|line| line.strip_prefix("tahoe_updates_delivery_latency_seconds_bucket{le=\""))
+        .filter_map(|rest| {
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The smallest bucket bound (ms) under which `fraction` of the observations fall.
+fn histogram_percentile_ms(cumulative: &[(f64, u64)], fraction: f64) -> f64 {
+    let total = cumulative.last().map_or(0, |(_, count)| *count);
+    let wanted = (total as f64 * fraction).ceil() as u64;
+    cumulative
+        .iter()
+        .find(|(_, count)| *count >= wanted)
+        .map_or(f64::INFINITY, |(bound, _)| bound * 1000.0)
 }
 
 static FANOUT_LATENCIES: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
@@ -322,7 +374,7 @@ fn write_share(storage: &Path, si: &StorageIndex, seqnum: u64) {
     file.write_all(&data).expect("write seqnum");
 }
 
-fn start_server(work: &Path, storage: &Path) -> Child {
+fn start_server(work: &Path, storage: &Path, metrics: std::net::SocketAddr) -> Child {
     let key = rcgen::KeyPair::generate().expect("key");
     let params = rcgen::CertificateParams::new(vec!["updates.test".to_owned()]).expect("params");
     let cert = params.self_signed(&key).expect("cert");
@@ -345,6 +397,8 @@ fn start_server(work: &Path, storage: &Path) -> Child {
         .arg("--nurl-file")
         .arg(work.join("nurl"))
         .args(["--max-queued-updates", "1000"])
+        .arg("--metrics-listen")
+        .arg(metrics.to_string())
         .arg("--exit-when-stdin-closes")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())

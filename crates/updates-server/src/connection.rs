@@ -94,6 +94,8 @@ pub(crate) async fn run_session<S>(
     );
     let mut unanswered_pings = 0u32;
     let send_timeout = context.limits.ping_interval;
+    // When each update now being written was published, for the delivery-latency histogram.
+    let mut published: Vec<std::time::Instant> = Vec::new();
 
     let ending = loop {
         let batch_deadline = batch.as_ref().and_then(|b| b.deadline);
@@ -130,7 +132,7 @@ pub(crate) async fn run_session<S>(
             },
             delivery = registration.next_delivery() => match delivery {
                 None => break Ending::Close(CloseCode::Away, "server shutting down"),
-                Some(first) => deliveries_to_messages(first, &mut registration, &mut batch, &context.metrics),
+                Some(first) => deliveries_to_messages(first, &mut registration, &mut batch, &context.metrics, &mut published),
             },
             () = sleep_until_or_forever(batch_deadline) => {
                 batch.as_mut().and_then(Batch::take_message).into_iter().collect()
@@ -152,6 +154,9 @@ pub(crate) async fn run_session<S>(
         }
         if let Err(ending) = send_all(&mut sink, outgoing, send_timeout, &overflow).await {
             break ending;
+        }
+        for at in published.drain(..) {
+            context.metrics.delivery_latency.record(at.elapsed());
         }
     };
 
@@ -194,6 +199,7 @@ fn deliveries_to_messages(
     registration: &mut Registration,
     batch: &mut Option<Batch>,
     metrics: &Metrics,
+    published: &mut Vec<std::time::Instant>,
 ) -> Vec<Message> {
     let mut messages = Vec::new();
     let mut next = Some(first);
@@ -203,6 +209,7 @@ fn deliveries_to_messages(
             Some(batch) => batch.add(delivery.change.storage_index, delivery.change.seqnum),
             None => {
                 metrics.updates_sent.fetch_add(1, Ordering::Relaxed);
+                published.push(delivery.published);
                 messages.push(Message::Text(delivery.frame));
             }
         }

@@ -27,6 +27,8 @@ pub struct Delivery {
     pub change: SlotChange,
     /// The `update` message already rendered, shared by every receiver of this change.
     pub frame: Utf8Bytes,
+    /// When the hub received the change.
+    pub published: std::time::Instant,
 }
 
 /// Raised when a connection must close because its queue overflowed.
@@ -109,10 +111,12 @@ impl Hub {
             return 0;
         };
         let mut delivered = 0;
+        let published = std::time::Instant::now();
         for subscriber in connections.values() {
             let delivery = Delivery {
                 change,
                 frame: frame.clone(),
+                published,
             };
             match subscriber.queue.try_send(delivery) {
                 Ok(()) => delivered += 1,

@@ -33,6 +33,53 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// TLS or WebSocket handshakes that failed or timed out.
     pub handshake_failures: AtomicU64,
+    /// Time from a change reaching the hub to its update being written to a subscriber's socket.
+    pub delivery_latency: LatencyHistogram,
+}
+
+/// Upper bounds of the delivery-latency buckets, in microseconds.
+pub const LATENCY_BUCKETS_US: [u64; 12] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    5_000_000,
+];
+
+/// A Prometheus-style cumulative histogram with fixed buckets, updated with atomics only.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Counts one observation.
+    pub fn record(&self, latency: std::time::Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        if let Some(index) = LATENCY_BUCKETS_US.iter().position(|bound| micros <= *bound) {
+            self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn write(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP tahoe_updates_{name} {help}");
+        let _ = writeln!(out, "# TYPE tahoe_updates_{name} histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BUCKETS_US.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let seconds = *bound as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "tahoe_updates_{name}_bucket{{le=\"{seconds}\"}} {cumulative}"
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "tahoe_updates_{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "tahoe_updates_{name}_sum {sum}");
+        let _ = writeln!(out, "tahoe_updates_{name}_count {count}");
+    }
 }
 
 /// Extra lines a metrics page includes, e.g. the share watcher's figures.
@@ -110,6 +157,11 @@ impl Metrics {
         for (name, kind, help, value) in rows {
             write_metric(&mut out, name, kind, help, value.load(Ordering::Relaxed));
         }
+        self.delivery_latency.write(
+            &mut out,
+            "delivery_latency_seconds",
+            "Time from a slot change reaching the hub to its update written to a subscriber.",
+        );
         if let Some(extra) = extra {
             extra.write_metrics(&mut out);
         }
@@ -260,5 +312,26 @@ mod tests {
         assert!(text.contains("# TYPE tahoe_updates_connections gauge"));
         assert!(text.contains("tahoe_updates_connections 3\n"));
         assert!(text.contains("tahoe_updates_queue_overflows_total 0\n"));
+    }
+
+    #[test]
+    fn latency_histogram_is_cumulative() {
+        let metrics = Metrics::default();
+        metrics
+            .delivery_latency
+            .record(std::time::Duration::from_micros(300));
+        metrics
+            .delivery_latency
+            .record(std::time::Duration::from_millis(30));
+        let text = metrics.render(None);
+        assert!(
+            text.contains("tahoe_updates_delivery_latency_seconds_bucket{le=\"0.0005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tahoe_updates_delivery_latency_seconds_bucket{le=\"0.05\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("tahoe_updates_delivery_latency_seconds_count 2\n"));
     }
 }
