@@ -1,43 +1,125 @@
 //! `tahoe-notifier`: the command-line face of Tahoe Notifier.
 //!
-//! Each subcommand lives in its own module, which exposes a clap `Args` struct and a
-//! `run(&Args) -> anyhow::Result<ExitCode>`; adding one means adding a module and a [`Command`]
-//! variant. Caps are passwords: no subcommand takes one in argv (other users can read it from
-//! the process list), they come from stdin or files.
+//! Each subcommand lives in its own module, which exposes a clap `Args` struct and a `run`
+//! function returning `anyhow::Result<ExitCode>`; adding one means adding a module and a
+//! [`Command`] variant. Caps and NURLs are passwords: no subcommand takes one in argv (other users
+//! can read it from the process list), they come from stdin, a hidden prompt or files.
+//!
+//! `--home`, `--keyring` and `--json` are global options (accepted before or after the
+//! subcommand). Subcommands get them through [`context::Context`] (or, for `si`, the `json`
+//! flag) and must not define options of the same names, which clap would reject.
+//!
+//! Exit codes: 0 when the command did what was asked, 1 when it failed, 2 for a usage error
+//! (clap's own code for bad arguments).
 
+mod caps;
+mod context;
+mod history;
+mod input;
+mod node_dir;
+mod output;
+mod servers;
 mod si;
+mod status;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use notifier_core::keyring_store::KeyringBackend;
 
-/// Exit code for a failure that stopped the command (as opposed to bad input lines).
-const EXIT_FATAL: u8 = 2;
+use crate::context::Context;
+
+/// Exit code for a command that failed (clap uses 2 for usage errors).
+const EXIT_FAILED: u8 = 1;
 
 /// Push notifications for Tahoe-LAFS mutable files and directories.
 #[derive(Debug, Parser)]
 #[command(name = "tahoe-notifier", version)]
 struct Cli {
+    /// Folder for all of the notifier's files (config and history). Default: the
+    /// TAHOE_NOTIFIER_HOME environment variable, else the platform's config and data folders.
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    /// Which OS keyring holds the caps and server secrets. `keyutils` (the kernel key store)
+    /// needs no desktop session but forgets everything at reboot.
+    #[arg(long, global = true, value_enum, default_value_t = KeyringChoice::SecretService)]
+    keyring: KeyringChoice,
+
+    /// Print the output as JSON (for scripts) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
     #[command(subcommand)]
     command: Command,
 }
 
+/// The `--keyring` values; a clap enum so that `--help` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeyringChoice {
+    /// The freedesktop Secret Service (gnome-keyring, KWallet).
+    SecretService,
+    /// The Linux kernel key store (secrets vanish at reboot).
+    Keyutils,
+}
+
+impl From<KeyringChoice> for KeyringBackend {
+    fn from(choice: KeyringChoice) -> Self {
+        match choice {
+            KeyringChoice::SecretService => KeyringBackend::SecretService,
+            KeyringChoice::Keyutils => KeyringBackend::Keyutils,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    Caps(caps::CapsArgs),
+    Servers(servers::ServersArgs),
+    History(history::HistoryArgs),
+    Status(status::StatusArgs),
     Si(si::SiArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match &cli.command {
-        Command::Si(args) => si::run(args),
-    };
-    match outcome {
+    init_logging();
+    match run(&cli) {
         Ok(code) => code,
         Err(error) => {
+            // `{:#}` prints the whole context chain on one line: what failed, then why. No
+            // error in this program carries a secret (the stores' errors never do, and inputs
+            // are never quoted back).
             eprintln!("tahoe-notifier: error: {error:#}");
-            ExitCode::from(EXIT_FATAL)
+            ExitCode::from(EXIT_FAILED)
         }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    // `si` touches no files and no keyring, so it must work even where no home folder exists.
+    if let Command::Si(args) = &cli.command {
+        return si::run(args, cli.json);
+    }
+    let ctx = Context::new(cli.home.as_deref(), cli.keyring.into(), cli.json)?;
+    match &cli.command {
+        Command::Caps(args) => caps::run(&ctx, args),
+        Command::Servers(args) => servers::run(&ctx, args),
+        Command::History(args) => history::run(&ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
+        Command::Si(args) => si::run(args, cli.json),
+    }
+}
+
+/// Logs go to stderr only when asked for with `RUST_LOG`: by default the command's own output
+/// and errors say everything, and the library's logs would repeat it.
+fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty()) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
     }
 }
 
@@ -49,5 +131,20 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_subcommand() {
+        let a =
+            Cli::try_parse_from(["t", "--json", "--keyring", "keyutils", "caps", "list"]).unwrap();
+        let b =
+            Cli::try_parse_from(["t", "caps", "list", "--json", "--keyring", "keyutils"]).unwrap();
+        for cli in [a, b] {
+            assert!(cli.json);
+            assert_eq!(cli.keyring, KeyringChoice::Keyutils);
+        }
+        let default = Cli::try_parse_from(["t", "status"]).unwrap();
+        assert_eq!(default.keyring, KeyringChoice::SecretService);
+        assert!(Cli::try_parse_from(["t", "--keyring", "plaintext", "status"]).is_err());
     }
 }

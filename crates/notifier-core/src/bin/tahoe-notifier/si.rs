@@ -21,13 +21,11 @@ const KIND_COLUMN_WIDTH: usize = 18;
 /// Tahoe writes it (`DIR2-RO`, `MDMF`, `CHK`, …) and "mutable" means the slot can change, which
 /// holds for mutable verify-caps too. Blank lines are skipped. A bad line gets an
 /// error on stderr naming its line number, never the cap; the exit code is then 1.
+///
+/// With the global `--json`: one JSON object per cap with the fields line, storage_index, kind,
+/// format, mutable, directory and role.
 #[derive(Debug, clap::Args)]
-pub struct SiArgs {
-    /// Print one JSON object per cap with the fields line, storage_index, kind, format, mutable,
-    /// directory and role.
-    #[arg(long)]
-    json: bool,
-}
+pub struct SiArgs {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OutputFormat {
@@ -44,8 +42,8 @@ struct Summary {
 
 /// Runs the command on stdin and stdout. `Err` only when stdin or stdout fail; bad lines are
 /// reported on stderr and give exit code 1.
-pub fn run(args: &SiArgs) -> anyhow::Result<ExitCode> {
-    let format = if args.json {
+pub fn run(_args: &SiArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let format = if json {
         OutputFormat::Json
     } else {
         OutputFormat::Text

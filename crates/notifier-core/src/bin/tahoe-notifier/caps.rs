@@ -1,0 +1,305 @@
+//! `tahoe-notifier caps …`: the watched caps. The caps themselves go to the OS keyring only;
+//! the config file keeps the id, label, kind and storage index.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::Subcommand;
+use notifier_core::config::{CapEntry, CapKind};
+use notifier_core::ids;
+use serde_json::json;
+use tahoe_caps::Cap;
+
+use crate::context::Context;
+use crate::input::read_secret;
+use crate::output::{print_json, print_text, shown, table};
+
+/// Manage the watched caps (the caps are kept in the OS keyring only).
+#[derive(Debug, clap::Args)]
+pub struct CapsArgs {
+    #[command(subcommand)]
+    command: CapsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CapsCommand {
+    /// Start watching a mutable file or directory. The cap is read from stdin (the first
+    /// non-empty line), or asked for without echo when stdin is a terminal; never give it as an
+    /// argument. Prints the new entry's id, label, kind and storage index.
+    Add(AddArgs),
+    /// List the watched caps (never the caps themselves).
+    List,
+    /// Stop watching: deletes the cap from the keyring and the entry from the config.
+    Remove(IdArg),
+    /// Change the label of a watched cap.
+    Rename {
+        /// The entry's id (see `caps list`).
+        id: String,
+        /// The new label.
+        label: String,
+    },
+    /// Keep recording changes of a cap, but raise no notifications for them.
+    Mute(IdArg),
+    /// Notify about a muted cap's changes again.
+    Unmute(IdArg),
+}
+
+#[derive(Debug, clap::Args)]
+struct AddArgs {
+    /// The name shown in notifications (default: the kind and the start of the storage index).
+    #[arg(long)]
+    label: Option<String>,
+    /// Keep the write-cap in the keyring instead of only its read-only form. Watching needs
+    /// only reading; a write-cap lets anyone who can read your keyring change the content.
+    #[arg(long)]
+    keep_write: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct IdArg {
+    /// The entry's id (see `caps list`).
+    id: String,
+}
+
+/// Runs a `caps` subcommand.
+pub fn run(ctx: &Context, args: &CapsArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        CapsCommand::Add(add_args) => add(ctx, add_args)?,
+        CapsCommand::List => list(ctx)?,
+        CapsCommand::Remove(IdArg { id }) => remove(ctx, id)?,
+        CapsCommand::Rename { id, label } => rename(ctx, id, label)?,
+        CapsCommand::Mute(IdArg { id }) => set_muted(ctx, id, true)?,
+        CapsCommand::Unmute(IdArg { id }) => set_muted(ctx, id, false)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses an argument that is not an entry id, without repeating it: a user who pastes a cap
+/// where an id belongs must not see it echoed into a terminal log or a bug report.
+pub fn check_id(id: &str, example: &str) -> anyhow::Result<()> {
+    if !ids::is_valid_id(id) {
+        bail!(
+            "that is not an entry id: ids look like `{example}…` (lowercase letters, digits and \
+             dashes); see the list command for them"
+        );
+    }
+    Ok(())
+}
+
+fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
+    let text = read_secret("cap", "tahoe-notifier caps add --label Docs < cap.txt")?;
+    let cap: Cap = text
+        .parse()
+        .context("cannot add the cap: what was given is not a valid Tahoe cap")?;
+    drop(text);
+    let label = match &args.label {
+        Some(label) => label.clone(),
+        None => default_label(&cap),
+    };
+    ctx.ensure_dirs()?;
+    let added = ctx
+        .cap_store()
+        .add(&cap, &label, args.keep_write)
+        .context("cannot add the cap")?;
+    let entry = ctx
+        .cap_store()
+        .entry(&added.id)
+        .context("the cap was added, but its entry cannot be read back")?;
+    let stored_kind = if entry.writable {
+        cap.kind().short_name()
+    } else {
+        cap.read_only().kind().short_name()
+    };
+    if entry.writable {
+        eprintln!(
+            "tahoe-notifier: warning: the write-cap is kept in the keyring as asked; it works \
+             like a password: anyone who can read your keyring can change this {}",
+            kind_word(entry.kind)
+        );
+    } else if !cap.is_readonly() {
+        eprintln!(
+            "tahoe-notifier: note: only the read-only form of this write-cap was kept (watching \
+             needs no more); use --keep-write to keep the write-cap"
+        );
+    }
+    if ctx.json() {
+        let mut value = entry_json(&entry);
+        value["cap_kind"] = json!(stored_kind);
+        print_json(&value)
+    } else {
+        print_text(&format!(
+            "added {}\nlabel:          {}\nkind:           {} ({stored_kind})\nstorage index:  {}\n",
+            entry.id,
+            shown(&entry.label),
+            kind_word(entry.kind),
+            entry.storage_index,
+        ))
+    }
+}
+
+/// A label when the user gave none: enough to tell caps apart until renamed.
+fn default_label(cap: &Cap) -> String {
+    let kind = if cap.is_directory() {
+        "directory"
+    } else {
+        "file"
+    };
+    let si = cap
+        .storage_index()
+        .map(|si| si.to_string().chars().take(8).collect::<String>())
+        .unwrap_or_default();
+    format!("{kind} {si}")
+}
+
+fn kind_word(kind: CapKind) -> &'static str {
+    match kind {
+        CapKind::Directory => "directory",
+        CapKind::File => "file",
+    }
+}
+
+/// The JSON form of an entry (the same fields as the config, which holds no secret).
+pub fn entry_json(entry: &CapEntry) -> serde_json::Value {
+    json!({
+        "id": entry.id,
+        "label": entry.label,
+        "kind": kind_word(entry.kind),
+        "storage_index": entry.storage_index.to_string(),
+        "writable": entry.writable,
+        "muted": entry.muted,
+        "created": entry.created.format(&time::format_description::well_known::Rfc3339).ok(),
+    })
+}
+
+fn list(ctx: &Context) -> anyhow::Result<()> {
+    // Listing reads only the config: no keyring access, so it works even when the keyring is
+    // locked or absent.
+    let entries = ctx
+        .cap_store()
+        .list()
+        .context("cannot list the watched caps")?;
+    if ctx.json() {
+        return print_json(&serde_json::Value::Array(
+            entries.iter().map(entry_json).collect(),
+        ));
+    }
+    if entries.is_empty() {
+        return print_text("no caps are watched; add one with `tahoe-notifier caps add`\n");
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.clone(),
+                kind_word(e.kind).to_owned(),
+                e.storage_index.to_string(),
+                flags(e),
+                shown(&e.label),
+            ]
+        })
+        .collect();
+    print_text(&table(
+        &["ID", "KIND", "STORAGE INDEX", "FLAGS", "LABEL"],
+        &rows,
+    ))
+}
+
+/// `muted`, `write` (write-cap kept), or `-`.
+fn flags(entry: &CapEntry) -> String {
+    let mut flags = Vec::new();
+    if entry.muted {
+        flags.push("muted");
+    }
+    if entry.writable {
+        flags.push("write");
+    }
+    if flags.is_empty() {
+        "-".to_owned()
+    } else {
+        flags.join(",")
+    }
+}
+
+fn remove(ctx: &Context, id: &str) -> anyhow::Result<()> {
+    check_id(id, "cap-")?;
+    let removed = ctx
+        .cap_store()
+        .remove(id)
+        .with_context(|| format!("cannot remove the cap {id}"))?;
+    // The history's snapshot of a removed directory (child names and hashes) has no further
+    // use; its change records go too, as the cap they describe is gone.
+    if let Some(history) = ctx.existing_history()? {
+        history
+            .forget_cap(id)
+            .with_context(|| format!("the cap {id} was removed, but its history was not"))?;
+    }
+    if ctx.json() {
+        print_json(&json!({ "removed": entry_json(&removed) }))
+    } else {
+        print_text(&format!(
+            "removed {} ({}); the cap was deleted from the {} keyring\n",
+            removed.id,
+            shown(&removed.label),
+            ctx.backend()
+        ))
+    }
+}
+
+fn rename(ctx: &Context, id: &str, label: &str) -> anyhow::Result<()> {
+    check_id(id, "cap-")?;
+    let store = ctx.cap_store();
+    store
+        .rename(id, label)
+        .with_context(|| format!("cannot rename the cap {id}"))?;
+    let entry = store.entry(id).context("cannot read the renamed entry")?;
+    if ctx.json() {
+        print_json(&entry_json(&entry))
+    } else {
+        print_text(&format!(
+            "renamed {} to {}\n",
+            entry.id,
+            shown(&entry.label)
+        ))
+    }
+}
+
+fn set_muted(ctx: &Context, id: &str, muted: bool) -> anyhow::Result<()> {
+    check_id(id, "cap-")?;
+    let store = ctx.cap_store();
+    let verb = if muted { "mute" } else { "unmute" };
+    store
+        .set_muted(id, muted)
+        .with_context(|| format!("cannot {verb} the cap {id}"))?;
+    let entry = store.entry(id).context("cannot read the changed entry")?;
+    if ctx.json() {
+        print_json(&entry_json(&entry))
+    } else {
+        print_text(&format!(
+            "{} {} ({})\n",
+            if muted { "muted" } else { "unmuted" },
+            entry.id,
+            shown(&entry.label)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked_without_echo() {
+        assert!(check_id("cap-abcdefghijklmnop", "cap-").is_ok());
+        let err = check_id("URI:DIR2-RO:secretsecret:more", "cap-").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn default_labels_name_kind_and_si() {
+        let cap: Cap =
+            "URI:DIR2-RO:uk4r3cnhlj2wyiah6zcj3ndhwi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a"
+                .parse()
+                .unwrap();
+        assert_eq!(default_label(&cap), "directory 3zuybt32");
+    }
+}
