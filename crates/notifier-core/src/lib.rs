@@ -18,10 +18,16 @@
 
 pub mod caps;
 pub mod config;
+pub mod details;
+pub mod engine;
+pub mod gateway;
 pub mod history;
 pub mod ids;
 pub mod keyring_store;
+pub mod link;
 pub mod news;
+pub mod news_feed;
+pub mod notify;
 pub mod paths;
 pub mod seqnum;
 pub mod servers;

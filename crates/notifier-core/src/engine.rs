@@ -1,0 +1,785 @@
+//! The engine: keeps every watched cap subscribed on every updates server, turns seqnum rises
+//! into exactly one described change each, records them and hands them to a notification sink.
+//!
+//! One task owns all state (the stores, the SQLite history, the per-server links' reports), so
+//! nothing here needs a lock. Links run as their own tasks and talk to it through channels.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mutable_updates::nurl::Nurl;
+use tahoe_caps::{Cap, StorageIndex};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::caps::{CapStore, CapStoreError};
+use crate::config::ConfigFile;
+use crate::details::{self, ChangeDescription};
+use crate::gateway::Gateway;
+use crate::history::{History, HistoryError, NewChange};
+use crate::keyring_store::SecretStore;
+use crate::link::{self, LinkCommand, LinkEvent, LinkState, LinkTiming, SubscriptionOutcome};
+use crate::news_feed::NewsFeed;
+use crate::notify::{Notification, NotificationSink, Urgency};
+use crate::paths::Paths;
+use crate::seqnum::{Change, SeqnumTracker, Source};
+use crate::servers::{ServerStore, ServerStoreError};
+use crate::snapshot::Snapshot;
+
+/// How the engine runs.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Where the config and history live.
+    pub paths: Paths,
+    /// The keyring holding caps and NURLs.
+    pub secrets: Arc<dyn SecretStore>,
+    /// The gateway to fetch listings through; `None` takes the first grid's.
+    pub gateway_url: Option<String>,
+    /// How often caps that no updates server holds are polled through the gateway.
+    pub poll_interval: Duration,
+    /// Reconnect and liveness timing of the links.
+    pub link_timing: LinkTiming,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("paths", &self.paths)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the engine could not start or had to stop.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// The cap store failed.
+    #[error(transparent)]
+    Caps(#[from] CapStoreError),
+    /// The server store failed.
+    #[error(transparent)]
+    Servers(#[from] ServerStoreError),
+    /// The history database failed.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// A server's NURL in the keyring is unusable.
+    #[error("the NURL stored for server {server} is unusable: {reason}")]
+    BadNurl {
+        /// Server id.
+        server: String,
+        /// What is wrong (never the NURL).
+        reason: String,
+    },
+    /// The configured gateway URL is unusable.
+    #[error("the gateway URL is unusable: {0}")]
+    Gateway(String),
+}
+
+/// What the engine tells its owner (the CLI's `watch`, the tray app).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// A server's connection state changed.
+    Server {
+        /// Server id.
+        id: String,
+        /// Name to show.
+        name: String,
+        /// New state.
+        state: LinkState,
+    },
+    /// Where a cap is subscribed: "subscribed on k of n".
+    CapStatus {
+        /// Cap id.
+        id: String,
+        /// Its label.
+        label: String,
+        /// Servers holding the subscription.
+        subscribed_on: usize,
+        /// Servers configured.
+        servers: usize,
+        /// Whether it falls back to polling the gateway (no server holds it).
+        polling: bool,
+    },
+    /// A watched cap changed.
+    Changed(ChangeReport),
+    /// Operator news arrived.
+    News(NewsReport),
+    /// Something the user should know that is not a change.
+    Notice(String),
+}
+
+/// A change as recorded and notified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeReport {
+    /// History row id.
+    pub history_id: i64,
+    /// Cap id.
+    pub cap_id: String,
+    /// The slot.
+    pub storage_index: StorageIndex,
+    /// The new seqnum (0 for a change found by polling without one).
+    pub seqnum: u64,
+    /// Whether it happened while away.
+    pub while_away: bool,
+    /// One line, e.g. "Team Docs: added report.pdf, 2 more".
+    pub summary: String,
+    /// More text for the notification body.
+    pub body: String,
+    /// Whether the user muted this cap (recorded, not notified).
+    pub muted: bool,
+}
+
+/// A news message as recorded and notified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewsReport {
+    /// Grid name.
+    pub grid: String,
+    /// Heading.
+    pub title: String,
+    /// Text.
+    pub body: String,
+    /// Critical news is urgent.
+    pub urgency: Urgency,
+}
+
+/// What the owner may ask of a running engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineCommand {
+    /// A cap was added to the store: subscribe it everywhere.
+    CapAdded(String),
+    /// A cap is being removed: unsubscribe it.
+    CapRemoved(String),
+    /// Reconnect every server now.
+    ReconnectAll,
+    /// Stop.
+    Shutdown,
+}
+
+/// What a storage index stands for.
+#[derive(Debug, Clone)]
+enum Watched {
+    Cap(WatchedCap),
+    /// A grid's news directory (its root or its `v1`).
+    News {
+        grid: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct WatchedCap {
+    id: String,
+    label: String,
+    cap: Cap,
+    muted: bool,
+}
+
+struct ServerLink {
+    name: String,
+    commands: mpsc::Sender<LinkCommand>,
+    state: LinkState,
+}
+
+/// The engine's state, owned by its one task.
+pub struct Engine {
+    options: EngineOptions,
+    caps: CapStore,
+    servers: ServerStore,
+    history: History,
+    tracker: SeqnumTracker,
+    gateway: Option<Gateway>,
+    watched: HashMap<StorageIndex, Watched>,
+    outcomes: HashMap<StorageIndex, BTreeMap<String, SubscriptionOutcome>>,
+    links: BTreeMap<String, ServerLink>,
+    news_feeds: HashMap<String, NewsFeed>,
+    /// News directories whose first subscription answer has been seen: a `v1` found late may
+    /// already hold a message that its baseline seqnum would hide, so the first answer refreshes.
+    news_confirmed: std::collections::HashSet<StorageIndex>,
+    /// Listings being fetched for caps that have no snapshot yet, so that their first change
+    /// can say what was added rather than "first look".
+    baselines: tokio::task::JoinSet<(String, Result<Snapshot, details::Unavailable>)>,
+    sink: Option<Arc<dyn NotificationSink>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("watched", &self.watched.len())
+            .field("servers", &self.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens the stores and the history; nothing runs until [`Engine::run`].
+    pub fn open(
+        options: EngineOptions,
+        sink: Option<Arc<dyn NotificationSink>>,
+    ) -> Result<Self, EngineError> {
+        let config_file = options.paths.config_file();
+        let caps = CapStore::new(
+            ConfigFile::new(config_file.clone()),
+            Arc::clone(&options.secrets),
+        );
+        let servers = ServerStore::new(ConfigFile::new(config_file), Arc::clone(&options.secrets));
+        let history_path = options.paths.history_db();
+        let history = History::open(&history_path)?;
+        let tracker = SeqnumTracker::open(&history_path)?;
+        let gateway_url = match &options.gateway_url {
+            Some(url) => Some(url.clone()),
+            None => servers
+                .grids()?
+                .into_iter()
+                .map(|grid| grid.gateway_url)
+                .next(),
+        };
+        let gateway = gateway_url
+            .map(|url| Gateway::new(&url))
+            .transpose()
+            .map_err(|e| EngineError::Gateway(e.to_string()))?;
+        Ok(Self {
+            options,
+            caps,
+            servers,
+            history,
+            tracker,
+            gateway,
+            watched: HashMap::new(),
+            outcomes: HashMap::new(),
+            links: BTreeMap::new(),
+            news_feeds: HashMap::new(),
+            news_confirmed: std::collections::HashSet::new(),
+            baselines: tokio::task::JoinSet::new(),
+            sink,
+        })
+    }
+
+    /// Runs until `commands` asks to stop or closes.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<EngineCommand>,
+        events: mpsc::Sender<EngineEvent>,
+    ) -> Result<(), EngineError> {
+        self.load_caps(&events).await?;
+        self.load_news(&events).await?;
+        let (link_events_tx, mut link_events) = mpsc::channel(4096);
+        self.start_links(&link_events_tx)?;
+        if self.links.is_empty() {
+            let _ = events
+                .send(EngineEvent::Notice(
+                    "no updates servers configured: import a grid file (tahoe-notifier servers import); polling the gateway meanwhile".to_owned(),
+                ))
+                .await;
+        }
+        let mut poll = tokio::time::interval(self.options.poll_interval);
+        poll.tick().await;
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None | Some(EngineCommand::Shutdown) => break,
+                    Some(command) => self.handle_command(command, &events).await,
+                },
+                Some(event) = link_events.recv() => self.handle_link_event(event, &events).await,
+                Some(Ok((cap_id, fetched))) = self.baselines.join_next(), if !self.baselines.is_empty() => {
+                    self.store_baseline(&cap_id, fetched);
+                }
+                _ = poll.tick() => self.poll_unsubscribed(&events).await,
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_caps(&mut self, events: &mpsc::Sender<EngineEvent>) -> Result<(), EngineError> {
+        for entry in self.caps.list()? {
+            match self.caps.get_cap(&entry.id) {
+                Ok(cap) => {
+                    let watched = WatchedCap {
+                        id: entry.id,
+                        label: entry.label,
+                        cap,
+                        muted: entry.muted,
+                    };
+                    self.start_baseline(&watched);
+                    self.watched
+                        .insert(entry.storage_index, Watched::Cap(watched));
+                }
+                Err(error) => {
+                    let _ = events
+                        .send(EngineEvent::Notice(format!(
+                            "\"{}\" cannot be watched: {error}",
+                            entry.label
+                        )))
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches a first listing in the background for a cap that has no snapshot yet.
+    fn start_baseline(&mut self, cap: &WatchedCap) {
+        let Some(gateway) = self.gateway.clone() else {
+            return;
+        };
+        if matches!(self.history.load_snapshot(&cap.id), Ok(Some(_))) {
+            return;
+        }
+        let (id, read_cap) = (cap.id.clone(), cap.cap.clone());
+        self.baselines.spawn(async move {
+            let fetched = details::fetch_state(Some(&gateway), &read_cap).await;
+            (id, fetched)
+        });
+    }
+
+    fn store_baseline(&mut self, cap_id: &str, fetched: Result<Snapshot, details::Unavailable>) {
+        match fetched {
+            // A change described meanwhile stored a newer snapshot: keep that one.
+            Ok(snapshot) if matches!(self.history.load_snapshot(cap_id), Ok(None)) => {
+                if let Err(error) = self.history.save_snapshot(cap_id, &snapshot) {
+                    tracing::warn!(cap = cap_id, %error, "cannot store the first snapshot");
+                }
+            }
+            Ok(_) => {}
+            Err(details::Unavailable(reason)) => {
+                tracing::info!(
+                    cap = cap_id,
+                    reason,
+                    "no first listing; the first change will say less"
+                );
+            }
+        }
+    }
+
+    /// Watches each grid's news directory and its `v1` (a new message changes `v1`, not the
+    /// root; a replaced `v1` or a new `v2` changes the root).
+    async fn load_news(&mut self, events: &mpsc::Sender<EngineEvent>) -> Result<(), EngineError> {
+        for grid in self.servers.grids()? {
+            let Some(news_cap) = self.servers.news_cap(&grid.name)? else {
+                continue;
+            };
+            let Some(root) = news_cap.storage_index() else {
+                continue;
+            };
+            self.watched.insert(
+                root,
+                Watched::News {
+                    grid: grid.name.clone(),
+                },
+            );
+            let mut feed = NewsFeed::new(grid.name.clone(), news_cap);
+            if let Some(gateway) = &self.gateway {
+                match feed.refresh(gateway, &self.history).await {
+                    Ok(refresh) => {
+                        if let Some(v1) = refresh.v1_storage_index {
+                            self.watched.insert(
+                                v1,
+                                Watched::News {
+                                    grid: grid.name.clone(),
+                                },
+                            );
+                        }
+                        // Messages already there at start are history, not news: record quietly.
+                        if refresh.upgrade_required {
+                            let _ = events
+                                .send(EngineEvent::Notice(format!(
+                                    "the news of grid {} needs a newer Tahoe Notifier",
+                                    grid.name
+                                )))
+                                .await;
+                        }
+                    }
+                    Err(error) => {
+                        let _ = events
+                            .send(EngineEvent::Notice(format!(
+                                "news of grid {} unavailable: {error}",
+                                grid.name
+                            )))
+                            .await;
+                    }
+                }
+            }
+            self.news_feeds.insert(grid.name.clone(), feed);
+        }
+        Ok(())
+    }
+
+    fn start_links(&mut self, link_events: &mpsc::Sender<LinkEvent>) -> Result<(), EngineError> {
+        let wanted: Vec<StorageIndex> = self.watched.keys().copied().collect();
+        for entry in self.servers.list()? {
+            let stored = self.servers.nurl(&entry.id)?;
+            let nurl: Nurl =
+                stored
+                    .expose_secret()
+                    .parse()
+                    .map_err(|e: mutable_updates::nurl::NurlError| EngineError::BadNurl {
+                        server: entry.id.clone(),
+                        reason: e.to_string(),
+                    })?;
+            let name = entry
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", entry.host, entry.port));
+            let (commands, receiver) = mpsc::channel(256);
+            tokio::spawn(link::run_link(
+                entry.id.clone(),
+                nurl,
+                wanted.clone(),
+                self.options.link_timing.clone(),
+                receiver,
+                link_events.clone(),
+            ));
+            self.links.insert(
+                entry.id,
+                ServerLink {
+                    name,
+                    commands,
+                    state: LinkState::Connecting,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn handle_command(&mut self, command: EngineCommand, events: &mpsc::Sender<EngineEvent>) {
+        match command {
+            EngineCommand::CapAdded(id) => {
+                let added = self
+                    .caps
+                    .entry(&id)
+                    .and_then(|entry| self.caps.get_cap(&id).map(|cap| (entry, cap)));
+                match added {
+                    Ok((entry, cap)) => {
+                        let si = entry.storage_index;
+                        let watched = WatchedCap {
+                            id: entry.id,
+                            label: entry.label,
+                            cap,
+                            muted: entry.muted,
+                        };
+                        self.start_baseline(&watched);
+                        self.watched.insert(si, Watched::Cap(watched));
+                        self.broadcast(LinkCommand::Subscribe(vec![si])).await;
+                    }
+                    Err(error) => {
+                        let _ = events
+                            .send(EngineEvent::Notice(format!(
+                                "cannot watch the new cap: {error}"
+                            )))
+                            .await;
+                    }
+                }
+            }
+            EngineCommand::CapRemoved(id) => {
+                let found = self.watched.iter().find_map(|(si, watched)| match watched {
+                    Watched::Cap(cap) if cap.id == id => Some(*si),
+                    _ => None,
+                });
+                if let Some(si) = found {
+                    self.watched.remove(&si);
+                    self.outcomes.remove(&si);
+                    self.broadcast(LinkCommand::Unsubscribe(vec![si])).await;
+                }
+            }
+            EngineCommand::ReconnectAll => self.broadcast(LinkCommand::Reconnect).await,
+            EngineCommand::Shutdown => {}
+        }
+    }
+
+    async fn broadcast(&self, command: LinkCommand) {
+        for link in self.links.values() {
+            let _ = link.commands.send(command.clone()).await;
+        }
+    }
+
+    async fn handle_link_event(&mut self, event: LinkEvent, events: &mpsc::Sender<EngineEvent>) {
+        match event {
+            LinkEvent::State { server, state } => {
+                if let Some(link) = self.links.get_mut(&server) {
+                    link.state = state.clone();
+                    let _ = events
+                        .send(EngineEvent::Server {
+                            id: server,
+                            name: link.name.clone(),
+                            state,
+                        })
+                        .await;
+                }
+            }
+            LinkEvent::Subscription {
+                server,
+                storage_index,
+                outcome,
+            } => {
+                let seqnum = match &outcome {
+                    SubscriptionOutcome::Subscribed { seqnum } => *seqnum,
+                    _ => None,
+                };
+                self.outcomes
+                    .entry(storage_index)
+                    .or_default()
+                    .insert(server, outcome);
+                self.report_cap_status(storage_index, events).await;
+                if let Some(seqnum) = seqnum {
+                    self.observe(storage_index, seqnum, Source::Resubscribe, events)
+                        .await;
+                    if let Some(Watched::News { grid }) = self.watched.get(&storage_index).cloned()
+                    {
+                        if self.news_confirmed.insert(storage_index) {
+                            self.refresh_news(&grid, events).await;
+                        }
+                    }
+                }
+            }
+            LinkEvent::Update {
+                storage_index,
+                seqnum,
+                ..
+            } => match seqnum {
+                Some(seqnum) => {
+                    self.observe(storage_index, seqnum, Source::Live, events)
+                        .await
+                }
+                // A server without the seqnum extension: one past the highest known stands in
+                // (several such servers reporting one publish still make one change only if
+                // the listing really differs, which describe_change checks).
+                None => {
+                    let guess = self.tracker.highest(&storage_index).map_or(1, |h| h + 1);
+                    self.observe(storage_index, guess, Source::Live, events)
+                        .await;
+                }
+            },
+        }
+    }
+
+    async fn report_cap_status(&self, si: StorageIndex, events: &mpsc::Sender<EngineEvent>) {
+        let Some(Watched::Cap(cap)) = self.watched.get(&si) else {
+            return;
+        };
+        let subscribed_on = self.subscribed_on(&si);
+        let _ = events
+            .send(EngineEvent::CapStatus {
+                id: cap.id.clone(),
+                label: cap.label.clone(),
+                subscribed_on,
+                servers: self.links.len(),
+                polling: subscribed_on == 0,
+            })
+            .await;
+    }
+
+    fn subscribed_on(&self, si: &StorageIndex) -> usize {
+        self.outcomes.get(si).map_or(0, |by_server| {
+            by_server
+                .iter()
+                .filter(|(server, outcome)| {
+                    matches!(outcome, SubscriptionOutcome::Subscribed { .. })
+                        && self
+                            .links
+                            .get(*server)
+                            .is_some_and(|link| link.state == LinkState::Connected)
+                })
+                .count()
+        })
+    }
+
+    async fn observe(
+        &mut self,
+        si: StorageIndex,
+        seqnum: u64,
+        source: Source,
+        events: &mpsc::Sender<EngineEvent>,
+    ) {
+        let change = match self.tracker.observe(si, seqnum, source) {
+            Ok(Some(change)) => change,
+            Ok(None) => return,
+            Err(error) => {
+                let _ = events
+                    .send(EngineEvent::Notice(format!(
+                        "cannot record a seqnum: {error}"
+                    )))
+                    .await;
+                return;
+            }
+        };
+        match self.watched.get(&si).cloned() {
+            Some(Watched::Cap(cap)) => self.report_change(&cap, change, events).await,
+            Some(Watched::News { grid }) => self.refresh_news(&grid, events).await,
+            None => {}
+        }
+    }
+
+    async fn report_change(
+        &mut self,
+        cap: &WatchedCap,
+        change: Change,
+        events: &mpsc::Sender<EngineEvent>,
+    ) {
+        let description: ChangeDescription = details::describe_change(
+            self.gateway.as_ref(),
+            &self.history,
+            &cap.id,
+            &cap.label,
+            &cap.cap,
+            &change,
+        )
+        .await;
+        self.record_and_notify(
+            cap,
+            change.storage_index,
+            change.seqnum,
+            change.while_away,
+            description,
+            events,
+        )
+        .await;
+    }
+
+    async fn record_and_notify(
+        &mut self,
+        cap: &WatchedCap,
+        si: StorageIndex,
+        seqnum: u64,
+        while_away: bool,
+        description: ChangeDescription,
+        events: &mpsc::Sender<EngineEvent>,
+    ) {
+        let record = NewChange {
+            cap_id: cap.id.clone(),
+            storage_index: si,
+            seqnum,
+            while_away,
+            summary: description.summary.clone(),
+            details: description.details_json.clone(),
+            at_ms: crate::history::now_ms(),
+        };
+        let history_id = match self.history.insert_change(&record) {
+            Ok(id) => id,
+            Err(error) => {
+                let _ = events
+                    .send(EngineEvent::Notice(format!(
+                        "cannot record a change: {error}"
+                    )))
+                    .await;
+                -1
+            }
+        };
+        if !cap.muted {
+            self.deliver(Notification {
+                summary: description.summary.clone(),
+                body: description.body.clone(),
+                urgency: Urgency::Normal,
+                target: Some(format!("change:{history_id}")),
+            });
+        }
+        let _ = events
+            .send(EngineEvent::Changed(ChangeReport {
+                history_id,
+                cap_id: cap.id.clone(),
+                storage_index: si,
+                seqnum,
+                while_away,
+                summary: description.summary,
+                body: description.body,
+                muted: cap.muted,
+            }))
+            .await;
+    }
+
+    fn deliver(&self, notification: Notification) {
+        if let Some(sink) = &self.sink {
+            if let Err(error) = sink.deliver(&notification) {
+                tracing::warn!(%error, "notification not shown");
+            }
+        }
+    }
+
+    async fn refresh_news(&mut self, grid: &str, events: &mpsc::Sender<EngineEvent>) {
+        let (Some(gateway), Some(feed)) = (self.gateway.as_ref(), self.news_feeds.get_mut(grid))
+        else {
+            return;
+        };
+        let refresh = match feed.refresh(gateway, &self.history).await {
+            Ok(refresh) => refresh,
+            Err(error) => {
+                let _ = events
+                    .send(EngineEvent::Notice(format!(
+                        "news of grid {grid} unavailable: {error}"
+                    )))
+                    .await;
+                return;
+            }
+        };
+        if let Some(v1) = refresh.v1_storage_index {
+            if let std::collections::hash_map::Entry::Vacant(entry) = self.watched.entry(v1) {
+                entry.insert(Watched::News {
+                    grid: grid.to_owned(),
+                });
+                self.broadcast(LinkCommand::Subscribe(vec![v1])).await;
+            }
+        }
+        if refresh.upgrade_required {
+            let _ = events
+                .send(EngineEvent::Notice(format!(
+                    "the news of grid {grid} needs a newer Tahoe Notifier"
+                )))
+                .await;
+        }
+        for message in refresh.new_messages {
+            if message.is_expired(time::OffsetDateTime::now_utc()) {
+                continue;
+            }
+            let urgency = Urgency::from(message.severity);
+            let title = message.heading();
+            let report = NewsReport {
+                grid: grid.to_owned(),
+                title: title.clone(),
+                body: message.body.clone(),
+                urgency,
+            };
+            self.deliver(Notification {
+                summary: format!("{grid}: {title}"),
+                body: message.body.clone(),
+                urgency,
+                target: Some(format!("news:{grid}:{}", message.name)),
+            });
+            let _ = events.send(EngineEvent::News(report)).await;
+        }
+    }
+
+    /// Caps no updates server holds are polled through the gateway: push where possible,
+    /// never silence.
+    async fn poll_unsubscribed(&mut self, events: &mpsc::Sender<EngineEvent>) {
+        let Some(gateway) = self.gateway.clone() else {
+            return;
+        };
+        let orphans: Vec<(StorageIndex, WatchedCap)> = self
+            .watched
+            .iter()
+            .filter_map(|(si, watched)| match watched {
+                Watched::Cap(cap) if self.subscribed_on(si) == 0 => Some((*si, cap.clone())),
+                _ => None,
+            })
+            .collect();
+        for (si, cap) in orphans {
+            let polled =
+                details::describe_polled(&gateway, &self.history, &cap.id, &cap.label, &cap.cap)
+                    .await;
+            match polled {
+                Ok(Some(description)) => {
+                    let seqnum = self.tracker.highest(&si).unwrap_or(0);
+                    self.record_and_notify(&cap, si, seqnum, false, description, events)
+                        .await;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let _ = events
+                        .send(EngineEvent::Notice(format!(
+                            "\"{}\" could not be polled: {error}",
+                            cap.label
+                        )))
+                        .await;
+                }
+            }
+        }
+    }
+}

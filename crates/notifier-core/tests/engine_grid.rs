@@ -1,0 +1,495 @@
+//! The engine end to end: a real Tahoe grid, the updates server's code beside each storage node
+//! (in process, so a test can stop and restart it on the same port), the real keyring, and
+//! notifications recorded — plus the real notification daemon on D-Bus where the test runner
+//! provides one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use local_grid::{Format, Grid, StorageNode};
+use mutable_updates::nurl::Nurl;
+use mutable_updates::pinning::{server_config_from_pem, spki_hash_of_pem};
+use notifier_core::caps::CapStore;
+use notifier_core::config::ConfigFile;
+use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
+use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
+use notifier_core::link::{LinkState, LinkTiming};
+use notifier_core::notify::{
+    DeliveredId, DesktopSink, Notification, NotificationSink, NotifyError, RecordingSink, Urgency,
+};
+use notifier_core::paths::Paths;
+use notifier_core::servers::{parse_grid_file, ServerStore};
+use tahoe_caps::Cap;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use updates_server::endpoint::UpdatesEndpoint;
+use updates_server::limits::Limits;
+use updates_server::node::IdentitySources;
+use updates_server::watcher::{ShareWatcher, WatcherOptions};
+
+/// The updates server's code for one storage node, stoppable and restartable on its port.
+struct InProcessServer {
+    node: StorageNode,
+    port: u16,
+    nurl: Nurl,
+    running: Option<(
+        watch::Sender<bool>,
+        ShareWatcher,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl InProcessServer {
+    async fn start(node: &StorageNode) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let identity = IdentitySources {
+            node_dir: Some(node.dir.clone()),
+            ..IdentitySources::default()
+        }
+        .load()
+        .unwrap();
+        let nurl = Nurl::new(
+            spki_hash_of_pem(&identity.cert_pem).unwrap(),
+            "127.0.0.1".to_owned(),
+            port,
+            identity.swissnum.clone(),
+        );
+        let mut server = Self {
+            node: node.clone(),
+            port,
+            nurl,
+            running: None,
+        };
+        server.serve(listener);
+        server
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let identity = IdentitySources {
+            node_dir: Some(self.node.dir.clone()),
+            ..IdentitySources::default()
+        }
+        .load()
+        .unwrap();
+        let tls = server_config_from_pem(&identity.cert_pem, &identity.key_pem).unwrap();
+        let (changes_tx, changes_rx) = mpsc::channel(1024);
+        let watcher = ShareWatcher::start(
+            identity.storage_dir.clone(),
+            WatcherOptions::default(),
+            changes_tx,
+        )
+        .unwrap();
+        let endpoint = Arc::new(UpdatesEndpoint::new(
+            Arc::new(watcher.clone()),
+            &identity.swissnum,
+            Some(tls),
+            Limits::default(),
+        ));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let forward = {
+                let endpoint = Arc::clone(&endpoint);
+                tokio::spawn(async move { endpoint.forward_changes(changes_rx).await })
+            };
+            endpoint.serve(listener, shutdown_rx).await;
+            forward.abort();
+        });
+        self.running = Some((shutdown, watcher, task));
+    }
+
+    async fn stop(&mut self) {
+        if let Some((shutdown, watcher, task)) = self.running.take() {
+            let _ = shutdown.send(true);
+            let _ = task.await;
+            watcher.shutdown();
+        }
+    }
+
+    async fn restart(&mut self) {
+        let address: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let listener = TcpListener::bind(address).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+/// Records every notification and also shows it on the real desktop when there is one.
+struct TestSink {
+    recorded: Arc<RecordingSink>,
+    desktop: Option<DesktopSink>,
+}
+
+impl NotificationSink for TestSink {
+    fn deliver(&self, n: &Notification) -> Result<DeliveredId, NotifyError> {
+        if let Some(desktop) = &self.desktop {
+            desktop.deliver(n)?;
+        }
+        self.recorded.deliver(n)
+    }
+}
+
+fn secrets() -> Arc<dyn SecretStore> {
+    let backend = if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+        KeyringBackend::SecretService
+    } else {
+        KeyringBackend::Keyutils
+    };
+    Arc::new(KeyringSecretStore::new(backend))
+}
+
+struct Setup {
+    _home: tempfile::TempDir,
+    paths: Paths,
+    secrets: Arc<dyn SecretStore>,
+    servers: Vec<InProcessServer>,
+}
+
+async fn setup(grid: &Grid, newscap: Option<&Cap>) -> Setup {
+    let home = tempfile::tempdir().unwrap();
+    let paths = Paths::under(home.path());
+    paths.ensure_dirs().unwrap();
+    let secrets = secrets();
+    let mut servers = Vec::new();
+    for node in grid.storage_nodes() {
+        servers.push(InProcessServer::start(node).await);
+    }
+    let mut file = serde_json::json!({
+        "name": "test grid",
+        "gateway_url": grid.gateway_url(),
+        "updates_servers": servers.iter().map(|s| s.nurl.to_string()).collect::<Vec<_>>(),
+    });
+    if let Some(news) = newscap {
+        file["newscap"] = serde_json::Value::String(news.to_string());
+    }
+    let grid_file = parse_grid_file(&file.to_string()).unwrap();
+    ServerStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets))
+        .import_grid(&grid_file)
+        .unwrap();
+    Setup {
+        _home: home,
+        paths,
+        secrets,
+        servers,
+    }
+}
+
+fn quick_timing() -> LinkTiming {
+    LinkTiming {
+        backoff_initial: Duration::from_millis(200),
+        backoff_max: Duration::from_secs(1),
+        ..LinkTiming::default()
+    }
+}
+
+struct RunningEngine {
+    commands: mpsc::Sender<EngineCommand>,
+    events: mpsc::Receiver<EngineEvent>,
+    recorded: Arc<RecordingSink>,
+}
+
+fn start_engine(setup: &Setup, local: &tokio::task::LocalSet) -> RunningEngine {
+    let recorded = Arc::new(RecordingSink::new());
+    let desktop = std::env::var_os("TAHOE_NOTIFIER_DESKTOP_SERVICES").map(|_| DesktopSink::new());
+    let sink = Arc::new(TestSink {
+        recorded: Arc::clone(&recorded),
+        desktop,
+    });
+    let engine = Engine::open(
+        EngineOptions {
+            paths: setup.paths.clone(),
+            secrets: Arc::clone(&setup.secrets),
+            gateway_url: None,
+            poll_interval: Duration::from_secs(300),
+            link_timing: quick_timing(),
+        },
+        Some(sink),
+    )
+    .unwrap();
+    let (commands, commands_rx) = mpsc::channel(16);
+    let (events_tx, events) = mpsc::channel(1024);
+    local.spawn_local(async move {
+        engine.run(commands_rx, events_tx).await.unwrap();
+    });
+    RunningEngine {
+        commands,
+        events,
+        recorded,
+    }
+}
+
+/// Waits for the first event that `pick` accepts, up to `wait`.
+async fn wait_for<T>(
+    engine: &mut RunningEngine,
+    wait: Duration,
+    mut pick: impl FnMut(&EngineEvent) -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let event = tokio::time::timeout_at(deadline, engine.events.recv())
+            .await
+            .ok()??;
+        if let Some(found) = pick(&event) {
+            return Some(found);
+        }
+    }
+}
+
+async fn wait_subscribed_everywhere(engine: &mut RunningEngine, cap_id: &str, servers: usize) {
+    let found = wait_for(engine, Duration::from_secs(20), |event| match event {
+        EngineEvent::CapStatus {
+            id, subscribed_on, ..
+        } if id == cap_id && *subscribed_on == servers => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        found.is_some(),
+        "the cap was not subscribed on all {servers} servers"
+    );
+}
+
+/// Changed events within `wait`.
+async fn changes_within(
+    engine: &mut RunningEngine,
+    wait: Duration,
+) -> Vec<notifier_core::engine::ChangeReport> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = Vec::new();
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, engine.events.recv()).await {
+        if let EngineEvent::Changed(report) = event {
+            changes.push(report);
+        }
+    }
+    changes
+}
+
+fn add_cap(setup: &Setup, cap: &str, label: &str) -> String {
+    let cap: Cap = cap.parse().unwrap();
+    CapStore::new(
+        ConfigFile::new(setup.paths.config_file()),
+        Arc::clone(&setup.secrets),
+    )
+    .add(&cap, label, false)
+    .unwrap()
+    .id
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work).await.unwrap()
+}
+
+/// Counts `Notify` calls seen on the session bus whose text contains `needle`.
+struct NotifyMonitor {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifyMonitor {
+    fn start() -> Option<Self> {
+        std::env::var_os("TAHOE_NOTIFIER_DESKTOP_SERVICES")?;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("notify.log");
+        let child = std::process::Command::new("dbus-monitor")
+            .args([
+                "--session",
+                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
+            ])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .ok()?;
+        std::thread::sleep(Duration::from_millis(300));
+        Some(Self {
+            child,
+            log,
+            _dir: dir,
+        })
+    }
+
+    fn calls_containing(&self, needle: &str) -> usize {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.split("method call")
+            .filter(|call| call.contains("member=Notify") && call.contains(needle))
+            .count()
+    }
+}
+
+impl Drop for NotifyMonitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn grid() -> &'static Grid {
+    local_grid::shared().expect("a real Tahoe grid (run tests/bootstrap-python.sh?)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_added_through_the_gateway_is_one_change_and_one_notification_naming_it() {
+    let grid = grid();
+    let setup = setup(grid, None).await;
+    let dircap = blocking(move || grid.create_mutable_dir(Format::Sdmf).unwrap()).await;
+    let cap_id = add_cap(&setup, &dircap, "Team Docs");
+    let monitor = NotifyMonitor::start();
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let mut engine = start_engine(&setup, &local);
+            wait_subscribed_everywhere(&mut engine, &cap_id, 3).await;
+            let writer_cap = dircap.clone();
+            blocking(move || {
+                grid.put_child(&writer_cap, "report.pdf", b"numbers")
+                    .unwrap()
+            })
+            .await;
+            let changes = changes_within(&mut engine, Duration::from_secs(8)).await;
+            assert_eq!(
+                changes.len(),
+                1,
+                "one publish seen by 3 servers must be one change: {changes:?}"
+            );
+            assert!(
+                changes[0].summary.contains("report.pdf"),
+                "{}",
+                changes[0].summary
+            );
+            assert!(!changes[0].while_away);
+            let notes = engine.recorded.delivered();
+            assert_eq!(notes.len(), 1, "{notes:?}");
+            assert!(
+                notes[0].summary.contains("Team Docs") && notes[0].summary.contains("report.pdf")
+            );
+            assert!(!notes[0].summary.contains("URI:") && !notes[0].body.contains("URI:"));
+            if let Some(monitor) = &monitor {
+                assert_eq!(
+                    monitor.calls_containing("report.pdf"),
+                    1,
+                    "exactly one D-Bus Notify naming the file"
+                );
+            }
+            let _ = engine.commands.send(EngineCommand::Shutdown).await;
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_while_every_server_is_down_are_reported_once_after_reconnecting() {
+    let grid = grid();
+    let mut setup = setup(grid, None).await;
+    let dircap = blocking(move || grid.create_mutable_dir(Format::Mdmf).unwrap()).await;
+    let cap_id = add_cap(&setup, &dircap, "Shared Photos");
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let mut engine = start_engine(&setup, &local);
+            wait_subscribed_everywhere(&mut engine, &cap_id, 3).await;
+            for server in &mut setup.servers {
+                server.stop().await;
+            }
+            let failing = wait_for(&mut engine, Duration::from_secs(10), |event| match event {
+                EngineEvent::Server {
+                    state: LinkState::Failing { .. },
+                    ..
+                } => Some(()),
+                _ => None,
+            })
+            .await;
+            assert!(
+                failing.is_some(),
+                "the engine did not notice the servers going away"
+            );
+            for name in ["beach.jpg", "sunset.jpg"] {
+                let writer_cap = dircap.clone();
+                blocking(move || grid.put_child(&writer_cap, name, b"pixels").unwrap()).await;
+            }
+            assert!(changes_within(&mut engine, Duration::from_millis(500))
+                .await
+                .is_empty());
+            for server in &mut setup.servers {
+                server.restart().await;
+            }
+            let changes = changes_within(&mut engine, Duration::from_secs(10)).await;
+            assert_eq!(
+                changes.len(),
+                1,
+                "two publishes while away are one change on return: {changes:?}"
+            );
+            let change = &changes[0];
+            assert!(change.while_away, "{change:?}");
+            assert!(
+                change.summary.contains("beach.jpg") || change.body.contains("beach.jpg"),
+                "{change:?}"
+            );
+            assert!(
+                change.summary.contains("sunset.jpg")
+                    || change.body.contains("sunset.jpg")
+                    || change.summary.contains("1 more"),
+                "{change:?}"
+            );
+            let _ = engine.commands.send(EngineCommand::Shutdown).await;
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn news_published_to_the_grid_is_one_notification_with_title_and_urgency() {
+    let grid = grid();
+    let gateway = notifier_core::gateway::Gateway::new(grid.gateway_url()).unwrap();
+    let news_write = gateway
+        .create_dir(notifier_core::gateway::DirFormat::Sdmf)
+        .await
+        .unwrap();
+    // One message before the client starts: history, not news.
+    notifier_core::news_feed::publish(
+        &gateway,
+        &news_write,
+        &draft("Welcome", "info", "Hello grid."),
+    )
+    .await
+    .unwrap();
+    let setup = setup(grid, Some(&news_write.read_only())).await;
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let mut engine = start_engine(&setup, &local);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            notifier_core::news_feed::publish(
+                &gateway,
+                &news_write,
+                &draft(
+                    "Maintenance tonight",
+                    "critical",
+                    "Storage 2 goes down at 22:00 UTC.",
+                ),
+            )
+            .await
+            .unwrap();
+            let news = wait_for(&mut engine, Duration::from_secs(10), |event| match event {
+                EngineEvent::News(report) => Some(report.clone()),
+                _ => None,
+            })
+            .await
+            .expect("the news item was not reported");
+            assert_eq!(news.title, "Maintenance tonight");
+            assert_eq!(news.urgency, Urgency::Critical);
+            let notes = engine.recorded.delivered();
+            assert_eq!(notes.len(), 1, "only the new message is news: {notes:?}");
+            assert!(notes[0].summary.contains("Maintenance tonight"));
+            assert_eq!(notes[0].urgency, Urgency::Critical);
+            let _ = engine.commands.send(EngineCommand::Shutdown).await;
+        })
+        .await;
+}
+
+fn draft(title: &str, severity: &str, body: &str) -> notifier_core::news::NewsDraft {
+    notifier_core::news::NewsDraft {
+        title: Some(title.to_owned()),
+        severity: severity.parse().unwrap(),
+        expires: None,
+        body: body.to_owned(),
+    }
+}
