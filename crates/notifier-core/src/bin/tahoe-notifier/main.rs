@@ -16,11 +16,13 @@ mod caps;
 mod context;
 mod history;
 mod input;
+mod news;
 mod node_dir;
 mod output;
 mod servers;
 mod si;
 mod status;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,11 +77,20 @@ impl From<KeyringChoice> for KeyringBackend {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Add, list, rename, mute or remove watched caps (kept in the OS keyring).
     Caps(caps::CapsArgs),
+    /// Add, list, import or remove updates servers and grids.
     Servers(servers::ServersArgs),
+    /// Show recorded changes and news; mark them read.
     History(history::HistoryArgs),
+    /// Show the configuration, the keyring in use and unread counts.
     Status(status::StatusArgs),
+    /// Print the storage index of each cap read from standard input.
     Si(si::SiArgs),
+    /// Run the engine: subscribe every cap on every server, print and notify changes.
+    Watch(watch::WatchArgs),
+    /// Publish operator news to the grid's news directory.
+    News(news::NewsArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +120,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => history::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Si(args) => si::run(args, cli.json),
+        Command::Watch(args) => watch::run(&ctx, args),
+        Command::News(args) => news::run(&ctx, args),
     }
 }
 

@@ -1,0 +1,178 @@
+//! `tahoe-notifier watch`: runs the engine headless, printing what happens and raising desktop
+//! notifications, until Ctrl-C or SIGTERM.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
+use notifier_core::link::{LinkState, LinkTiming};
+use notifier_core::notify::{DesktopSink, NotificationSink};
+use serde_json::json;
+
+use crate::context::Context;
+
+/// Options of `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Print events only; raise no desktop notifications.
+    #[arg(long)]
+    no_desktop: bool,
+    /// Minutes between gateway polls of caps that no updates server holds.
+    #[arg(long, default_value_t = 5, value_name = "MINUTES")]
+    poll_interval: u64,
+    /// The gateway to fetch listings through, instead of the imported grid's.
+    #[arg(long, value_name = "URL")]
+    gateway: Option<String>,
+}
+
+/// Runs the engine until stopped.
+pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
+    ctx.ensure_dirs()?;
+    let sink: Option<Arc<dyn NotificationSink>> = if args.no_desktop {
+        None
+    } else {
+        Some(Arc::new(DesktopSink::new()))
+    };
+    let options = EngineOptions {
+        paths: ctx.paths().clone(),
+        secrets: ctx.secrets(),
+        gateway_url: args.gateway.clone(),
+        poll_interval: Duration::from_secs(args.poll_interval.max(1) * 60),
+        link_timing: LinkTiming::default(),
+    };
+    let engine = Engine::open(options, sink).context("cannot start the engine")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let json = ctx.json();
+    runtime.block_on(async move {
+        let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
+        let (events_tx, mut events) = tokio::sync::mpsc::channel(1024);
+        let printer = async {
+            while let Some(event) = events.recv().await {
+                print_event(&event, json);
+            }
+        };
+        let stopper = async {
+            wait_for_stop_signal().await;
+            let _ = commands.send(EngineCommand::Shutdown).await;
+        };
+        // The engine owns the SQLite history, which is not thread-safe: it runs on this thread,
+        // beside the printer and the signal handler.
+        let (result, (), ()) = tokio::join!(engine.run(commands_rx, events_tx), printer, stopper);
+        result.context("the engine stopped")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn print_event(event: &EngineEvent, json: bool) {
+    let line = if json {
+        event_json(event).to_string()
+    } else {
+        event_text(event)
+    };
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout (a pipe whose reader left) must not stop the engine.
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+fn state_words(state: &LinkState) -> String {
+    match state {
+        LinkState::Connecting => "connecting".to_owned(),
+        LinkState::Connected => "connected".to_owned(),
+        LinkState::Failing { reason, retry_in } => {
+            format!(
+                "failing: {reason} (retry in {:.1} s)",
+                retry_in.as_secs_f64()
+            )
+        }
+    }
+}
+
+fn event_text(event: &EngineEvent) -> String {
+    match event {
+        EngineEvent::Server { name, state, .. } => format!("server {name}: {}", state_words(state)),
+        EngineEvent::CapStatus {
+            label,
+            subscribed_on,
+            servers,
+            polling,
+            ..
+        } => {
+            if *polling && *servers > 0 {
+                format!("\"{label}\": subscribed on {subscribed_on} of {servers} servers; polling the gateway meanwhile")
+            } else {
+                format!("\"{label}\": subscribed on {subscribed_on} of {servers} servers")
+            }
+        }
+        EngineEvent::Changed(report) => {
+            let mut text = format!("changed: {}", report.summary);
+            if report.muted {
+                text.push_str(" (muted)");
+            }
+            text
+        }
+        EngineEvent::News(news) => format!(
+            "news from {}: {} — {}",
+            news.grid,
+            news.title,
+            first_line(&news.body)
+        ),
+        EngineEvent::Notice(notice) => format!("notice: {notice}"),
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+fn event_json(event: &EngineEvent) -> serde_json::Value {
+    match event {
+        EngineEvent::Server { id, name, state } => json!({
+            "event": "server", "id": id, "name": name, "state": state_words(state),
+            "connected": *state == LinkState::Connected,
+        }),
+        EngineEvent::CapStatus {
+            id,
+            label,
+            subscribed_on,
+            servers,
+            polling,
+        } => json!({
+            "event": "cap-status", "id": id, "label": label,
+            "subscribed_on": subscribed_on, "servers": servers, "polling": polling,
+        }),
+        EngineEvent::Changed(report) => json!({
+            "event": "changed", "history_id": report.history_id, "cap_id": report.cap_id,
+            "storage_index": report.storage_index.to_string(), "seqnum": report.seqnum,
+            "while_away": report.while_away, "summary": report.summary, "body": report.body,
+            "muted": report.muted,
+        }),
+        EngineEvent::News(news) => json!({
+            "event": "news", "grid": news.grid, "title": news.title, "body": news.body,
+            "urgency": format!("{:?}", news.urgency).to_lowercase(),
+        }),
+        EngineEvent::Notice(notice) => json!({"event": "notice", "text": notice}),
+    }
+}
