@@ -56,9 +56,11 @@ fn parse_options() -> Result<Options, String> {
                     .ok_or("--keyring needs secret-service or keyutils")?
             }
             "--no-desktop" => options.desktop = false,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown option {other}: use --seconds N, --interval N, --keyring K, --no-desktop"
-            )),
+            ))
+            }
         }
     }
     Ok(options)
