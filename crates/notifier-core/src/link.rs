@@ -174,11 +174,25 @@ pub async fn run_link(
             let _ = events.send(LinkEvent::State { server, state }).await;
         }
     };
+    // The proposal's path first; a server that answers 404 there may speak only the revised
+    // proposal's path, which is then kept for this server.
+    let mut path = client::PATH;
     loop {
         report(LinkState::Connecting).await;
-        let attempt =
-            tokio::time::timeout(timing.connect_timeout, client::connect(&nurl, client::PATH))
-                .await;
+        let mut attempt =
+            tokio::time::timeout(timing.connect_timeout, client::connect(&nurl, path)).await;
+        if let Ok(Err(ConnectError::HttpStatus { status: 404, .. })) = &attempt {
+            let other = if path == client::PATH {
+                client::PATH_REVISED
+            } else {
+                client::PATH
+            };
+            attempt =
+                tokio::time::timeout(timing.connect_timeout, client::connect(&nurl, other)).await;
+            if matches!(attempt, Ok(Ok(_))) {
+                path = other;
+            }
+        }
         let reason = match attempt {
             Err(_) => format!("no answer within {} s", timing.connect_timeout.as_secs()),
             Ok(Err(error)) => describe_connect_error(&error),
