@@ -3,6 +3,10 @@
 //!
 //! One task owns all state (the stores, the SQLite history, the per-server links' reports), so
 //! nothing here needs a lock. Links run as their own tasks and talk to it through channels.
+//!
+//! Notifications go through a [`NotificationPolicy`] run as its own task ([`run_policy`]): the
+//! engine hands it every recorded change and news message and never waits for the desktop, so
+//! a slow D-Bus round trip or a coalescing window does not hold up the links.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,7 +25,10 @@ use crate::history::{History, HistoryError, NewChange};
 use crate::keyring_store::SecretStore;
 use crate::link::{self, LinkCommand, LinkEvent, LinkState, LinkTiming, SubscriptionOutcome};
 use crate::news_feed::NewsFeed;
-use crate::notify::{Notification, NotificationSink, Urgency};
+use crate::notify::{
+    run_policy, ChangeNote, Notification, NotificationPolicy, NotificationSink, PolicyConfig,
+    PolicyInput, Urgency,
+};
 use crate::paths::Paths;
 use crate::seqnum::{Change, SeqnumTracker, Source};
 use crate::servers::{ServerStore, ServerStoreError};
@@ -40,6 +47,31 @@ pub struct EngineOptions {
     pub poll_interval: Duration,
     /// Reconnect and liveness timing of the links.
     pub link_timing: LinkTiming,
+    /// Quiet hours, news-only and coalescing. Its `muted_caps` are ignored: the engine takes
+    /// them from the cap store (and [`EngineCommand::SetMuted`]).
+    pub policy: PolicyConfig,
+    /// The local time zone's offset, for quiet hours. Find it before threads exist (e.g.
+    /// `UtcOffset::current_local_offset` at the start of `main`): later it may be unavailable.
+    pub local_offset: time::UtcOffset,
+}
+
+/// How often caps that no updates server holds are polled by default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
+
+impl EngineOptions {
+    /// Options with the defaults: the grid's gateway, 5-minute polling, default link timing,
+    /// the default policy and UTC for quiet hours.
+    pub fn new(paths: Paths, secrets: Arc<dyn SecretStore>) -> Self {
+        Self {
+            paths,
+            secrets,
+            gateway_url: None,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            link_timing: LinkTiming::default(),
+            policy: PolicyConfig::default(),
+            local_offset: time::UtcOffset::UTC,
+        }
+    }
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -47,6 +79,8 @@ impl std::fmt::Debug for EngineOptions {
         f.debug_struct("EngineOptions")
             .field("paths", &self.paths)
             .field("poll_interval", &self.poll_interval)
+            .field("policy", &self.policy)
+            .field("local_offset", &self.local_offset)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +184,14 @@ pub enum EngineCommand {
     CapAdded(String),
     /// A cap is being removed: unsubscribe it.
     CapRemoved(String),
+    /// The user muted or unmuted a cap (already stored with `CapStore::set_muted`): its changes
+    /// are still recorded, but notified only when not muted.
+    SetMuted {
+        /// Cap id.
+        id: String,
+        /// Whether it is muted now.
+        muted: bool,
+    },
     /// Reconnect every server now.
     ReconnectAll,
     /// Stop.
@@ -198,7 +240,12 @@ pub struct Engine {
     /// Listings being fetched for caps that have no snapshot yet, so that their first change
     /// can say what was added rather than "first look".
     baselines: tokio::task::JoinSet<(String, Result<Snapshot, details::Unavailable>)>,
+    /// Where notifications go; handed to the policy task when the engine runs.
     sink: Option<Arc<dyn NotificationSink>>,
+    /// The policy's configuration, muted caps included (sent to the policy task on change).
+    policy: PolicyConfig,
+    /// Input of the running policy task (`None` without a sink).
+    notifications: Option<mpsc::Sender<PolicyInput>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -233,6 +280,7 @@ impl Engine {
                 .map(|grid| grid.gateway_url)
                 .next(),
         };
+        let options_policy = options.policy.clone();
         let gateway = gateway_url
             .map(|url| Gateway::new(&url))
             .transpose()
@@ -251,6 +299,11 @@ impl Engine {
             news_confirmed: std::collections::HashSet::new(),
             baselines: tokio::task::JoinSet::new(),
             sink,
+            policy: PolicyConfig {
+                muted_caps: std::collections::HashSet::new(),
+                ..options_policy
+            },
+            notifications: None,
         })
     }
 
@@ -262,6 +315,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.load_caps(&events).await?;
         self.load_news(&events).await?;
+        let policy_task = self.start_policy();
         let (link_events_tx, mut link_events) = mpsc::channel(4096);
         self.start_links(&link_events_tx)?;
         if self.links.is_empty() {
@@ -286,13 +340,58 @@ impl Engine {
                 _ = poll.tick() => self.poll_unsubscribed(&events).await,
             }
         }
+        // Closing the policy's input makes it show the bursts still being coalesced, then end.
+        self.notifications = None;
+        if let Some(task) = policy_task {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "the notification task failed");
+            }
+        }
         Ok(())
+    }
+
+    /// Starts the notification policy task, if there is a sink to deliver to.
+    fn start_policy(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let sink = self.sink.take()?;
+        // Roomy: a burst of changes must not make the engine wait for the desktop.
+        let (input, inputs) = mpsc::channel(1024);
+        self.notifications = Some(input);
+        Some(tokio::spawn(run_policy(
+            NotificationPolicy::new(self.policy.clone()),
+            inputs,
+            sink,
+            self.options.local_offset,
+        )))
+    }
+
+    /// Hands a change or news message to the policy task.
+    async fn notify(&self, input: PolicyInput) {
+        if let Some(notifications) = &self.notifications {
+            if notifications.send(input).await.is_err() {
+                tracing::warn!("the notification task is gone; notification not shown");
+            }
+        }
+    }
+
+    /// Records whether `cap_id` is muted in the policy's configuration and sends it on.
+    async fn set_policy_muted(&mut self, cap_id: &str, muted: bool) {
+        let changed = if muted {
+            self.policy.muted_caps.insert(cap_id.to_owned())
+        } else {
+            self.policy.muted_caps.remove(cap_id)
+        };
+        if changed {
+            self.notify(PolicyInput::Config(self.policy.clone())).await;
+        }
     }
 
     async fn load_caps(&mut self, events: &mpsc::Sender<EngineEvent>) -> Result<(), EngineError> {
         for entry in self.caps.list()? {
             match self.caps.get_cap(&entry.id) {
                 Ok(cap) => {
+                    if entry.muted {
+                        self.policy.muted_caps.insert(entry.id.clone());
+                    }
                     let watched = WatchedCap {
                         id: entry.id,
                         label: entry.label,
@@ -450,6 +549,7 @@ impl Engine {
                 match added {
                     Ok((entry, cap)) => {
                         let si = entry.storage_index;
+                        self.set_policy_muted(&entry.id, entry.muted).await;
                         let watched = WatchedCap {
                             id: entry.id,
                             label: entry.label,
@@ -479,6 +579,17 @@ impl Engine {
                     self.outcomes.remove(&si);
                     self.broadcast(LinkCommand::Unsubscribe(vec![si])).await;
                 }
+                self.set_policy_muted(&id, false).await;
+            }
+            EngineCommand::SetMuted { id, muted } => {
+                for watched in self.watched.values_mut() {
+                    if let Watched::Cap(cap) = watched {
+                        if cap.id == id {
+                            cap.muted = muted;
+                        }
+                    }
+                }
+                self.set_policy_muted(&id, muted).await;
             }
             EngineCommand::ReconnectAll => self.broadcast(LinkCommand::Reconnect).await,
             EngineCommand::Shutdown => {}
@@ -663,14 +774,14 @@ impl Engine {
                 -1
             }
         };
-        if !cap.muted {
-            self.deliver(Notification {
-                summary: description.summary.clone(),
-                body: description.body.clone(),
-                urgency: Urgency::Normal,
-                target: Some(format!("change:{history_id}")),
-            });
-        }
+        // Muted caps too: the policy drops them, and knows of mutes the engine learns later.
+        self.notify(PolicyInput::Change(ChangeNote::from_description(
+            &cap.id,
+            &cap.label,
+            &description,
+            Some(format!("change:{history_id}")),
+        )))
+        .await;
         let _ = events
             .send(EngineEvent::Changed(ChangeReport {
                 history_id,
@@ -683,14 +794,6 @@ impl Engine {
                 muted: cap.muted,
             }))
             .await;
-    }
-
-    fn deliver(&self, notification: Notification) {
-        if let Some(sink) = &self.sink {
-            if let Err(error) = sink.deliver(&notification) {
-                tracing::warn!(%error, "notification not shown");
-            }
-        }
     }
 
     async fn refresh_news(&mut self, grid: &str, events: &mpsc::Sender<EngineEvent>) {
@@ -736,12 +839,14 @@ impl Engine {
                 body: message.body.clone(),
                 urgency,
             };
-            self.deliver(Notification {
+            self.notify(PolicyInput::News(Notification {
                 summary: format!("{grid}: {title}"),
                 body: message.body.clone(),
                 urgency,
                 target: Some(format!("news:{grid}:{}", message.name)),
-            });
+                replace_key: None,
+            }))
+            .await;
             let _ = events.send(EngineEvent::News(report)).await;
         }
     }

@@ -12,7 +12,7 @@
 //! Notifications hold labels, file names and sizes, never caps, swissnums or keys; as a second
 //! line of defence, sinks pass every text through [`redact_caps`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,11 @@ pub struct Notification {
     pub urgency: Urgency,
     /// The history item to open when the notification is clicked (e.g. `change:42`).
     pub target: Option<String>,
+    /// Notifications with the same key replace each other: a sink that delivered one with
+    /// this key before updates that one in place (freedesktop `replaces_id`) instead of
+    /// showing another. The policy uses `cap:<id>` ([`cap_replace_key`]); `None` always
+    /// shows a new notification.
+    pub replace_key: Option<String>,
 }
 
 /// The id a sink gave a delivered notification (the desktop's id, or a counter).
@@ -110,9 +115,24 @@ pub type OpenHandler = Arc<dyn Fn(&str) + Send + Sync>;
 ///
 /// Each call is a blocking D-Bus round trip of a few milliseconds; from async code call it in
 /// `spawn_blocking` ([`run_policy`] does).
+///
+/// A notification with a [`Notification::replace_key`] replaces the one this sink last showed
+/// with that key (clones share that memory).
 #[derive(Clone, Default)]
 pub struct DesktopSink {
     on_open: Option<OpenHandler>,
+    shown: Arc<Mutex<DesktopShown>>,
+}
+
+/// What a [`DesktopSink`] remembers of what it showed.
+#[derive(Debug, Default)]
+struct DesktopShown {
+    /// Replace key → the desktop id last shown with it.
+    by_key: HashMap<String, u32>,
+    /// Desktop id → which delivery last used it. A replaced notification keeps its id, so the
+    /// click-waiting thread of the replaced content must not open its (older) target.
+    generation: HashMap<u32, u64>,
+    next_generation: u64,
 }
 
 impl std::fmt::Debug for DesktopSink {
@@ -134,7 +154,12 @@ impl DesktopSink {
     pub fn with_open_handler(on_open: OpenHandler) -> DesktopSink {
         DesktopSink {
             on_open: Some(on_open),
+            shown: Arc::default(),
         }
+    }
+
+    fn shown(&self) -> std::sync::MutexGuard<'_, DesktopShown> {
+        self.shown.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -155,17 +180,50 @@ impl NotificationSink for DesktopSink {
         if n.target.is_some() {
             desktop.action(DEFAULT_ACTION, "Open");
         }
+        let replaces = n
+            .replace_key
+            .as_ref()
+            .and_then(|key| self.shown().by_key.get(key).copied());
+        if let Some(previous) = replaces {
+            desktop.id(previous);
+        }
         let handle = desktop.show().map_err(|e| classify_error(&e.to_string()))?;
         let id = DeliveredId(handle.id());
-        tracing::debug!(id = id.0, "desktop notification shown");
+        tracing::debug!(
+            id = id.0,
+            replaced = replaces.is_some(),
+            "desktop notification shown"
+        );
+        let generation = {
+            let mut shown = self.shown();
+            if let Some(key) = &n.replace_key {
+                shown.by_key.insert(key.clone(), id.0);
+            }
+            shown.next_generation += 1;
+            let generation = shown.next_generation;
+            if self.on_open.is_some() {
+                shown.generation.insert(id.0, generation);
+            }
+            generation
+        };
         if let (Some(on_open), Some(target)) = (&self.on_open, n.target) {
             let on_open = Arc::clone(on_open);
+            let shown = Arc::clone(&self.shown);
+            let current = move || {
+                shown
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .generation
+                    .get(&id.0)
+                    == Some(&generation)
+            };
             // wait_for_action blocks until the notification is clicked or closed.
             let spawned = std::thread::Builder::new()
                 .name("notification-action".to_owned())
                 .spawn(move || {
                     handle.wait_for_action(|action| {
-                        if action == DEFAULT_ACTION {
+                        // Only the content on screen now may open its target.
+                        if action == DEFAULT_ACTION && current() {
                             on_open(&target);
                         }
                     });
@@ -214,14 +272,34 @@ fn sanitized(n: &Notification) -> Notification {
         body: crate::text::truncate_chars(body.trim(), MAX_BODY_CHARS),
         urgency: n.urgency,
         target: n.target.clone(),
+        replace_key: n.replace_key.clone(),
     }
 }
 
-/// Keeps every notification in memory instead of showing it. For tests and headless use
+/// One notification a [`RecordingSink`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The id it was shown under (a replacement keeps the replaced one's).
+    pub id: DeliveredId,
+    /// What was shown (sanitized).
+    pub notification: Notification,
+    /// Whether it replaced an earlier notification in place rather than showing a new one.
+    pub replaced: bool,
+}
+
+#[derive(Debug, Default)]
+struct RecordingState {
+    records: Vec<Recorded>,
+    by_key: HashMap<String, DeliveredId>,
+    last_id: u32,
+}
+
+/// Keeps every notification in memory instead of showing it, replacing by
+/// [`Notification::replace_key`] like the desktop does. For tests and headless use
 /// (`watch --no-desktop` prints them).
 #[derive(Debug, Default)]
 pub struct RecordingSink {
-    delivered: Mutex<Vec<Notification>>,
+    state: Mutex<RecordingState>,
 }
 
 impl RecordingSink {
@@ -230,35 +308,90 @@ impl RecordingSink {
         RecordingSink::default()
     }
 
-    /// Everything delivered so far, oldest first (as shown: sanitized).
-    pub fn delivered(&self) -> Vec<Notification> {
-        self.delivered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    fn state(&self) -> std::sync::MutexGuard<'_, RecordingState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Removes and returns everything delivered so far.
+    /// Every delivery so far, oldest first, with whether it replaced an earlier one.
+    pub fn records(&self) -> Vec<Recorded> {
+        self.state().records.clone()
+    }
+
+    /// Everything delivered so far, new and replacing, oldest first (as shown: sanitized).
+    pub fn delivered(&self) -> Vec<Notification> {
+        self.state()
+            .records
+            .iter()
+            .map(|r| r.notification.clone())
+            .collect()
+    }
+
+    /// The deliveries that showed a new notification (not replacements), oldest first.
+    pub fn shown(&self) -> Vec<Notification> {
+        self.select(false)
+    }
+
+    /// The deliveries that updated an earlier notification in place, oldest first.
+    pub fn replacements(&self) -> Vec<Notification> {
+        self.select(true)
+    }
+
+    fn select(&self, replaced: bool) -> Vec<Notification> {
+        self.state()
+            .records
+            .iter()
+            .filter(|r| r.replaced == replaced)
+            .map(|r| r.notification.clone())
+            .collect()
+    }
+
+    /// What would be on screen if nothing expired: each notification's latest content, in the
+    /// order they first appeared.
+    pub fn on_screen(&self) -> Vec<Notification> {
+        let state = self.state();
+        let mut screen: Vec<(DeliveredId, Notification)> = Vec::new();
+        for r in &state.records {
+            match screen.iter_mut().find(|(id, _)| *id == r.id) {
+                Some(slot) => slot.1 = r.notification.clone(),
+                None => screen.push((r.id, r.notification.clone())),
+            }
+        }
+        screen.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Removes and returns everything delivered so far (later notifications with a key seen
+    /// before still count as replacements).
     pub fn take(&self) -> Vec<Notification> {
-        std::mem::take(
-            &mut *self
-                .delivered
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+        std::mem::take(&mut self.state().records)
+            .into_iter()
+            .map(|r| r.notification)
+            .collect()
     }
 }
 
 impl NotificationSink for RecordingSink {
     fn deliver(&self, n: &Notification) -> Result<DeliveredId, NotifyError> {
-        let mut delivered = self
-            .delivered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        delivered.push(sanitized(n));
-        Ok(DeliveredId(
-            u32::try_from(delivered.len()).unwrap_or(u32::MAX),
-        ))
+        let mut state = self.state();
+        let previous = n
+            .replace_key
+            .as_ref()
+            .and_then(|key| state.by_key.get(key).copied());
+        let id = match previous {
+            Some(id) => id,
+            None => {
+                state.last_id = state.last_id.saturating_add(1);
+                DeliveredId(state.last_id)
+            }
+        };
+        if let Some(key) = &n.replace_key {
+            state.by_key.insert(key.clone(), id);
+        }
+        state.records.push(Recorded {
+            id,
+            notification: sanitized(n),
+            replaced: previous.is_some(),
+        });
+        Ok(id)
     }
 }
 
@@ -364,29 +497,37 @@ impl ChangeNote {
     }
 }
 
+/// One cap's coalescing window: opened by a change that is shown at once, it collects the
+/// cap's further changes until it ends, and then (if there were any) they are shown as one
+/// notification replacing the first.
 #[derive(Debug)]
-struct Burst {
+struct Window {
     cap_id: String,
-    first_at: Instant,
+    opened_at: Instant,
     last_at: Instant,
+    /// Every change in the window, the one shown at once first.
     notes: Vec<ChangeNote>,
 }
 
 /// Which notifications are shown, and when: a state machine over explicit times.
 ///
-/// Feed it with [`NotificationPolicy::on_change`] and [`NotificationPolicy::on_news`], and call
-/// [`NotificationPolicy::poll`] at [`NotificationPolicy::next_deadline`] (or any time later) to
-/// get the coalesced change notifications that are due.
+/// Leading edge plus replace: the first change of a cap is shown at once (from
+/// [`NotificationPolicy::on_change`]), so a lone change is never delayed. It opens a window;
+/// the cap's further changes within it are collected, and when the window ends
+/// ([`NotificationPolicy::poll`] at [`NotificationPolicy::next_deadline`]) they are shown as
+/// ONE coalesced notification counting the whole burst ("Team Docs: 10 changes — added a.txt,
+/// b.txt, 8 more"). Both carry the same [`Notification::replace_key`] (`cap:<id>`), so the
+/// desktop updates the first notification in place instead of stacking a second.
 ///
-/// A change waits for [`PolicyConfig::coalesce_window`] of quiet on its cap (at most
-/// [`PolicyConfig::max_burst_delay`] after the burst's first change); then the burst becomes
-/// one notification. Mute and "news only" drop changes as they arrive; quiet hours are applied
-/// when a notification is due, and drop all but critical ones (the history has them all).
+/// A window ends after [`PolicyConfig::coalesce_window`] without a change of its cap, and at
+/// the latest [`PolicyConfig::max_burst_delay`] after it opened (a cap that never pauses is
+/// still reported). Mute and "news only" drop changes as they arrive; quiet hours drop all but
+/// critical notifications when they would be shown (the history has them all).
 #[derive(Debug)]
 pub struct NotificationPolicy {
     config: PolicyConfig,
-    /// Pending bursts, oldest first; at most one per cap is still open (not yet due).
-    bursts: Vec<Burst>,
+    /// Open windows, oldest first; at most one per cap.
+    windows: Vec<Window>,
 }
 
 impl NotificationPolicy {
@@ -394,7 +535,7 @@ impl NotificationPolicy {
     pub fn new(config: PolicyConfig) -> NotificationPolicy {
         NotificationPolicy {
             config,
-            bursts: Vec::new(),
+            windows: Vec::new(),
         }
     }
 
@@ -403,41 +544,54 @@ impl NotificationPolicy {
         &self.config
     }
 
-    /// Replaces the configuration; pending bursts of caps now muted (or all, in news-only
-    /// mode) are dropped.
+    /// Replaces the configuration; open windows of caps now muted (or all, in news-only mode)
+    /// are dropped.
     pub fn set_config(&mut self, config: PolicyConfig) {
         self.config = config;
         let news_only = self.config.news_only;
         let muted = &self.config.muted_caps;
-        self.bursts
-            .retain(|b| !news_only && !muted.contains(&b.cap_id));
+        self.windows
+            .retain(|w| !news_only && !muted.contains(&w.cap_id));
     }
 
-    /// A change happened at `now`. It is held for coalescing (or dropped when muted or in
-    /// news-only mode); nothing is due at once.
-    pub fn on_change(&mut self, note: ChangeNote, now: Instant) {
+    /// A change happened at `now` (`local_time` for quiet hours). Returns what to show at once:
+    /// the change itself when it opens a window (nothing when it joins an open one), preceded
+    /// by the cap's previous window's coalesced notification if that was due but not yet
+    /// polled (so that the older burst never replaces the newer change on the desktop).
+    pub fn on_change(
+        &mut self,
+        note: ChangeNote,
+        now: Instant,
+        local_time: Time,
+    ) -> Vec<Notification> {
         if self.config.news_only || self.config.muted_caps.contains(&note.cap_id) {
-            tracing::debug!(cap = %note.cap_id, "change not notified (muted or news only)");
-            return;
+            tracing::debug!("change not notified (muted or news only)");
+            return Vec::new();
         }
-        // Join the cap's open burst; a burst already due is not extended (poll reports it).
-        let open = self
-            .bursts
-            .iter()
-            .position(|b| b.cap_id == note.cap_id && self.deadline(b) > now);
-        match open {
-            Some(i) => {
-                let burst = &mut self.bursts[i];
-                burst.last_at = burst.last_at.max(now);
-                burst.notes.push(note);
+        let mut out = Vec::new();
+        if let Some(i) = self.windows.iter().position(|w| w.cap_id == note.cap_id) {
+            if self.deadline(&self.windows[i]) > now {
+                let window = &mut self.windows[i];
+                window.last_at = window.last_at.max(now);
+                window.notes.push(note);
+                return out;
             }
-            None => self.bursts.push(Burst {
-                cap_id: note.cap_id.clone(),
-                first_at: now,
-                last_at: now,
-                notes: vec![note],
-            }),
+            let due = self.windows.remove(i);
+            out.extend(self.emit(vec![due], local_time));
         }
+        let shown = alone(&note);
+        self.windows.push(Window {
+            cap_id: note.cap_id.clone(),
+            opened_at: now,
+            last_at: now,
+            notes: vec![note],
+        });
+        if self.allowed(&shown, local_time) {
+            out.push(shown);
+        } else {
+            tracing::debug!("notification held back by quiet hours");
+        }
+        out
     }
 
     /// A news message to show: returned at once unless quiet hours hold it back (critical news
@@ -446,39 +600,41 @@ impl NotificationPolicy {
         self.allowed(&n, local_time).then_some(n)
     }
 
-    /// The change notifications due at `now`, oldest burst first, after quiet hours at
-    /// `local_time`.
+    /// The coalesced notifications of the windows that ended by `now`, oldest window first,
+    /// after quiet hours at `local_time`. A window that saw only its first change ends
+    /// silently (that change was shown when it came).
     pub fn poll(&mut self, now: Instant, local_time: Time) -> Vec<Notification> {
-        let (mut due, pending): (Vec<Burst>, Vec<Burst>) = std::mem::take(&mut self.bursts)
+        let (due, open): (Vec<Window>, Vec<Window>) = std::mem::take(&mut self.windows)
             .into_iter()
-            .partition(|b| self.deadline(b) <= now);
-        self.bursts = pending;
-        due.sort_by_key(|b| b.first_at);
+            .partition(|w| self.deadline(w) <= now);
+        self.windows = open;
         self.emit(due, local_time)
     }
 
-    /// Everything pending, due or not (at shutdown).
+    /// Every open window's coalesced notification, due or not (at shutdown).
     pub fn flush(&mut self, local_time: Time) -> Vec<Notification> {
-        let mut bursts = std::mem::take(&mut self.bursts);
-        bursts.sort_by_key(|b| b.first_at);
-        self.emit(bursts, local_time)
+        let windows = std::mem::take(&mut self.windows);
+        self.emit(windows, local_time)
     }
 
-    /// When [`NotificationPolicy::poll`] next has something to return, if anything is pending.
+    /// When [`NotificationPolicy::poll`] next has a window to end, if any is open.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.bursts.iter().map(|b| self.deadline(b)).min()
+        self.windows.iter().map(|w| self.deadline(w)).min()
     }
 
-    fn deadline(&self, burst: &Burst) -> Instant {
-        let quiet_end = burst.last_at + self.config.coalesce_window;
-        let latest = burst.first_at + self.config.max_burst_delay;
+    fn deadline(&self, window: &Window) -> Instant {
+        let quiet_end = window.last_at + self.config.coalesce_window;
+        let latest = window.opened_at + self.config.max_burst_delay;
         quiet_end.min(latest)
     }
 
-    fn emit(&self, bursts: Vec<Burst>, local_time: Time) -> Vec<Notification> {
-        bursts
+    /// The coalesced notifications of ended windows (in their order; windows are kept oldest
+    /// first), minus lone changes and what quiet hours hold back.
+    fn emit(&self, windows: Vec<Window>, local_time: Time) -> Vec<Notification> {
+        windows
             .into_iter()
-            .filter_map(|b| coalesce(b.notes))
+            .filter(|w| w.notes.len() > 1)
+            .filter_map(|w| coalesce(&w.notes))
             .filter(|n| {
                 let shown = self.allowed(n, local_time);
                 if !shown {
@@ -498,20 +654,31 @@ impl NotificationPolicy {
     }
 }
 
-/// One notification for a burst of changes to one cap.
-fn coalesce(mut notes: Vec<ChangeNote>) -> Option<Notification> {
+/// The key under which a cap's notifications replace each other on the desktop.
+pub fn cap_replace_key(cap_id: &str) -> String {
+    format!("cap:{cap_id}")
+}
+
+/// The notification of one change shown on its own.
+fn alone(note: &ChangeNote) -> Notification {
+    Notification {
+        summary: note.summary.clone(),
+        body: note.body.clone(),
+        urgency: Urgency::Normal,
+        target: note.target.clone(),
+        replace_key: Some(cap_replace_key(&note.cap_id)),
+    }
+}
+
+/// One notification for a burst of changes to one cap (the newest target is opened: it is the
+/// history item closest to what the notification says last).
+fn coalesce(notes: &[ChangeNote]) -> Option<Notification> {
     if notes.len() <= 1 {
-        let note = notes.pop()?;
-        return Some(Notification {
-            summary: note.summary,
-            body: note.body,
-            urgency: Urgency::Normal,
-            target: note.target,
-        });
+        return notes.first().map(alone);
     }
     let first = notes.first()?;
     let label = clean_line(&first.label, 60);
-    let target = first.target.clone();
+    let target = notes.iter().rev().find_map(|n| n.target.clone());
     let count = notes.len();
     // Names in order of appearance, each once per verb.
     let mut groups: Vec<(&str, Vec<String>)> = vec![
@@ -519,7 +686,7 @@ fn coalesce(mut notes: Vec<ChangeNote>) -> Option<Notification> {
         ("modified", Vec::new()),
         ("removed", Vec::new()),
     ];
-    for note in &notes {
+    for note in notes {
         for (i, names) in [&note.added, &note.modified, &note.removed]
             .into_iter()
             .enumerate()
@@ -572,6 +739,7 @@ fn coalesce(mut notes: Vec<ChangeNote>) -> Option<Notification> {
         body,
         urgency: Urgency::Normal,
         target,
+        replace_key: Some(cap_replace_key(&first.cap_id)),
     })
 }
 
@@ -610,7 +778,10 @@ pub async fn run_policy(
         };
         match input {
             None => break,
-            Some(PolicyInput::Change(note)) => policy.on_change(note, now()),
+            Some(PolicyInput::Change(note)) => {
+                let shown = policy.on_change(note, now(), local_time());
+                deliver_all(&sink, shown).await;
+            }
             Some(PolicyInput::News(n)) => {
                 if let Some(n) = policy.on_news(n, local_time()) {
                     deliver_all(&sink, vec![n]).await;
@@ -669,49 +840,73 @@ mod tests {
 
     const NOON: Time = time!(12:00);
 
+    fn news(summary: &str, urgency: Urgency) -> Notification {
+        Notification {
+            summary: summary.into(),
+            body: String::new(),
+            urgency,
+            target: None,
+            replace_key: None,
+        }
+    }
+
+    const TEN: [&str; 10] = [
+        "a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "f.txt", "g.txt", "h.txt", "i.txt", "j.txt",
+    ];
+
     #[test]
-    fn a_single_change_is_shown_after_the_window() {
+    fn a_single_change_is_shown_at_once_and_its_window_ends_silently() {
         let t0 = Instant::now();
         let mut p = NotificationPolicy::new(PolicyConfig::default());
-        p.on_change(note("a", &["x.txt"]), t0);
-        assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(2)));
-        assert!(p.poll(t0 + Duration::from_millis(1999), NOON).is_empty());
-        let out = p.poll(t0 + Duration::from_secs(2), NOON);
+        let out = p.on_change(note("a", &["x.txt"]), t0, NOON);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].summary, "Team Docs: added x.txt");
         assert_eq!(out[0].target.as_deref(), Some("change:x.txt"));
         assert_eq!(out[0].urgency, Urgency::Normal);
+        assert_eq!(out[0].replace_key.as_deref(), Some("cap:a"));
+        assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(2)));
+        assert!(p.poll(t0 + Duration::from_millis(1999), NOON).is_empty());
+        assert!(p.poll(t0 + Duration::from_secs(2), NOON).is_empty());
         assert_eq!(p.next_deadline(), None);
-        assert!(p.poll(t0 + Duration::from_secs(10), NOON).is_empty());
+        // The window is over: the next change is shown at once again.
+        let out = p.on_change(note("a", &["y.txt"]), t0 + Duration::from_secs(3), NOON);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].summary, "Team Docs: added y.txt");
     }
 
     #[test]
-    fn a_burst_becomes_one_notification() {
+    fn a_burst_is_the_first_change_at_once_then_one_coalesced_replacement() {
         let t0 = Instant::now();
         let mut p = NotificationPolicy::new(PolicyConfig::default());
-        let names = [
-            "a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "f.txt", "g.txt", "h.txt", "i.txt",
-            "j.txt",
-        ];
-        for (i, name) in names.iter().enumerate() {
-            p.on_change(
-                note("docs", &[name]),
-                t0 + Duration::from_millis(100 * i as u64),
-            );
+        let mut at_once = Vec::new();
+        for (i, name) in TEN.iter().enumerate() {
+            let now = t0 + Duration::from_millis(100 * i as u64);
+            at_once.extend(p.on_change(note("docs", &[name]), now, NOON));
         }
-        // Another cap's change is separate.
-        p.on_change(note("other", &["z"]), t0 + Duration::from_millis(50));
-        let last = t0 + Duration::from_millis(900);
+        // Another cap's change is separate, and shown at once too.
+        at_once.extend(p.on_change(note("other", &["z"]), t0 + Duration::from_millis(50), NOON));
+        let summaries: Vec<&str> = at_once.iter().map(|n| n.summary.as_str()).collect();
+        assert_eq!(
+            summaries,
+            ["Team Docs: added a.txt", "Team Docs: added z"],
+            "only each cap's first change is shown at once"
+        );
+        // "other" had one change: its window ends 2 s after it, silently.
         assert_eq!(p.next_deadline(), Some(t0 + Duration::from_millis(2050)));
+        assert!(p.poll(t0 + Duration::from_millis(2050), NOON).is_empty());
+        let last = t0 + Duration::from_millis(900);
+        assert_eq!(p.next_deadline(), Some(last + Duration::from_secs(2)));
+        assert!(p.poll(last + Duration::from_millis(1999), NOON).is_empty());
         let out = p.poll(last + Duration::from_secs(2), NOON);
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 1);
         assert_eq!(
             out[0].summary,
             "Team Docs: 10 changes — added a.txt, b.txt, 8 more"
         );
-        assert_eq!(out[0].target.as_deref(), Some("change:a.txt"));
+        assert_eq!(out[0].replace_key, at_once[0].replace_key);
+        assert_eq!(out[0].target.as_deref(), Some("change:j.txt"), "the newest");
         assert_eq!(out[0].body.lines().count(), 10);
-        assert_eq!(out[1].summary, "Team Docs: added z");
+        assert_eq!(p.next_deadline(), None);
     }
 
     #[test]
@@ -722,16 +917,18 @@ mod tests {
         for i in 0..30u64 {
             let now = t0 + Duration::from_secs(i) / 2;
             shown.extend(p.poll(now, NOON));
-            p.on_change(note("docs", &[&format!("f{i}")]), now);
+            shown.extend(p.on_change(note("docs", &[&format!("f{i}")]), now, NOON));
         }
-        assert_eq!(shown.len(), 1, "{shown:?}");
+        let summaries: Vec<&str> = shown.iter().map(|n| n.summary.as_str()).collect();
+        // f0 at once; at 10 s the window (f0..f19) ends as it reaches the longest delay, and
+        // f20 opens the next one.
+        assert_eq!(summaries.len(), 3, "{summaries:?}");
+        assert_eq!(summaries[0], "Team Docs: added f0");
         assert!(
-            shown[0]
-                .summary
-                .starts_with("Team Docs: 20 changes — added f0, f1, 18 more"),
-            "{}",
-            shown[0].summary
+            summaries[1].starts_with("Team Docs: 20 changes — added f0, f1, 18 more"),
+            "{summaries:?}"
         );
+        assert_eq!(summaries[2], "Team Docs: added f20");
         let rest = p.flush(NOON);
         assert_eq!(rest.len(), 1);
         assert!(
@@ -744,13 +941,32 @@ mod tests {
     }
 
     #[test]
+    fn a_due_window_is_reported_before_the_next_change() {
+        let t0 = Instant::now();
+        let mut p = NotificationPolicy::new(PolicyConfig::default());
+        p.on_change(note("d", &["a"]), t0, NOON);
+        p.on_change(note("d", &["b"]), t0 + Duration::from_millis(100), NOON);
+        // Nobody polled at the deadline (2.1 s); a change at 5 s first ends the old window.
+        let out = p.on_change(note("d", &["c"]), t0 + Duration::from_secs(5), NOON);
+        let summaries: Vec<&str> = out.iter().map(|n| n.summary.as_str()).collect();
+        assert_eq!(
+            summaries,
+            ["Team Docs: 2 changes — added a, b", "Team Docs: added c"]
+        );
+    }
+
+    #[test]
     fn mixed_and_file_bursts() {
         let t0 = Instant::now();
         let mut p = NotificationPolicy::new(PolicyConfig::default());
         let mut n = note("d", &["new.txt"]);
         n.removed = vec!["old.txt".into(), "older.txt".into()];
-        p.on_change(n, t0);
-        p.on_change(note("d", &["new.txt"]), t0 + Duration::from_millis(10));
+        p.on_change(n, t0, NOON);
+        p.on_change(
+            note("d", &["new.txt"]),
+            t0 + Duration::from_millis(10),
+            NOON,
+        );
         let out = p.poll(t0 + Duration::from_secs(3), NOON);
         assert_eq!(
             out[0].summary,
@@ -767,14 +983,16 @@ mod tests {
             removed: vec![],
             target: None,
         };
-        p.on_change(file("1.0 kB"), t0);
-        p.on_change(file("2.0 kB"), t0 + Duration::from_millis(500));
-        p.on_change(file("3.0 kB"), t0 + Duration::from_millis(900));
+        let first = p.on_change(file("1.0 kB"), t0, NOON);
+        assert_eq!(first[0].summary, "Notes: changed, now 1.0 kB");
+        p.on_change(file("2.0 kB"), t0 + Duration::from_millis(500), NOON);
+        p.on_change(file("3.0 kB"), t0 + Duration::from_millis(900), NOON);
         let out = p.poll(t0 + Duration::from_secs(3), NOON);
         assert_eq!(
             out[0].summary,
             "Notes: 3 changes — latest: changed, now 3.0 kB"
         );
+        assert_eq!(out[0].replace_key.as_deref(), Some("cap:f"));
     }
 
     #[test]
@@ -783,21 +1001,23 @@ mod tests {
         let mut config = PolicyConfig::default();
         config.muted_caps.insert("muted".into());
         let mut p = NotificationPolicy::new(config.clone());
-        p.on_change(note("muted", &["x"]), t0);
-        p.on_change(note("loud", &["y"]), t0);
-        assert_eq!(p.flush(NOON).len(), 1);
+        assert!(p.on_change(note("muted", &["x"]), t0, NOON).is_empty());
+        assert_eq!(p.on_change(note("loud", &["y"]), t0, NOON).len(), 1);
+        p.on_change(note("loud", &["y2"]), t0, NOON);
 
+        // Muting a cap mid-burst drops its pending coalesced notification.
+        config.muted_caps.insert("loud".into());
+        p.set_config(config.clone());
+        assert_eq!(p.next_deadline(), None);
+        assert!(p.flush(NOON).is_empty());
+
+        config.muted_caps.clear();
         config.news_only = true;
         p.set_config(config);
-        p.on_change(note("loud", &["y"]), t0);
+        assert!(p.on_change(note("loud", &["y"]), t0, NOON).is_empty());
         assert_eq!(p.next_deadline(), None);
-        let news = Notification {
-            summary: "Grid: maintenance".into(),
-            body: String::new(),
-            urgency: Urgency::Normal,
-            target: None,
-        };
-        assert_eq!(p.on_news(news.clone(), NOON), Some(news));
+        let n = news("Grid: maintenance", Urgency::Normal);
+        assert_eq!(p.on_news(n.clone(), NOON), Some(n));
     }
 
     #[test]
@@ -822,20 +1042,24 @@ mod tests {
             quiet_hours: Some(quiet),
             ..PolicyConfig::default()
         });
-        p.on_change(note("a", &["x"]), t0);
+        assert!(p.on_change(note("a", &["x"]), t0, time!(23:00)).is_empty());
+        p.on_change(note("a", &["y"]), t0, time!(23:00));
         assert!(p.poll(t0 + Duration::from_secs(5), time!(23:00)).is_empty());
-        p.on_change(note("a", &["x"]), t0);
-        assert_eq!(p.poll(t0 + Duration::from_secs(5), time!(08:00)).len(), 1);
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(p.on_change(note("a", &["x"]), later, time!(08:00)).len(), 1);
+        // A burst that began in quiet hours and ends after them is shown when it ends.
+        let t1 = t0 + Duration::from_secs(20);
+        assert!(p.on_change(note("b", &["x"]), t1, time!(06:59)).is_empty());
+        p.on_change(note("b", &["y"]), t1, time!(06:59));
+        assert_eq!(p.poll(t1 + Duration::from_secs(5), time!(07:00)).len(), 1);
 
-        let mut news = Notification {
-            summary: "Grid: outage".into(),
-            body: String::new(),
-            urgency: Urgency::Normal,
-            target: None,
-        };
-        assert_eq!(p.on_news(news.clone(), time!(23:00)), None);
-        news.urgency = Urgency::Critical;
-        assert!(p.on_news(news, time!(23:00)).is_some());
+        assert_eq!(
+            p.on_news(news("Grid: outage", Urgency::Normal), time!(23:00)),
+            None
+        );
+        assert!(p
+            .on_news(news("Grid: outage", Urgency::Critical), time!(23:00))
+            .is_some());
     }
 
     #[test]
@@ -854,6 +1078,7 @@ mod tests {
                 body: "see /uri/URI:DIR2:abc:def/x and pb://x@y/z".into(),
                 urgency: Urgency::Low,
                 target: Some("change:1".into()),
+                replace_key: None,
             })
             .unwrap();
         assert_eq!(id, DeliveredId(1));
@@ -861,6 +1086,46 @@ mod tests {
         assert_eq!(got[0].summary, "Docs: added <cap>");
         assert_eq!(got[0].body, "see /uri/<cap> and <nurl>");
         assert!(sink.delivered().is_empty());
+    }
+
+    #[test]
+    fn recording_sink_replaces_by_key() {
+        let sink = RecordingSink::new();
+        let keyed = |summary: &str, key: Option<&str>| Notification {
+            summary: summary.into(),
+            body: String::new(),
+            urgency: Urgency::Normal,
+            target: None,
+            replace_key: key.map(str::to_owned),
+        };
+        let a = sink
+            .deliver(&keyed("Docs: added a", Some("cap:1")))
+            .unwrap();
+        let b = sink
+            .deliver(&keyed("Notes: changed", Some("cap:2")))
+            .unwrap();
+        let news = sink.deliver(&keyed("Grid: news", None)).unwrap();
+        let a2 = sink
+            .deliver(&keyed("Docs: 2 changes — added a, b", Some("cap:1")))
+            .unwrap();
+        assert_eq!(a, a2);
+        assert_ne!(a, b);
+        assert_ne!(b, news);
+        assert_eq!(sink.shown().len(), 3);
+        let replaced = sink.replacements();
+        assert_eq!(replaced.len(), 1);
+        assert_eq!(replaced[0].summary, "Docs: 2 changes — added a, b");
+        let screen: Vec<String> = sink.on_screen().into_iter().map(|n| n.summary).collect();
+        assert_eq!(
+            screen,
+            [
+                "Docs: 2 changes — added a, b",
+                "Notes: changed",
+                "Grid: news"
+            ]
+        );
+        assert_eq!(sink.records()[3].id, a);
+        assert!(sink.records()[3].replaced);
     }
 
     #[test]
@@ -892,7 +1157,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_runner_coalesces_with_real_timers() {
+    async fn the_runner_shows_the_first_change_at_once_and_replaces_it_with_the_burst() {
         let sink = Arc::new(RecordingSink::new());
         let (tx, rx) = mpsc::channel(16);
         let runner = tokio::spawn(run_policy(
@@ -901,7 +1166,20 @@ mod tests {
             sink.clone() as Arc<dyn NotificationSink>,
             UtcOffset::UTC,
         ));
-        for name in ["a", "b", "c"] {
+        tx.send(PolicyInput::Change(note("d", &["a"])))
+            .await
+            .unwrap();
+        // Delivery runs on the blocking pool: give it real time, not paused time.
+        let mut waited = 0;
+        while sink.delivered().is_empty() && waited < 500 {
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(2));
+            waited += 1;
+        }
+        let started = tokio::time::Instant::now();
+        assert_eq!(sink.shown().len(), 1, "shown at once");
+        assert_eq!(started.elapsed(), Duration::ZERO, "no timer ran before it");
+        for name in ["b", "c"] {
             tx.send(PolicyInput::Change(note("d", &[name])))
                 .await
                 .unwrap();
@@ -909,8 +1187,15 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3)).await;
         drop(tx);
         runner.await.unwrap();
-        let got = sink.delivered();
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert_eq!(got[0].summary, "Team Docs: 3 changes — added a, b, 1 more");
+        let records = sink.records();
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!(records[0].notification.summary, "Team Docs: added a");
+        assert!(!records[0].replaced);
+        assert_eq!(
+            records[1].notification.summary,
+            "Team Docs: 3 changes — added a, b, 1 more"
+        );
+        assert!(records[1].replaced);
+        assert_eq!(records[1].id, records[0].id);
     }
 }

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
 use notifier_core::link::{LinkState, LinkTiming};
-use notifier_core::notify::{DesktopSink, NotificationSink};
+use notifier_core::notify::{DesktopSink, NotificationSink, PolicyConfig, QuietHours};
 use serde_json::json;
 
 use crate::context::Context;
@@ -27,10 +27,63 @@ pub struct WatchArgs {
     /// The gateway to fetch listings through, instead of the imported grid's.
     #[arg(long, value_name = "URL")]
     gateway: Option<String>,
+    /// Daily quiet period in local time, e.g. `22:00-07:00`: only critical news is shown then
+    /// (everything is still recorded in the history).
+    #[arg(long, value_name = "HH:MM-HH:MM", value_parser = parse_quiet_hours)]
+    quiet_hours: Option<QuietHours>,
+    /// Show news only: changes are recorded in the history but not notified.
+    #[arg(long)]
+    news_only: bool,
+    /// Seconds without a change of a cap after which its burst of changes is shown as one
+    /// notification (replacing the one shown for the burst's first change).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS", value_parser = parse_seconds)]
+    coalesce_window: f64,
+}
+
+/// Parses `HH:MM-HH:MM` (local time; may span midnight).
+fn parse_quiet_hours(text: &str) -> Result<QuietHours, String> {
+    let format = time::macros::format_description!("[hour]:[minute]");
+    let (start, end) = text
+        .split_once('-')
+        .ok_or_else(|| "expected HH:MM-HH:MM, e.g. 22:00-07:00".to_owned())?;
+    let parse = |part: &str| {
+        time::Time::parse(part.trim(), &format)
+            .map_err(|e| format!("{part:?} is not a time of day HH:MM: {e}"))
+    };
+    Ok(QuietHours {
+        start: parse(start)?,
+        end: parse(end)?,
+    })
+}
+
+/// Parses a non-negative number of seconds of at most a day.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a number of seconds: {e}"))?;
+    if (0.0..=86_400.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err("expected 0 to 86400 seconds".to_owned())
+    }
 }
 
 /// Runs the engine until stopped.
 pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
+    // Asked first: the time crate refuses once other threads exist (they could change TZ).
+    let local_offset = match time::UtcOffset::current_local_offset() {
+        Ok(offset) => offset,
+        Err(_) if args.quiet_hours.is_some() => {
+            print_event(
+                &EngineEvent::Notice(
+                    "the local time zone is unknown: quiet hours are taken as UTC".to_owned(),
+                ),
+                ctx.json(),
+            );
+            time::UtcOffset::UTC
+        }
+        Err(_) => time::UtcOffset::UTC,
+    };
     ctx.ensure_dirs()?;
     let sink: Option<Arc<dyn NotificationSink>> = if args.no_desktop {
         None
@@ -43,6 +96,13 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
         gateway_url: args.gateway.clone(),
         poll_interval: Duration::from_secs(args.poll_interval.max(1) * 60),
         link_timing: LinkTiming::default(),
+        policy: PolicyConfig {
+            quiet_hours: args.quiet_hours,
+            news_only: args.news_only,
+            coalesce_window: Duration::from_secs_f64(args.coalesce_window),
+            ..PolicyConfig::default()
+        },
+        local_offset,
     };
     let engine = Engine::open(options, sink).context("cannot start the engine")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
