@@ -86,6 +86,7 @@ impl Monitor {
                 body: String::new(),
                 urgency: Urgency::Low,
                 target: None,
+                replace_key: None,
             })
             .expect("a notification daemon on the session bus");
             let text = self.output.lock().unwrap().clone();
@@ -126,6 +127,7 @@ fn desktop_notifications_reach_the_daemon() {
         body: "Added: report.pdf, x.txt, <y>.txt".into(),
         urgency: Urgency::Normal,
         target: Some("change:42".into()),
+        replace_key: None,
     };
     let id = sink.deliver(&normal).unwrap();
     assert!(id.0 > 0);
@@ -150,6 +152,7 @@ fn desktop_notifications_reach_the_daemon() {
         body: "Storage server 2 is down.".into(),
         urgency: Urgency::Critical,
         target: None,
+        replace_key: None,
     };
     let id2 = sink.deliver(&critical).unwrap();
     assert_ne!(id, id2);
@@ -168,6 +171,56 @@ fn desktop_notifications_reach_the_daemon() {
 }
 
 #[test]
+fn a_notification_with_the_same_key_replaces_the_shown_one() {
+    if !have_session_bus() {
+        return;
+    }
+    let monitor = Monitor::start();
+    let sink = DesktopSink::new();
+    monitor.wait_ready(&sink);
+    let keyed = |summary: &str| Notification {
+        summary: summary.into(),
+        body: String::new(),
+        urgency: Urgency::Normal,
+        target: Some("change:1".into()),
+        replace_key: Some("cap:replace-test".into()),
+    };
+    let first = sink.deliver(&keyed("Replace Test: added a.txt")).unwrap();
+    let first_call = monitor
+        .call_containing("Replace Test: added a.txt")
+        .expect("the first Notify call");
+    // Notify's second argument is replaces_id: 0 asks for a new notification.
+    assert!(
+        first_call.contains(&format!("string \"{APP_NAME}\"\n   uint32 0")),
+        "{first_call}"
+    );
+    let second = sink
+        .deliver(&keyed(
+            "Replace Test: 3 changes — added a.txt, b.txt, 1 more",
+        ))
+        .unwrap();
+    assert_eq!(
+        first, second,
+        "the daemon kept the replaced notification's id"
+    );
+    let call = monitor
+        .call_containing("Replace Test: 3 changes")
+        .expect("the replacing Notify call");
+    assert!(
+        call.contains(&format!("string \"{APP_NAME}\"\n   uint32 {}", first.0)),
+        "replaces_id is the first notification's id: {call}"
+    );
+    // Another key, or none, is a new notification.
+    let other = sink
+        .deliver(&Notification {
+            replace_key: Some("cap:other".into()),
+            ..keyed("Other: added z")
+        })
+        .unwrap();
+    assert_ne!(other, first);
+}
+
+#[test]
 fn caps_never_reach_the_daemon() {
     if !have_session_bus() {
         return;
@@ -181,6 +234,7 @@ fn caps_never_reach_the_daemon() {
         body: format!("see http://127.0.0.1:3456/uri/{secret}/x"),
         urgency: Urgency::Normal,
         target: None,
+        replace_key: None,
     })
     .unwrap();
     let call = monitor.call_containing("Leaky").unwrap();
@@ -274,6 +328,7 @@ fn no_daemon_child() {
             body: String::new(),
             urgency: Urgency::Normal,
             target: None,
+            replace_key: None,
         })
         .unwrap_err();
     println!("error: {err}");

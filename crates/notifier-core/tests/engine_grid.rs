@@ -5,116 +5,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use local_grid::{Format, Grid, StorageNode};
-use mutable_updates::nurl::Nurl;
-use mutable_updates::pinning::{server_config_from_pem, spki_hash_of_pem};
+use local_grid::{Format, Grid};
 use notifier_core::caps::CapStore;
 use notifier_core::config::ConfigFile;
 use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
+use notifier_core::keyring_store::SecretStore;
 use notifier_core::link::{LinkState, LinkTiming};
 use notifier_core::notify::{
-    DeliveredId, DesktopSink, Notification, NotificationSink, NotifyError, RecordingSink, Urgency,
+    DeliveredId, DesktopSink, Notification, NotificationSink, NotifyError, PolicyConfig,
+    RecordingSink, Urgency,
 };
 use notifier_core::paths::Paths;
 use notifier_core::servers::{parse_grid_file, ServerStore};
+use support::{secrets, InProcessServer};
 use tahoe_caps::Cap;
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use updates_server::endpoint::UpdatesEndpoint;
-use updates_server::limits::Limits;
-use updates_server::node::IdentitySources;
-use updates_server::watcher::{ShareWatcher, WatcherOptions};
-
-/// The updates server's code for one storage node, stoppable and restartable on its port.
-struct InProcessServer {
-    node: StorageNode,
-    port: u16,
-    nurl: Nurl,
-    running: Option<(
-        watch::Sender<bool>,
-        ShareWatcher,
-        tokio::task::JoinHandle<()>,
-    )>,
-}
-
-impl InProcessServer {
-    async fn start(node: &StorageNode) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let identity = IdentitySources {
-            node_dir: Some(node.dir.clone()),
-            ..IdentitySources::default()
-        }
-        .load()
-        .unwrap();
-        let nurl = Nurl::new(
-            spki_hash_of_pem(&identity.cert_pem).unwrap(),
-            "127.0.0.1".to_owned(),
-            port,
-            identity.swissnum.clone(),
-        );
-        let mut server = Self {
-            node: node.clone(),
-            port,
-            nurl,
-            running: None,
-        };
-        server.serve(listener);
-        server
-    }
-
-    fn serve(&mut self, listener: TcpListener) {
-        let identity = IdentitySources {
-            node_dir: Some(self.node.dir.clone()),
-            ..IdentitySources::default()
-        }
-        .load()
-        .unwrap();
-        let tls = server_config_from_pem(&identity.cert_pem, &identity.key_pem).unwrap();
-        let (changes_tx, changes_rx) = mpsc::channel(1024);
-        let watcher = ShareWatcher::start(
-            identity.storage_dir.clone(),
-            WatcherOptions::default(),
-            changes_tx,
-        )
-        .unwrap();
-        let endpoint = Arc::new(UpdatesEndpoint::new(
-            Arc::new(watcher.clone()),
-            &identity.swissnum,
-            Some(tls),
-            Limits::default(),
-        ));
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let forward = {
-                let endpoint = Arc::clone(&endpoint);
-                tokio::spawn(async move { endpoint.forward_changes(changes_rx).await })
-            };
-            endpoint.serve(listener, shutdown_rx).await;
-            forward.abort();
-        });
-        self.running = Some((shutdown, watcher, task));
-    }
-
-    async fn stop(&mut self) {
-        if let Some((shutdown, watcher, task)) = self.running.take() {
-            let _ = shutdown.send(true);
-            let _ = task.await;
-            watcher.shutdown();
-        }
-    }
-
-    async fn restart(&mut self) {
-        let address: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        let listener = TcpListener::bind(address).await.unwrap();
-        self.serve(listener);
-    }
-}
+use tokio::sync::mpsc;
 
 /// Records every notification and also shows it on the real desktop when there is one.
 struct TestSink {
@@ -129,15 +39,6 @@ impl NotificationSink for TestSink {
         }
         self.recorded.deliver(n)
     }
-}
-
-fn secrets() -> Arc<dyn SecretStore> {
-    let backend = if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
-        KeyringBackend::SecretService
-    } else {
-        KeyringBackend::Keyutils
-    };
-    Arc::new(KeyringSecretStore::new(backend))
 }
 
 struct Setup {
@@ -204,6 +105,8 @@ fn start_engine(setup: &Setup, local: &tokio::task::LocalSet) -> RunningEngine {
             gateway_url: None,
             poll_interval: Duration::from_secs(300),
             link_timing: quick_timing(),
+            policy: PolicyConfig::default(),
+            local_offset: time::UtcOffset::UTC,
         },
         Some(sink),
     )
@@ -249,6 +152,22 @@ async fn wait_subscribed_everywhere(engine: &mut RunningEngine, cap_id: &str, se
         found.is_some(),
         "the cap was not subscribed on all {servers} servers"
     );
+}
+
+/// The sink's notifications once it holds at least `count`, waiting up to `wait` (they arrive
+/// from the engine's notification task), then a further `settle` for any that should not come.
+async fn notifications_after(
+    recorded: &RecordingSink,
+    count: usize,
+    wait: Duration,
+    settle: Duration,
+) -> Vec<Notification> {
+    let deadline = tokio::time::Instant::now() + wait;
+    while recorded.delivered().len() < count && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(settle).await;
+    recorded.delivered()
 }
 
 /// Changed events within `wait`.
@@ -358,7 +277,14 @@ async fn a_child_added_through_the_gateway_is_one_change_and_one_notification_na
                 changes[0].summary
             );
             assert!(!changes[0].while_away);
-            let notes = engine.recorded.delivered();
+            // Past the 2 s coalescing window: a lone change stays one notification.
+            let notes = notifications_after(
+                &engine.recorded,
+                1,
+                Duration::from_secs(5),
+                Duration::from_millis(2500),
+            )
+            .await;
             assert_eq!(notes.len(), 1, "{notes:?}");
             assert!(
                 notes[0].summary.contains("Team Docs") && notes[0].summary.contains("report.pdf")
@@ -476,10 +402,118 @@ async fn news_published_to_the_grid_is_one_notification_with_title_and_urgency()
             .expect("the news item was not reported");
             assert_eq!(news.title, "Maintenance tonight");
             assert_eq!(news.urgency, Urgency::Critical);
-            let notes = engine.recorded.delivered();
+            let notes = notifications_after(
+                &engine.recorded,
+                1,
+                Duration::from_secs(5),
+                Duration::from_millis(500),
+            )
+            .await;
             assert_eq!(notes.len(), 1, "only the new message is news: {notes:?}");
             assert!(notes[0].summary.contains("Maintenance tonight"));
             assert_eq!(notes[0].urgency, Urgency::Critical);
+            let _ = engine.commands.send(EngineCommand::Shutdown).await;
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_quick_changes_to_one_folder_are_one_notification_updated_in_place() {
+    let grid = grid();
+    let setup = setup(grid, None).await;
+    let dircap = blocking(move || grid.create_mutable_dir(Format::Sdmf).unwrap()).await;
+    let cap_id = add_cap(&setup, &dircap, "Team Docs");
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let mut engine = start_engine(&setup, &local);
+            wait_subscribed_everywhere(&mut engine, &cap_id, 3).await;
+            let writer_cap = dircap.clone();
+            let started = std::time::Instant::now();
+            blocking(move || {
+                for i in 0..10 {
+                    grid.put_child(&writer_cap, &format!("file{i}.txt"), b"x")
+                        .unwrap();
+                }
+            })
+            .await;
+            let writing = started.elapsed();
+            // The engine reports each publish it sees (one per seqnum; two close publishes
+            // may be seen as one), then the policy coalesces them.
+            let changes = changes_within(&mut engine, Duration::from_secs(5)).await;
+            assert!(
+                (2..=10).contains(&changes.len()),
+                "{} changes in {writing:?}: {changes:?}",
+                changes.len()
+            );
+            let recorded = &engine.recorded;
+            notifications_after(recorded, 2, Duration::from_secs(15), Duration::from_secs(3))
+                .await;
+            let shown = recorded.shown();
+            let replacements = recorded.replacements();
+            assert_eq!(
+                (shown.len(), replacements.len()),
+                (1, 1),
+                "10 puts in {writing:?}: one notification shown and updated once, not one each: {:?}",
+                recorded.records()
+            );
+            assert!(shown[0].summary.starts_with("Team Docs: "), "{shown:?}");
+            let screen = recorded.on_screen();
+            assert_eq!(screen.len(), 1);
+            let summary = &screen[0].summary;
+            assert!(
+                summary.starts_with(&format!("Team Docs: {} changes — added ", changes.len())),
+                "{summary}"
+            );
+            assert!(summary.contains("file"), "{summary}");
+            let _ = engine.commands.send(EngineCommand::Shutdown).await;
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muted_caps_are_recorded_but_not_notified_and_unmuting_works_at_once() {
+    let grid = grid();
+    let setup = setup(grid, None).await;
+    let dircap = blocking(move || grid.create_mutable_dir(Format::Sdmf).unwrap()).await;
+    let cap_id = add_cap(&setup, &dircap, "Quiet Folder");
+    CapStore::new(
+        ConfigFile::new(setup.paths.config_file()),
+        Arc::clone(&setup.secrets),
+    )
+    .set_muted(&cap_id, true)
+    .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let mut engine = start_engine(&setup, &local);
+            wait_subscribed_everywhere(&mut engine, &cap_id, 3).await;
+            let writer_cap = dircap.clone();
+            blocking(move || grid.put_child(&writer_cap, "hush.txt", b"x").unwrap()).await;
+            let changes = changes_within(&mut engine, Duration::from_secs(5)).await;
+            assert_eq!(changes.len(), 1, "{changes:?}");
+            assert!(changes[0].muted);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(engine.recorded.delivered().is_empty());
+
+            engine
+                .commands
+                .send(EngineCommand::SetMuted {
+                    id: cap_id.clone(),
+                    muted: false,
+                })
+                .await
+                .unwrap();
+            let writer_cap = dircap.clone();
+            blocking(move || grid.put_child(&writer_cap, "loud.txt", b"x").unwrap()).await;
+            let changes = changes_within(&mut engine, Duration::from_secs(5)).await;
+            assert_eq!(changes.len(), 1, "{changes:?}");
+            assert!(!changes[0].muted);
+            let notes =
+                notifications_after(&engine.recorded, 1, Duration::from_secs(5), Duration::ZERO)
+                    .await;
+            assert_eq!(notes.len(), 1, "{notes:?}");
+            assert!(notes[0].summary.contains("loud.txt"), "{notes:?}");
             let _ = engine.commands.send(EngineCommand::Shutdown).await;
         })
         .await;
