@@ -113,6 +113,15 @@ pub fn read_share_header(path: &Path) -> Result<ShareHeader, ShareError> {
         path: path.to_owned(),
         source,
     };
+    // Opening a FIFO for reading blocks until a writer comes, which would stall the watcher (and
+    // the server's start-up scan) for good: only regular files are opened.
+    let metadata = std::fs::metadata(path).map_err(io_error)?;
+    if !metadata.is_file() {
+        return Err(io_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
     let mut file = File::open(path).map_err(io_error)?;
     let mut buf = [0u8; MUTABLE_HEADER_LEN];
     let mut filled = 0;
