@@ -12,6 +12,11 @@ packages=(
   dunst                        # a real notification daemon
   xvfb xauth                   # a headless X server for dunst and the app
   python3-venv                 # the venv that holds tahoe-lafs
+  # The tray app (src-tauri): Tauri's build dependencies on Debian 12 (libappindicator3-dev has
+  # no candidate there; ayatana is what tray-icon loads at run time)…
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
+  # …and its end-to-end tests: WebKitWebDriver, screenshots, an XEmbed tray to click.
+  webkit2gtk-driver imagemagick x11-utils x11-apps xdotool trayer
 )
 
 missing=()
@@ -32,5 +37,11 @@ else
 fi
 
 command -v cargo >/dev/null || { echo "bootstrap: cargo not found: install Rust from https://rustup.rs first" >&2; exit 1; }
+
+# The WebDriver front end the app's end-to-end tests talk to (it starts WebKitWebDriver).
+if ! command -v tauri-driver >/dev/null; then
+  echo "bootstrap: installing tauri-driver"
+  cargo install tauri-driver --locked --quiet
+fi
 
 "$here/bootstrap-python.sh"

@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 tests/bootstrap.sh
 echo "demo: building (the first build takes a few minutes)"
 cargo build --quiet -p updates-server -p notifier-core --bins
+# The tray app; the demo falls back to `tahoe-notifier watch` with --no-app.
+cargo build --quiet -p tahoe-notifier-app
 cargo build --quiet -p local-grid --example demo
 demo=target/debug/examples/demo
 

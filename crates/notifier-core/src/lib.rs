@@ -16,6 +16,7 @@
 //! Caps, swissnums and keys never appear in logs, errors, `Debug` output or files other than the
 //! keyring.
 
+pub mod background;
 pub mod caps;
 pub mod config;
 pub mod details;

@@ -1,7 +1,8 @@
 //! The full local demo: a real Tahoe grid on 127.0.0.1, `tahoe-updates-server` beside each
-//! storage node, a shared folder and a news directory, `tahoe-notifier watch` configured for
-//! them, and a writer that adds a file to the folder every 20 s and posts one news item — so
-//! real notifications arrive within a minute. Ctrl-C (or `--seconds N`) stops everything.
+//! storage node, a shared folder and a news directory, the tray app (or, with `--no-app`,
+//! `tahoe-notifier watch`) configured for them, and a writer that adds a file to the folder
+//! every 20 s and posts one news item — so real notifications arrive within a minute. Ctrl-C
+//! (or `--seconds N`) stops everything.
 //!
 //! Run through `tests/demo.sh`, which builds the binaries and provides a session bus and keyring
 //! when the machine has no desktop session.
@@ -22,6 +23,8 @@ struct Options {
     interval: Duration,
     keyring: String,
     desktop: bool,
+    /// Start the tray app (when built) rather than the headless `tahoe-notifier watch`.
+    app: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -30,6 +33,7 @@ fn parse_options() -> Result<Options, String> {
         interval: Duration::from_secs(20),
         keyring: "secret-service".to_owned(),
         desktop: true,
+        app: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -56,9 +60,10 @@ fn parse_options() -> Result<Options, String> {
                     .ok_or("--keyring needs secret-service or keyutils")?
             }
             "--no-desktop" => options.desktop = false,
+            "--no-app" => options.app = false,
             other => {
                 return Err(format!(
-                "unknown option {other}: use --seconds N, --interval N, --keyring K, --no-desktop"
+                "unknown option {other}: use --seconds N, --interval N, --keyring K, --no-desktop, --no-app"
             ))
             }
         }
@@ -263,21 +268,37 @@ fn run() -> Result<(), String> {
         "This grid announces maintenance here.",
     )?;
 
-    let mut watch_args = vec!["watch".to_owned()];
-    if !options.desktop {
-        watch_args.push("--no-desktop".to_owned());
+    // The tray app when it is built (and a desktop is wanted), else the headless `watch`.
+    let app = binary("tahoe-notifier-app")
+        .ok()
+        .filter(|_| options.desktop && options.app);
+    if let Some(app) = app {
+        let tray = Command::new(&app)
+            .arg("--home")
+            .arg(&home)
+            .args(["--keyring", &options.keyring])
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the tray app: {e}"))?;
+        children.0.push(("the tray app".to_owned(), tray));
+        println!("demo: the tray app is running (--no-app runs the headless watch instead)");
+    } else {
+        let mut watch_args = vec!["watch".to_owned()];
+        if !options.desktop {
+            watch_args.push("--no-desktop".to_owned());
+        }
+        let watcher = Command::new(&notifier)
+            .arg("--home")
+            .arg(&home)
+            .args(["--keyring", &options.keyring])
+            .args(&watch_args)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start tahoe-notifier watch: {e}"))?;
+        children
+            .0
+            .push(("tahoe-notifier watch".to_owned(), watcher));
     }
-    let watcher = Command::new(&notifier)
-        .arg("--home")
-        .arg(&home)
-        .args(["--keyring", &options.keyring])
-        .args(&watch_args)
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start tahoe-notifier watch: {e}"))?;
-    children
-        .0
-        .push(("tahoe-notifier watch".to_owned(), watcher));
     println!(
         "demo: adding a file to \"Demo Folder\" every {} s; one news item follows. Ctrl-C stops everything.",
         options.interval.as_secs()

@@ -1,0 +1,283 @@
+//! The app's shared core: the notifier-core stores, the history connection the page reads,
+//! the running engine and the live state the tray shows. Everything the commands, the tray
+//! and the notification sink touch hangs off one [`Core`] in Tauri's managed state.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use notifier_core::background::{spawn_engine, EngineHandle};
+use notifier_core::caps::CapStore;
+use notifier_core::config::ConfigFile;
+use notifier_core::engine::{EngineCommand, EngineEvent, EngineOptions};
+use notifier_core::history::{History, HistoryError};
+use notifier_core::keyring_store::SecretStore;
+use notifier_core::notify::NotificationSink;
+use notifier_core::paths::Paths;
+use notifier_core::servers::ServerStore;
+use tauri::{AppHandle, Emitter as _};
+use time::OffsetDateTime;
+
+use crate::settings::Settings;
+use crate::state::{LiveState, TrayState};
+
+/// The event the page listens to: "something changed, refresh what you show".
+pub const CHANGED_EVENT: &str = "notifier://changed";
+/// The event asking the page to show one item (`change:<id>` or `news:<grid>:<name>`).
+pub const OPEN_TARGET_EVENT: &str = "notifier://open-target";
+
+/// How often caps no updates server holds are polled through the gateway, unless
+/// `TAHOE_NOTIFIER_POLL_SECONDS` says otherwise (tests use a short one).
+const DEFAULT_POLL: Duration = Duration::from_secs(5 * 60);
+
+/// The app's state, shared by the commands, the tray and the engine's event pump.
+pub struct Core {
+    /// Where the config and history live.
+    pub paths: Paths,
+    /// The keyring.
+    pub secrets: Arc<dyn SecretStore>,
+    /// Watched caps.
+    pub caps: CapStore,
+    /// Updates servers and grids.
+    pub servers: ServerStore,
+    /// The local time zone's offset, found before any thread started (quiet hours).
+    pub local_offset: time::UtcOffset,
+    history: Mutex<History>,
+    live: Mutex<LiveState>,
+    settings: Mutex<Settings>,
+    engine: Mutex<Option<tokio::sync::mpsc::Sender<EngineCommand>>>,
+    engine_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pending_target: Mutex<Option<String>>,
+    last_tray: Mutex<Option<(TrayState, String)>>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex, using the data even if a panicking thread left it poisoned: every value
+/// here stays consistent between statements, and the tray must keep working.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Core {
+    /// Opens the stores and the history under `paths`.
+    pub fn open(
+        paths: Paths,
+        secrets: Arc<dyn SecretStore>,
+        local_offset: time::UtcOffset,
+    ) -> anyhow::Result<Core> {
+        paths.ensure_dirs().map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the folders {} and {}: {e}",
+                paths.config_dir().display(),
+                paths.data_dir().display()
+            )
+        })?;
+        let config = ConfigFile::new(paths.config_file());
+        let settings = Settings::load(paths.config_dir())?;
+        let history = History::open(&paths.history_db())?;
+        Ok(Core {
+            caps: CapStore::new(config.clone(), Arc::clone(&secrets)),
+            servers: ServerStore::new(config, Arc::clone(&secrets)),
+            paths,
+            secrets,
+            local_offset,
+            history: Mutex::new(history),
+            live: Mutex::new(LiveState::default()),
+            settings: Mutex::new(settings),
+            engine: Mutex::new(None),
+            engine_thread: Mutex::new(None),
+            pending_target: Mutex::new(None),
+            last_tray: Mutex::new(None),
+        })
+    }
+
+    /// The history (one connection; the engine has its own).
+    pub fn history(&self) -> MutexGuard<'_, History> {
+        lock(&self.history)
+    }
+
+    /// The live state.
+    pub fn live(&self) -> MutexGuard<'_, LiveState> {
+        lock(&self.live)
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> Settings {
+        lock(&self.settings).clone()
+    }
+
+    /// Replaces the settings (already validated and saved).
+    pub fn set_settings(&self, settings: Settings) {
+        *lock(&self.settings) = settings;
+    }
+
+    /// Unread changes plus unread news.
+    pub fn unread(&self) -> Result<u64, HistoryError> {
+        let counts = self.history().unread_counts()?;
+        Ok(counts.changes + counts.news)
+    }
+
+    /// The tray's look and one-line summary now.
+    pub fn tray_view(&self) -> (TrayState, String) {
+        let unread = self.unread().unwrap_or(0);
+        let now = OffsetDateTime::now_utc();
+        let live = self.live();
+        (live.tray_state(unread, now), live.summary(unread, now))
+    }
+
+    /// Records the tray's look; returns whether it differs from the last one drawn.
+    pub fn tray_changed(&self, view: &(TrayState, String)) -> bool {
+        let mut last = lock(&self.last_tray);
+        if last.as_ref() == Some(view) {
+            return false;
+        }
+        *last = Some(view.clone());
+        true
+    }
+
+    /// Remembers an item the page should show once it is loaded.
+    pub fn set_pending_target(&self, target: Option<String>) {
+        *lock(&self.pending_target) = target;
+    }
+
+    /// The item the page should show, once.
+    pub fn take_pending_target(&self) -> Option<String> {
+        lock(&self.pending_target).take()
+    }
+
+    /// Sends a command to the running engine, if any.
+    pub fn send(&self, command: EngineCommand) {
+        if let Some(commands) = lock(&self.engine).as_ref() {
+            if let Err(error) = commands.try_send(command) {
+                tracing::warn!(%error, "the engine did not take a command");
+            }
+        }
+    }
+
+    /// Stops the engine, if running, and waits for its thread.
+    pub fn stop_engine(&self) {
+        if let Some(commands) = lock(&self.engine).take() {
+            let _ = commands.try_send(EngineCommand::Shutdown);
+        }
+        if let Some(thread) = lock(&self.engine_thread).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts (or restarts) the engine with the current settings, and a thread that folds its
+/// events into the live state and redraws the tray and the page.
+pub fn start_engine(app: &AppHandle, core: &Arc<Core>, sink: Arc<dyn NotificationSink>) {
+    core.stop_engine();
+    core.live().reset_engine_view();
+    let poll_interval = std::env::var("TAHOE_NOTIFIER_POLL_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(DEFAULT_POLL, |s| Duration::from_secs(s.max(1)));
+    let settings = core.settings();
+    let mut options = EngineOptions::new(core.paths.clone(), Arc::clone(&core.secrets));
+    options.gateway_url = settings.gateway_url.clone();
+    options.poll_interval = poll_interval;
+    options.local_offset = core.local_offset;
+    // Quiet hours and "news only" are the engine's policy; the pause stays in the app's sink.
+    options.policy.quiet_hours = settings.quiet_hours().ok().flatten();
+    options.policy.news_only = settings.notify_for == crate::settings::NotifyFor::NewsOnly;
+    match spawn_engine(options, Some(sink)) {
+        Ok(handle) => {
+            core.live().engine_error = None;
+            let EngineHandle {
+                commands,
+                events,
+                join,
+            } = handle;
+            *lock(&core.engine) = Some(commands);
+            let pump = pump_events(app.clone(), Arc::clone(core), events, join);
+            *lock(&core.engine_thread) = pump;
+        }
+        Err(error) => {
+            tracing::error!(%error, "the engine did not start");
+            core.live().engine_error = Some(error.to_string());
+        }
+    }
+    crate::tray::refresh(app, core);
+    let _ = app.emit(CHANGED_EVENT, ());
+}
+
+/// Reads the engine's events on a thread of its own until the engine stops.
+fn pump_events(
+    app: AppHandle,
+    core: Arc<Core>,
+    mut events: tokio::sync::mpsc::Receiver<EngineEvent>,
+    engine: std::thread::JoinHandle<Result<(), notifier_core::engine::EngineError>>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let spawned = std::thread::Builder::new()
+        .name("engine-events".to_owned())
+        .spawn(move || {
+            while let Some(event) = events.blocking_recv() {
+                log_event(&event);
+                core.live().apply(&event);
+                let new_change = matches!(event, EngineEvent::Changed(_));
+                crate::tray::refresh_with_menu(&app, &core, new_change);
+                let _ = app.emit(CHANGED_EVENT, ());
+            }
+            match engine.join() {
+                Ok(Ok(())) => tracing::info!("the engine stopped"),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "the engine stopped");
+                    core.live().engine_error = Some(error.to_string());
+                    crate::tray::refresh(&app, &core);
+                }
+                Err(_) => {
+                    core.live().engine_error = Some("the engine crashed".to_owned());
+                    crate::tray::refresh(&app, &core);
+                }
+            }
+        });
+    match spawned {
+        Ok(thread) => Some(thread),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the event thread");
+            None
+        }
+    }
+}
+
+/// Events in the log: ids, counts and states only (labels and summaries name the user's
+/// files, so they stay at debug level; caps never reach an event).
+fn log_event(event: &EngineEvent) {
+    match event {
+        EngineEvent::Server { id, state, .. } => tracing::info!(server = %id, ?state, "server"),
+        EngineEvent::CapStatus {
+            id,
+            subscribed_on,
+            servers,
+            ..
+        } => tracing::info!(cap = %id, subscribed_on, servers, "cap status"),
+        EngineEvent::Changed(report) => {
+            tracing::info!(cap = %report.cap_id, history_id = report.history_id, "change")
+        }
+        EngineEvent::News(news) => tracing::info!(grid = %news.grid, "news"),
+        EngineEvent::Notice(text) => tracing::info!(notice = %text, "engine notice"),
+    }
+}
+
+/// Where the app's data lives, for the Settings page.
+pub fn data_locations(core: &Core) -> Vec<(String, PathBuf)> {
+    vec![
+        ("Configuration".to_owned(), core.paths.config_file()),
+        ("History".to_owned(), core.paths.history_db()),
+        (
+            "Preferences".to_owned(),
+            core.paths
+                .config_dir()
+                .join(crate::settings::SETTINGS_FILE),
+        ),
+    ]
+}

@@ -1,0 +1,163 @@
+//! Tahoe Notifier, the tray app: a thin Tauri shell over notifier-core.
+//!
+//! - `app.rs`: the shared core (stores, history, engine thread, live state)
+//! - `commands.rs`: what the page may call
+//! - `tray.rs`: icon states and menu
+//! - `window.rs`: the window, made on demand and destroyed when closed
+//! - `notify.rs`: the notification sink (pause, quiet hours, click to open)
+//! - `state.rs`: what the engine's events add up to
+//! - `settings.rs`: the app's preferences
+//!
+//! Usage: `tahoe-notifier-app [--tray] [--home DIR] [--keyring secret-service|keyutils]`.
+//! `--tray` starts with no window (what login autostart uses).
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod app;
+mod commands;
+mod notify;
+mod settings;
+mod state;
+mod tray;
+mod window;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore};
+use notifier_core::paths::Paths;
+use tauri::{Manager as _, RunEvent};
+
+/// Command-line options.
+#[derive(Debug, Default)]
+struct Options {
+    tray_only: bool,
+    home: Option<PathBuf>,
+    keyring: KeyringBackend,
+}
+
+fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
+    let mut options = Options::default();
+    let mut args = args.skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--tray" => options.tray_only = true,
+            "--home" => {
+                options.home = Some(PathBuf::from(args.next().context("--home needs a folder")?))
+            }
+            "--keyring" => {
+                options.keyring = args
+                    .next()
+                    .context("--keyring needs secret-service or keyutils")?
+                    .parse()?
+            }
+            // WebDriver and desktop launchers may add their own arguments: ignore them.
+            _ => {}
+        }
+    }
+    Ok(options)
+}
+
+fn main() {
+    // Before any thread exists: later the platform may refuse to say (see `time`'s docs).
+    let local_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(error) = run(local_offset) {
+        eprintln!("tahoe-notifier-app: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(local_offset: time::UtcOffset) -> anyhow::Result<()> {
+    let options = parse_options(std::env::args())?;
+    let paths = Paths::resolve(options.home.as_deref())
+        .context("cannot choose where to keep the config")?;
+    if let Some(warning) = options.keyring.warning() {
+        tracing::warn!("{warning}");
+    }
+    let secrets = Arc::new(KeyringSecretStore::new(options.keyring));
+    let core = Arc::new(app::Core::open(paths, secrets, local_offset)?);
+    let tray_only = options.tray_only;
+
+    let tauri_app = tauri::Builder::default()
+        // First, so that a second launch is turned away before it builds anything.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            tracing::info!("second launch: showing the window");
+            window::open(app, None);
+        }))
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--tray"]),
+        ))
+        .manage(Arc::clone(&core))
+        .invoke_handler(tauri::generate_handler![
+            commands::app_status,
+            commands::list_caps,
+            commands::validate_cap,
+            commands::add_cap,
+            commands::rename_cap,
+            commands::set_muted,
+            commands::remove_cap,
+            commands::list_changes,
+            commands::list_news,
+            commands::mark_change_read,
+            commands::mark_news_read,
+            commands::mark_all_read,
+            commands::list_servers,
+            commands::reconnect,
+            commands::import_grid_file,
+            commands::get_settings,
+            commands::set_settings,
+            commands::set_autostart,
+            commands::pause,
+            commands::take_open_target,
+        ])
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            let core = Arc::clone(app.state::<Arc<app::Core>>().inner());
+            tray::create(&handle, &core)?;
+            let sink = Arc::new(notify::AppSink::new(handle.clone(), Arc::clone(&core)));
+            app::start_engine(&handle, &core, sink);
+            if !tray_only {
+                window::open(&handle, None);
+            }
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .context("cannot start the app")?;
+
+    tauri_app.run(move |_app, event| match event {
+        // Closing the last window must not end the app: the tray and the engine stay. Only
+        // Quit (an explicit exit code) ends it.
+        RunEvent::ExitRequested {
+            code: None, api, ..
+        } => api.prevent_exit(),
+        RunEvent::Exit => core.stop_engine(),
+        _ => {}
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn options() {
+        let args = ["app", "--tray", "--home", "/tmp/x", "--keyring", "keyutils"];
+        let options = parse_options(args.iter().map(|s| s.to_string())).unwrap();
+        assert!(options.tray_only);
+        assert_eq!(options.home, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(options.keyring, KeyringBackend::Keyutils);
+        assert!(parse_options(["app", "--home"].iter().map(|s| s.to_string())).is_err());
+    }
+}
