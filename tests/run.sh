@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 tests/bootstrap.sh
 echo "run: building tests"
 cargo test --workspace --no-run --quiet
-exec dbus-run-session -- keyctl session - tests/with-desktop-services.sh cargo test --workspace "$@"
+exec dbus-run-session -- keyctl session - tests/with-desktop-services.sh cargo test --workspace --no-fail-fast "$@"
