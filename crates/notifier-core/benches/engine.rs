@@ -184,14 +184,16 @@ async fn notify_latency(
                 })
                 .await
                 .unwrap();
-                let prefix = format!("{label}:");
+                // "Label: added …" with the diff, "Label changed (…)" without.
+                let prefixes = [format!("{label}:"), format!("{label} ")];
                 let want = format!("file-{i:03}.txt");
                 let deadline = Instant::now() + Duration::from_secs(10);
                 let shown = loop {
                     let found = sink.seen.lock().unwrap()[before..]
                         .iter()
                         .find(|(_, s)| {
-                            s.starts_with(&prefix) && (!with_gateway || s.contains(&want))
+                            prefixes.iter().any(|p| s.starts_with(p.as_str()))
+                                && (!with_gateway || s.contains(&want))
                         })
                         .map(|(at, _)| *at);
                     if found.is_some() || Instant::now() > deadline {
