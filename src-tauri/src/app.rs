@@ -275,9 +275,7 @@ pub fn data_locations(core: &Core) -> Vec<(String, PathBuf)> {
         ("History".to_owned(), core.paths.history_db()),
         (
             "Preferences".to_owned(),
-            core.paths
-                .config_dir()
-                .join(crate::settings::SETTINGS_FILE),
+            core.paths.config_dir().join(crate::settings::SETTINGS_FILE),
         ),
     ]
 }

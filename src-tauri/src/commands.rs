@@ -483,9 +483,8 @@ pub struct Imported {
 #[tauri::command(async)]
 pub fn import_grid_file(app: AppHandle, core: Shared<'_>, path: String) -> Result<Imported> {
     let path = expand_home(path.trim());
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        CommandError(format!("cannot read the grid file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CommandError(format!("cannot read the grid file {}: {e}", path.display())))?;
     let grid = parse_grid_file(&text)?;
     let entry = core.servers.import_grid(&grid)?;
     let core = Arc::clone(&core);
@@ -576,15 +575,16 @@ pub struct SettingsInput {
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
-    value
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// Checks and saves the settings; a change restarts the engine with them.
 #[tauri::command(async)]
 pub fn set_settings(app: AppHandle, core: Shared<'_>, settings: SettingsInput) -> Result<()> {
-    let quiet_hours = match (non_empty(settings.quiet_start), non_empty(settings.quiet_end)) {
+    let quiet_hours = match (
+        non_empty(settings.quiet_start),
+        non_empty(settings.quiet_end),
+    ) {
         (Some(start), Some(end)) => Some((start, end)),
         (None, None) => None,
         _ => return Err(CommandError::new(crate::settings::SettingsError::BadTime)),

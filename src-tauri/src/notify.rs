@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use notifier_core::notify::{DeliveredId, DesktopSink, Notification, NotificationSink, NotifyError};
+use notifier_core::notify::{
+    DeliveredId, DesktopSink, Notification, NotificationSink, NotifyError,
+};
 use tauri::AppHandle;
 use time::OffsetDateTime;
 

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use notifier_core::history::ChangeFilter;
 use tauri::image::Image;
-use tauri::menu::{
-    IsMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu,
-};
+use tauri::menu::{IsMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Emitter as _, Manager as _, Wry};
 use time::OffsetDateTime;
@@ -84,30 +82,31 @@ pub fn refresh_with_menu(app: &AppHandle, core: &Arc<Core>, menu_too: bool) {
 }
 
 fn build_menu(app: &AppHandle, core: &Core, summary: &str) -> tauri::Result<Menu<Wry>> {
-    let mut items: Vec<Box<dyn IsMenuItem<Wry>>> = Vec::new();
-    items.push(Box::new(MenuItem::with_id(
-        app,
-        "status",
-        shorten(summary),
-        false,
-        None::<&str>,
-    )?));
-    items.push(Box::new(PredefinedMenuItem::separator(app)?));
-    items.push(Box::new(MenuItem::with_id(
-        app,
-        "open",
-        "Open Tahoe Notifier",
-        true,
-        None::<&str>,
-    )?));
-    items.push(Box::new(PredefinedMenuItem::separator(app)?));
-    items.push(Box::new(MenuItem::with_id(
-        app,
-        "recent-header",
-        "Recent changes",
-        false,
-        None::<&str>,
-    )?));
+    let mut items: Vec<Box<dyn IsMenuItem<Wry>>> = vec![
+        Box::new(MenuItem::with_id(
+            app,
+            "status",
+            shorten(summary),
+            false,
+            None::<&str>,
+        )?),
+        Box::new(PredefinedMenuItem::separator(app)?),
+        Box::new(MenuItem::with_id(
+            app,
+            "open",
+            "Open Tahoe Notifier",
+            true,
+            None::<&str>,
+        )?),
+        Box::new(PredefinedMenuItem::separator(app)?),
+        Box::new(MenuItem::with_id(
+            app,
+            "recent-header",
+            "Recent changes",
+            false,
+            None::<&str>,
+        )?),
+    ];
     let recent = core
         .history()
         .list_changes(&ChangeFilter {
