@@ -76,8 +76,13 @@ $("tabs").addEventListener("keydown", (e) => {
   e.preventDefault();
   show(pages[(next + pages.length) % pages.length], true);
 });
-// Alt+1…5 jump to a page from anywhere.
+// Alt+1…5 jump to a page from anywhere; Ctrl+W closes the window (the app stays in the tray).
 document.addEventListener("keydown", (e) => {
+  if (e.ctrlKey && (e.key === "w" || e.key === "W")) {
+    e.preventDefault();
+    invoke("close_window");
+    return;
+  }
   if (e.altKey && e.key >= "1" && e.key <= "5") {
     e.preventDefault();
     show(pages[Number(e.key) - 1], true);

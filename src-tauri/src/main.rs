@@ -118,6 +118,7 @@ fn run(local_offset: time::UtcOffset) -> anyhow::Result<()> {
             commands::set_autostart,
             commands::pause,
             commands::take_open_target,
+            commands::close_window,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();
