@@ -319,6 +319,11 @@ pub fn render_message(draft: &NewsDraft) -> Result<String, NewsError> {
     }
     out.push_str(body);
     out.push('\n');
+    // Readers keep only the first MAX_MESSAGE_BYTES of a file: with the front matter, a body
+    // near the limit would come back cut.
+    if out.len() > MAX_MESSAGE_BYTES {
+        return Err(NewsError::BadBody);
+    }
     Ok(out)
 }
 
