@@ -118,7 +118,16 @@ pub(crate) async fn run_session<S>(
                         context.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
                         break Ending::Close(CloseCode::Policy, "more than the allowed messages per second");
                     }
-                    vec![handle_text(text.as_str(), &mut registration, &mut batch, &context)]
+                    let reply = handle_text(text.as_str(), &mut registration, &mut batch, &context);
+                    // A status has an entry per requested index, so a reply can be many times
+                    // its request: past the bound, say so instead of buffering it.
+                    if reply.len() > context.limits.max_reply_bytes {
+                        break Ending::Close(
+                            CloseCode::Size,
+                            "the status for that message would be too large: send fewer storage indexes per message",
+                        );
+                    }
+                    vec![reply]
                 }
                 Some(Ok(Message::Binary(_))) => {
                     if !rate.admit(Instant::now()) {

@@ -188,7 +188,7 @@ impl ConnectionHandler {
         let config = WebSocketConfig::default()
             .read_buffer_size(4 * 1024)
             .write_buffer_size(0)
-            .max_write_buffer_size(limits.max_message_bytes.max(64 * 1024) * 2)
+            .max_write_buffer_size(limits.max_reply_bytes + 64 * 1024)
             .max_message_size(Some(limits.max_message_bytes))
             .max_frame_size(Some(limits.max_message_bytes));
         let secret_digest = self.secret_digest;

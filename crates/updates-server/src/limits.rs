@@ -21,6 +21,8 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Longest batching delay a client may ask for with `options.maximum-delay`.
     pub max_batch_delay: Duration,
+    /// Largest reply the server writes; a larger status closes the connection with 1009.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +36,7 @@ impl Default for Limits {
             ping_interval: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             max_batch_delay: Duration::from_secs(60),
+            max_reply_bytes: 4 << 20,
         }
     }
 }

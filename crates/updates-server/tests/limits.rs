@@ -435,3 +435,23 @@ async fn a_slowloris_upgrade_is_dropped_after_the_handshake_timeout() {
         "the half-sent upgrade was not dropped"
     );
 }
+
+#[tokio::test]
+async fn a_status_larger_than_the_reply_bound_closes_with_1009() {
+    let server = start(Limits {
+        max_reply_bytes: 64 * 1024,
+        ..Limits::default()
+    })
+    .await;
+    let mut socket = connect(&server).await;
+    // Short, distinct, malformed entries: each costs a few bytes to send and a long refusal to
+    // answer, so the status is many times the request.
+    let items: Vec<String> = (0..2_000).map(|n| format!("\"x{n}\"")).collect();
+    let request = format!(
+        r#"{{"tahoe-mutable-notification-version": 1, "subscribe": [{}]}}"#,
+        items.join(",")
+    );
+    assert!(request.len() < 64 * 1024);
+    send_text(&mut socket, request).await;
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Size));
+}
