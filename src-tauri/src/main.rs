@@ -60,6 +60,13 @@ fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> 
 }
 
 fn main() {
+    // GTK's own OpenGL is of no use to a tray icon and a menu, yet initialising it maps a GL
+    // driver (with software rendering, all of LLVM: ~45 MiB) into the process for its whole
+    // life. WebKit renders the page through its own GL context, so the window is unaffected.
+    // Set before GTK (and any thread) starts; a user's own GDK_GL setting wins.
+    if std::env::var_os("GDK_GL").is_none() {
+        std::env::set_var("GDK_GL", "disable");
+    }
     // Before any thread exists: later the platform may refuse to say (see `time`'s docs).
     let local_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     tracing_subscriber::fmt()
