@@ -162,6 +162,9 @@ pub struct ChangeReport {
     pub body: String,
     /// Whether the user muted this cap (recorded, not notified).
     pub muted: bool,
+    /// The structured details recorded in the history (for a directory: `added`, `modified`
+    /// and `removed` child names, counts), for owners that describe changes themselves.
+    pub details: serde_json::Value,
 }
 
 /// A news message as recorded and notified.
@@ -191,6 +194,16 @@ pub enum EngineCommand {
         id: String,
         /// Whether it is muted now.
         muted: bool,
+    },
+    /// The owner raises this cap's notifications itself (the magic-folder bridge does, to name
+    /// the participant and unmangle file names): the engine still records and reports its
+    /// changes but hands them to no notification sink. Not stored: an owner that stops
+    /// delegating, or a new engine, notifies as usual.
+    DelegateNotifications {
+        /// Cap id.
+        id: String,
+        /// Whether the owner notifies from now on.
+        delegated: bool,
     },
     /// Reconnect every server now.
     ReconnectAll,
@@ -246,6 +259,8 @@ pub struct Engine {
     policy: PolicyConfig,
     /// Input of the running policy task (`None` without a sink).
     notifications: Option<mpsc::Sender<PolicyInput>>,
+    /// Caps whose notifications the owner raises ([`EngineCommand::DelegateNotifications`]).
+    delegated: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -304,6 +319,7 @@ impl Engine {
                 ..options_policy
             },
             notifications: None,
+            delegated: std::collections::HashSet::new(),
         })
     }
 
@@ -373,8 +389,10 @@ impl Engine {
         }
     }
 
-    /// Records whether `cap_id` is muted in the policy's configuration and sends it on.
+    /// Records whether `cap_id` is muted in the policy's configuration and sends it on. A cap
+    /// whose notifications are delegated to the owner stays muted for the policy.
     async fn set_policy_muted(&mut self, cap_id: &str, muted: bool) {
+        let muted = muted || self.delegated.contains(cap_id);
         let changed = if muted {
             self.policy.muted_caps.insert(cap_id.to_owned())
         } else {
@@ -591,6 +609,17 @@ impl Engine {
                 }
                 self.set_policy_muted(&id, muted).await;
             }
+            EngineCommand::DelegateNotifications { id, delegated } => {
+                if delegated {
+                    self.delegated.insert(id.clone());
+                } else {
+                    self.delegated.remove(&id);
+                }
+                let user_muted = self.watched.values().any(|watched| {
+                    matches!(watched, Watched::Cap(cap) if cap.id == id && cap.muted)
+                });
+                self.set_policy_muted(&id, user_muted).await;
+            }
             EngineCommand::ReconnectAll => self.broadcast(LinkCommand::Reconnect).await,
             EngineCommand::Shutdown => {}
         }
@@ -792,6 +821,7 @@ impl Engine {
                 summary: description.summary,
                 body: description.body,
                 muted: cap.muted,
+                details: description.details_json,
             }))
             .await;
     }
