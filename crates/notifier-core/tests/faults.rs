@@ -1,0 +1,838 @@
+//! Faults, with nothing lost: a driver makes random changes across many caps on a real local
+//! grid while it SIGKILLs and restarts the real `tahoe-updates-server` processes, cuts and stalls
+//! the engine's connections through a TCP proxy on loopback, and restarts the engine itself. At
+//! the end every change must be reported exactly once (by seqnum) and the engine must have
+//! recovered from every fault by itself.
+//!
+//! Short by default (a few minutes on 2 cores); `TAHOE_NOTIFIER_LONG_TESTS=1` runs the full
+//! 1,000 changes over 50 caps with 10 kills, 2 engine restarts, each proxy fault 3 times, and
+//! the default ping and silence timeouts. `TAHOE_NOTIFIER_FAULTS_SEED=N` replays a run. The
+//! report is printed (`-- --nocapture`); nothing asserts on time.
+//!
+//! Accounting, per cap: the seqnums the driver produced (read back from the share files on the
+//! storage nodes after each write) against the seqnums the engine reported. A report with seqnum
+//! N covers every change since the previous report up to N (changes while away are coalesced by
+//! design). A change is *reported* if a report covers it, *lost* if none does (its seqnum is
+//! above the cap's last report), and a seqnum reported twice for a cap is *duplicated*.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+#[path = "faults/proxy.rs"]
+mod proxy;
+#[path = "faults/server_process.rs"]
+mod server_process;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use local_grid::{Format, Grid};
+use notifier_core::caps::CapStore;
+use notifier_core::config::ConfigFile;
+use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
+use notifier_core::keyring_store::SecretStore;
+use notifier_core::link::{LinkState, LinkTiming};
+use notifier_core::notify::{PolicyConfig, RecordingSink};
+use notifier_core::paths::Paths;
+use notifier_core::servers::{parse_grid_file, ServerStore};
+use proxy::{FaultProxy, Mode};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use server_process::ServerProcess;
+use tahoe_caps::{Cap, StorageIndex};
+use tokio::sync::mpsc;
+use updates_server::share::{read_share_header, ShareHeader};
+
+fn long_tests() -> bool {
+    std::env::var_os("TAHOE_NOTIFIER_LONG_TESTS").is_some_and(|v| v == "1")
+}
+
+/// The size of a run.
+#[derive(Debug, Clone)]
+struct Plan {
+    changes: usize,
+    caps: usize,
+    kills: usize,
+    engine_restarts: usize,
+    /// How often each proxy fault (cut, half-open, stop-reading, silence) is injected.
+    proxy_rounds: usize,
+    /// The servers' `--ping-interval`.
+    ping_interval_s: u64,
+    /// The engine's silence timeout (its option; the default is 75 s).
+    silence_timeout: Duration,
+    /// How long a stalled connection is held open by the proxy.
+    hold: Duration,
+}
+
+impl Plan {
+    fn short() -> Self {
+        Self {
+            changes: 120,
+            caps: 12,
+            kills: 3,
+            engine_restarts: 1,
+            proxy_rounds: 1,
+            ping_interval_s: 2,
+            silence_timeout: Duration::from_secs(6),
+            hold: Duration::from_secs(20),
+        }
+    }
+
+    fn long() -> Self {
+        Self {
+            changes: 1_000,
+            caps: 50,
+            kills: 10,
+            engine_restarts: 2,
+            proxy_rounds: 3,
+            // The defaults users get.
+            ping_interval_s: 30,
+            silence_timeout: LinkTiming::default().silence_timeout,
+            hold: Duration::from_secs(180),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Kill,
+    EngineRestart,
+    Proxy(Mode),
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "SIGKILL + restart",
+            Self::EngineRestart => "engine restart",
+            Self::Proxy(mode) => mode.name(),
+        }
+    }
+}
+
+/// A fault as injected, for the recovery figures.
+#[derive(Debug, Clone)]
+struct Injected {
+    fault: Fault,
+    /// The server it hit (`None` for an engine restart).
+    server: Option<usize>,
+    /// When recovery could start: the restart for a kill, the injection for a proxy fault, the
+    /// new engine's start for an engine restart.
+    from: Instant,
+    /// Changes made while the fault lasted.
+    changes_during: usize,
+}
+
+/// What the engines said, in order, across restarts.
+#[derive(Default)]
+struct Observed {
+    /// (when, cap id, seqnum, while away)
+    changes: Vec<(Instant, String, u64, bool)>,
+    /// (when, server index, state)
+    states: Vec<(Instant, usize, LinkState)>,
+    /// (when, cap id, servers subscribed on)
+    cap_status: Vec<(Instant, String, usize)>,
+    notices: Vec<String>,
+}
+
+struct WatchedCap {
+    id: String,
+    write_cap: String,
+    storage_index: StorageIndex,
+    /// Seqnums produced by the driver, in order (the first is the baseline before any change).
+    produced: Vec<u64>,
+}
+
+struct RunningEngine {
+    commands: mpsc::Sender<EngineCommand>,
+    task: tokio::task::JoinHandle<()>,
+    collector: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+struct Harness {
+    grid: &'static Grid,
+    paths: Paths,
+    secrets: Arc<dyn SecretStore>,
+    servers: Vec<ServerProcess>,
+    proxies: Vec<FaultProxy>,
+    /// Engine server id → server index.
+    server_index: HashMap<String, usize>,
+    timing: LinkTiming,
+    observed: Arc<Mutex<Observed>>,
+    recorded: Arc<RecordingSink>,
+    engine_starts: usize,
+}
+
+impl Harness {
+    fn start_engine(&mut self, local: &tokio::task::LocalSet) -> RunningEngine {
+        let options = EngineOptions {
+            link_timing: self.timing.clone(),
+            policy: PolicyConfig::default(),
+            ..EngineOptions::new(self.paths.clone(), Arc::clone(&self.secrets))
+        };
+        let sink: Arc<dyn notifier_core::notify::NotificationSink> = self.recorded.clone();
+        let engine = Engine::open(options, Some(sink)).unwrap();
+        let (commands, commands_rx) = mpsc::channel(16);
+        let (events_tx, mut events) = mpsc::channel(4096);
+        let task = local.spawn_local(async move {
+            engine.run(commands_rx, events_tx).await.unwrap();
+        });
+        let observed = Arc::clone(&self.observed);
+        let server_index = self.server_index.clone();
+        let collector = local.spawn_local(async move {
+            while let Some(event) = events.recv().await {
+                let now = Instant::now();
+                let mut observed = observed.lock().unwrap();
+                match event {
+                    EngineEvent::Changed(report) => {
+                        observed.changes.push((
+                            now,
+                            report.cap_id,
+                            report.seqnum,
+                            report.while_away,
+                        ));
+                    }
+                    EngineEvent::Server { id, state, .. } => {
+                        if let Some(&index) = server_index.get(&id) {
+                            observed.states.push((now, index, state));
+                        }
+                    }
+                    EngineEvent::CapStatus {
+                        id, subscribed_on, ..
+                    } => observed.cap_status.push((now, id, subscribed_on)),
+                    EngineEvent::Notice(text) => observed.notices.push(text),
+                    EngineEvent::News(_) => {}
+                }
+            }
+        });
+        self.engine_starts += 1;
+        RunningEngine {
+            commands,
+            task,
+            collector,
+            started: Instant::now(),
+        }
+    }
+
+    /// The link state of each server as last reported.
+    fn link_states(&self) -> Vec<Option<LinkState>> {
+        let observed = self.observed.lock().unwrap();
+        (0..self.servers.len())
+            .map(|index| {
+                observed
+                    .states
+                    .iter()
+                    .rev()
+                    .find(|(_, i, _)| *i == index)
+                    .map(|(_, _, state)| state.clone())
+            })
+            .collect()
+    }
+
+    /// Waits until every cap is subscribed on `servers` servers (by the latest status of each).
+    async fn wait_all_subscribed(&self, caps: &[WatchedCap], since: Instant, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        loop {
+            let done = {
+                let observed = self.observed.lock().unwrap();
+                caps.iter().all(|cap| {
+                    observed
+                        .cap_status
+                        .iter()
+                        .rev()
+                        .find(|(at, id, _)| *at >= since && *id == cap.id)
+                        .is_some_and(|(_, _, on)| *on == self.servers.len())
+                })
+            };
+            if done {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the caps were not subscribed on every server within {wait:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (up to `wait`) for server `index`'s link to be connected; says whether it is.
+    async fn wait_connected(&self, index: usize, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if self.link_states()[index] == Some(LinkState::Connected) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+async fn stop_engine(engine: RunningEngine) {
+    let _ = engine.commands.send(EngineCommand::Shutdown).await;
+    engine.task.await.unwrap();
+    // The events channel closes with the engine: everything it said is collected.
+    engine.collector.await.unwrap();
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work).await.unwrap()
+}
+
+/// The slot's seqnum as the storage nodes hold it (highest over the shares).
+fn seqnum_on_disk(grid: &Grid, si: &StorageIndex) -> u64 {
+    let mut highest = 0;
+    for node in grid.storage_nodes() {
+        let dir = node.storage_dir.join("shares").join(si.share_dir());
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Ok(ShareHeader::Mutable { seqnum, .. }) = read_share_header(&entry.path()) {
+                highest = highest.max(seqnum);
+            }
+        }
+    }
+    highest
+}
+
+/// One change: a child added to the folder through the gateway; returns the new seqnum.
+fn make_change(grid: &'static Grid, write_cap: &str, si: StorageIndex, name: &str) -> u64 {
+    let before = seqnum_on_disk(grid, &si);
+    let mut last_error = None;
+    for _ in 0..5 {
+        match grid.put_child(write_cap, name, name.as_bytes()) {
+            Ok(_) => {
+                last_error = None;
+                break;
+            }
+            Err(error) => {
+                // A failed write may still have published; the seqnum says.
+                last_error = Some(error.to_string());
+                if seqnum_on_disk(grid, &si) > before {
+                    last_error = None;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    if let Some(error) = last_error {
+        panic!("the gateway refused a write five times: {error}");
+    }
+    let after = seqnum_on_disk(grid, &si);
+    assert!(after > before, "a write did not raise the seqnum");
+    after
+}
+
+/// The accounting of one run.
+#[derive(Debug, Default)]
+struct Accounting {
+    changes_made: usize,
+    reported: usize,
+    lost: usize,
+    duplicated: usize,
+    reports: usize,
+    reports_while_away: usize,
+    coalesced_reports: usize,
+    unexpected_reports: usize,
+    caps_missing_final: Vec<String>,
+}
+
+fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
+    let mut reports: HashMap<&str, Vec<u64>> = HashMap::new();
+    let mut totals = Accounting::default();
+    for (_, cap_id, seqnum, while_away) in &observed.changes {
+        reports.entry(cap_id.as_str()).or_default().push(*seqnum);
+        totals.reports += 1;
+        if *while_away {
+            totals.reports_while_away += 1;
+        }
+    }
+    for cap in caps {
+        let changes = &cap.produced[1..];
+        totals.changes_made += changes.len();
+        let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+        for seqnum in reports.get(cap.id.as_str()).into_iter().flatten() {
+            *seen.entry(*seqnum).or_default() += 1;
+        }
+        totals.duplicated += seen.values().map(|n| n - 1).sum::<usize>();
+        for seqnum in seen.keys() {
+            if !cap.produced.contains(seqnum) || *seqnum <= cap.produced[0] {
+                totals.unexpected_reports += 1;
+            }
+        }
+        // Each change goes to the first report at or above it.
+        let mut covering: BTreeMap<u64, usize> = BTreeMap::new();
+        for change in changes {
+            match seen.range(change..).next() {
+                Some((report, _)) => {
+                    totals.reported += 1;
+                    *covering.entry(*report).or_default() += 1;
+                }
+                None => totals.lost += 1,
+            }
+        }
+        totals.coalesced_reports += covering.values().filter(|n| **n > 1).count();
+        if let Some(last) = changes.last() {
+            if !seen.contains_key(last) {
+                totals.caps_missing_final.push(cap.id.clone());
+            }
+        }
+    }
+    totals
+}
+
+/// For each fault, how long the engine took to be connected again: to the hit server for a
+/// server fault, to every server for an engine restart. `None`: it never was.
+fn recoveries(injected: &[Injected], observed: &Observed, servers: usize) -> Vec<Option<Duration>> {
+    let connected_after = |server: usize, from: Instant| {
+        observed
+            .states
+            .iter()
+            .find(|(at, index, state)| {
+                *at >= from && *index == server && *state == LinkState::Connected
+            })
+            .map(|(at, _, _)| at.duration_since(from))
+    };
+    injected
+        .iter()
+        .map(|fault| match fault.server {
+            Some(server) => connected_after(server, fault.from),
+            None => (0..servers)
+                .map(|server| connected_after(server, fault.from))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|all| all.into_iter().max()),
+        })
+        .collect()
+}
+
+fn grid() -> &'static Grid {
+    local_grid::shared().expect("a real Tahoe grid (run tests/bootstrap-python.sh?)")
+}
+
+#[test]
+fn random_changes_survive_server_kills_network_faults_and_engine_restarts_with_nothing_lost() {
+    let plan = if long_tests() {
+        Plan::long()
+    } else {
+        Plan::short()
+    };
+    let seed: u64 = std::env::var("TAHOE_NOTIFIER_FAULTS_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().gen());
+    println!("faults: seed {seed} (TAHOE_NOTIFIER_FAULTS_SEED={seed} replays it), plan {plan:?}");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(drive(plan, seed));
+}
+
+async fn drive(plan: Plan, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let grid = grid();
+    let run_started = Instant::now();
+
+    // Real servers on fixed ports, each behind its own fault proxy.
+    let ping = plan.ping_interval_s;
+    let servers: Vec<ServerProcess> = blocking(move || {
+        grid.storage_nodes()
+            .iter()
+            .map(|node| ServerProcess::start(node, ping))
+            .collect()
+    })
+    .await;
+    let mut proxies = Vec::new();
+    for server in &servers {
+        let target: SocketAddr = ([127, 0, 0, 1], server.port).into();
+        proxies.push(FaultProxy::start(target).await);
+    }
+
+    let home = tempfile::tempdir().unwrap();
+    let paths = Paths::under(home.path());
+    paths.ensure_dirs().unwrap();
+    let secrets = support::secrets();
+    let file = serde_json::json!({
+        "name": "faults grid",
+        "gateway_url": grid.gateway_url(),
+        "updates_servers": servers
+            .iter()
+            .zip(&proxies)
+            .map(|(server, proxy)| server.nurl.with_port(proxy.port).to_string())
+            .collect::<Vec<_>>(),
+    });
+    let server_store = ServerStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets));
+    server_store
+        .import_grid(&parse_grid_file(&file.to_string()).unwrap())
+        .unwrap();
+    let server_index: HashMap<String, usize> = server_store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|entry| {
+            let index = proxies.iter().position(|p| p.port == entry.port).unwrap();
+            (entry.id, index)
+        })
+        .collect();
+
+    // The caps: mutable folders, SDMF and MDMF, watched by their read caps.
+    let created = Instant::now();
+    let count = plan.caps;
+    let write_caps: Vec<String> = blocking(move || {
+        (0..count)
+            .map(|i| {
+                let format = if i % 2 == 0 {
+                    Format::Sdmf
+                } else {
+                    Format::Mdmf
+                };
+                grid.create_mutable_dir(format).unwrap()
+            })
+            .collect()
+    })
+    .await;
+    let cap_store = CapStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets));
+    let mut caps = Vec::new();
+    for (i, write_cap) in write_caps.into_iter().enumerate() {
+        let cap: Cap = write_cap.parse().unwrap();
+        let storage_index = cap.storage_index().unwrap();
+        let id = cap_store
+            .add(&cap, &format!("Folder {i}"), false)
+            .unwrap()
+            .id;
+        caps.push(WatchedCap {
+            id,
+            write_cap,
+            storage_index,
+            produced: vec![seqnum_on_disk(grid, &storage_index)],
+        });
+    }
+    println!(
+        "faults: {} caps created and stored in the keyring in {:.1} s",
+        caps.len(),
+        created.elapsed().as_secs_f64()
+    );
+
+    let timing = LinkTiming {
+        backoff_initial: Duration::from_millis(250),
+        backoff_max: Duration::from_secs(4),
+        silence_timeout: plan.silence_timeout,
+        ..LinkTiming::default()
+    };
+    let mut harness = Harness {
+        grid,
+        paths,
+        secrets,
+        servers,
+        proxies,
+        server_index,
+        timing,
+        observed: Arc::default(),
+        recorded: Arc::new(RecordingSink::new()),
+        engine_starts: 0,
+    };
+
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let mut engine = Some(harness.start_engine(&local));
+            harness
+                .wait_all_subscribed(&caps, run_started, Duration::from_secs(120))
+                .await;
+            println!(
+                "faults: engine subscribed everywhere after {:.1} s",
+                run_started.elapsed().as_secs_f64()
+            );
+
+            // The faults, shuffled and spread evenly over the changes.
+            let mut faults = Vec::new();
+            faults.extend(std::iter::repeat_n(Fault::Kill, plan.kills));
+            faults.extend(std::iter::repeat_n(Fault::EngineRestart, plan.engine_restarts));
+            for _ in 0..plan.proxy_rounds {
+                faults.push(Fault::Proxy(Mode::Cut));
+                faults.push(Fault::Proxy(Mode::HalfOpen { hold: plan.hold }));
+                faults.push(Fault::Proxy(Mode::StopReadingClient { hold: plan.hold }));
+                faults.push(Fault::Proxy(Mode::Silence { hold: plan.hold }));
+            }
+            faults.shuffle(&mut rng);
+            let spacing = plan.changes / (faults.len() + 1);
+            let mut schedule: BTreeMap<usize, Fault> = BTreeMap::new();
+            for (i, fault) in faults.iter().enumerate() {
+                schedule.insert((i + 1) * spacing, *fault);
+            }
+
+            let mut injected: Vec<Injected> = Vec::new();
+            // (change index at which to restart, server)
+            let mut pending_restarts: Vec<(usize, usize)> = Vec::new();
+            // (change index at which to start the engine again, index into `injected`)
+            let mut pending_engine: Option<(usize, usize)> = None;
+            let writes_started = Instant::now();
+            for change in 0..plan.changes {
+                // Faults that end now.
+                for (_, server) in pending_restarts
+                    .iter()
+                    .filter(|(at, _)| *at == change)
+                    .copied()
+                    .collect::<Vec<_>>()
+                {
+                    harness.servers[server].restart().await;
+                    let from = Instant::now();
+                    if let Some(fault) = injected.iter_mut().rev().find(|f| {
+                        f.fault == Fault::Kill && f.server == Some(server)
+                    }) {
+                        fault.from = from;
+                    }
+                    println!("faults: change {change}: server {server} restarted");
+                }
+                pending_restarts.retain(|(at, _)| *at != change);
+                if let Some((at, index)) = pending_engine {
+                    if at == change {
+                        engine = Some(harness.start_engine(&local));
+                        injected[index].from = engine.as_ref().unwrap().started;
+                        pending_engine = None;
+                        println!("faults: change {change}: engine started again");
+                    }
+                }
+
+                if let Some(fault) = schedule.remove(&change) {
+                    let any_up = harness.servers.iter().any(ServerProcess::is_up);
+                    if matches!(fault, Fault::Proxy(_)) && (engine.is_none() || !any_up) {
+                        // A network fault needs a live connection to hit: a little later.
+                        let mut later = change + 1;
+                        while schedule.contains_key(&later) {
+                            later += 1;
+                        }
+                        schedule.insert(later, fault);
+                    }
+                    else { match fault {
+                        Fault::Kill => {
+                            let up: Vec<usize> = (0..harness.servers.len())
+                                .filter(|i| harness.servers[*i].is_up())
+                                .collect();
+                            let server = *up.choose(&mut rng).unwrap();
+                            harness.servers[server].kill();
+                            let down_for = rng.gen_range(2..=8);
+                            pending_restarts.push((change + down_for, server));
+                            injected.push(Injected {
+                                fault,
+                                server: Some(server),
+                                from: Instant::now(),
+                                changes_during: down_for,
+                            });
+                            println!(
+                                "faults: change {change}: server {server} SIGKILLed for {down_for} changes"
+                            );
+                        }
+                        Fault::EngineRestart => {
+                            if let Some(running) = engine.take() {
+                                stop_engine(running).await;
+                            }
+                            let down_for = rng.gen_range(3..=8);
+                            injected.push(Injected {
+                                fault,
+                                server: None,
+                                from: Instant::now(),
+                                changes_during: down_for,
+                            });
+                            pending_engine = Some((change + down_for, injected.len() - 1));
+                            println!(
+                                "faults: change {change}: engine shut down for {down_for} changes"
+                            );
+                        }
+                        Fault::Proxy(mode) => {
+                            // Hit a connection that exists: a server that is up and linked.
+                            let candidates: Vec<usize> = (0..harness.servers.len())
+                                .filter(|i| harness.servers[*i].is_up())
+                                .collect();
+                            let server = *candidates.choose(&mut rng).unwrap();
+                            let linked = engine.is_some()
+                                && harness.wait_connected(server, Duration::from_secs(60)).await;
+                            let hit = harness.proxies[server].inject(mode);
+                            injected.push(Injected {
+                                fault,
+                                server: Some(server),
+                                from: Instant::now(),
+                                changes_during: 0,
+                            });
+                            println!(
+                                "faults: change {change}: {} on server {server}'s connection ({hit} connection(s) hit, engine linked: {linked})",
+                                mode.name()
+                            );
+                        }
+                    } }
+                }
+
+                let cap = rng.gen_range(0..caps.len());
+                let write_cap = caps[cap].write_cap.clone();
+                let si = caps[cap].storage_index;
+                let name = format!("change-{change:05}.txt");
+                let seqnum = blocking(move || make_change(grid, &write_cap, si, &name)).await;
+                caps[cap].produced.push(seqnum);
+            }
+            // Every fault over: servers back, engine running.
+            for (_, server) in std::mem::take(&mut pending_restarts) {
+                harness.servers[server].restart().await;
+                if let Some(fault) = injected
+                    .iter_mut()
+                    .rev()
+                    .find(|f| f.fault == Fault::Kill && f.server == Some(server))
+                {
+                    fault.from = Instant::now();
+                }
+            }
+            if let Some((_, index)) = pending_engine.take() {
+                engine = Some(harness.start_engine(&local));
+                injected[index].from = engine.as_ref().unwrap().started;
+            }
+            let writing = writes_started.elapsed();
+
+            // Wait for the last change of every cap to be reported (or give up), then a
+            // little more for any report that should not come.
+            let quiet_deadline =
+                Instant::now() + plan.hold + plan.silence_timeout + Duration::from_secs(60);
+            loop {
+                let done = {
+                    let observed = harness.observed.lock().unwrap();
+                    caps.iter().all(|cap| {
+                        let last = *cap.produced.last().unwrap();
+                        last == cap.produced[0]
+                            || observed
+                                .changes
+                                .iter()
+                                .any(|(_, id, seqnum, _)| *id == cap.id && *seqnum >= last)
+                    })
+                };
+                if done || Instant::now() >= quiet_deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let caught_up = run_started.elapsed();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let final_states = harness.link_states();
+            if let Some(running) = engine.take() {
+                stop_engine(running).await;
+            }
+
+            let observed = harness.observed.lock().unwrap();
+            let totals = account(&caps, &observed);
+            let recovered = recoveries(&injected, &observed, harness.servers.len());
+            let connected_events = observed
+                .states
+                .iter()
+                .filter(|(_, _, state)| *state == LinkState::Connected)
+                .count();
+            let reconnects = connected_events - harness.engine_starts * harness.servers.len();
+            let accepted: Vec<usize> = harness.proxies.iter().map(FaultProxy::accepted).collect();
+
+            println!();
+            println!("faults report (seed {seed})");
+            println!(
+                "  plan: {} changes over {} caps, {} SIGKILLs, {} engine restarts, {} proxy faults; ping {} s, silence timeout {} s, stall hold {} s",
+                plan.changes,
+                plan.caps,
+                plan.kills,
+                plan.engine_restarts,
+                plan.proxy_rounds * 4,
+                plan.ping_interval_s,
+                plan.silence_timeout.as_secs(),
+                plan.hold.as_secs()
+            );
+            println!(
+                "  changes made {}, reported {}, lost {}, duplicated {}",
+                totals.changes_made, totals.reported, totals.lost, totals.duplicated
+            );
+            println!(
+                "  reports {} ({} while away; {} covered more than one change); unexpected seqnums {}; caps whose last seqnum was not reported: {}",
+                totals.reports,
+                totals.reports_while_away,
+                totals.coalesced_reports,
+                totals.unexpected_reports,
+                totals.caps_missing_final.len()
+            );
+            println!(
+                "  reconnects {reconnects} (connections accepted by the proxies: {accepted:?}); engine starts {}; notifications shown {}",
+                harness.engine_starts,
+                harness.recorded.shown().len()
+            );
+            println!(
+                "  writing took {:.1} s; last report {:.1} s after the run started",
+                writing.as_secs_f64(),
+                caught_up.as_secs_f64()
+            );
+            let mut worst = Duration::ZERO;
+            for (fault, recovery) in injected.iter().zip(&recovered) {
+                let server = fault
+                    .server
+                    .map_or_else(|| "all servers".to_owned(), |s| format!("server {s}"));
+                match recovery {
+                    Some(took) => {
+                        worst = worst.max(*took);
+                        println!(
+                            "  {:<18} {server:<11} connected again after {:>6.2} s ({} changes during)",
+                            fault.fault.name(),
+                            took.as_secs_f64(),
+                            fault.changes_during
+                        );
+                    }
+                    None => println!(
+                        "  {:<18} {server:<11} NOT RECOVERED",
+                        fault.fault.name()
+                    ),
+                }
+            }
+            println!("  worst recovery time {:.2} s", worst.as_secs_f64());
+            for notice in &observed.notices {
+                println!("  engine notice: {notice}");
+            }
+            println!("  link states at the end: {final_states:?}");
+
+            assert_eq!(totals.lost, 0, "changes lost: {totals:?}");
+            assert_eq!(totals.duplicated, 0, "changes reported twice: {totals:?}");
+            assert_eq!(totals.unexpected_reports, 0, "{totals:?}");
+            assert_eq!(totals.reported, totals.changes_made, "{totals:?}");
+            assert!(
+                recovered.iter().all(Option::is_some),
+                "the engine did not recover from every fault by itself"
+            );
+            assert!(
+                final_states
+                    .iter()
+                    .all(|state| *state == Some(LinkState::Connected)),
+                "not every link was connected at the end: {final_states:?}"
+            );
+        })
+        .await;
+
+    // Leave the keyring as found.
+    let cap_store = CapStore::new(
+        ConfigFile::new(harness.paths.config_file()),
+        Arc::clone(&harness.secrets),
+    );
+    for cap in &caps {
+        let _ = cap_store.remove(&cap.id);
+    }
+    for entry in ServerStore::new(
+        ConfigFile::new(harness.paths.config_file()),
+        Arc::clone(&harness.secrets),
+    )
+    .list()
+    .unwrap()
+    {
+        let _ = ServerStore::new(
+            ConfigFile::new(harness.paths.config_file()),
+            Arc::clone(&harness.secrets),
+        )
+        .remove(&entry.id);
+    }
+    let _ = harness.grid;
+    drop(home);
+}
