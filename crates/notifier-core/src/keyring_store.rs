@@ -144,6 +144,10 @@ pub trait SecretStore: Send + Sync + fmt::Debug {
     fn delete(&self, id: &str) -> Result<(), SecretError>;
     /// Which backend this is, for messages.
     fn backend(&self) -> KeyringBackend;
+    /// Whether the store can be used now (reachable, unlocked), found without raising an
+    /// unlock prompt: reading a secret from a locked Secret Service makes it prompt and
+    /// blocks until someone answers.
+    fn check_usable(&self) -> Result<(), SecretError>;
 }
 
 /// The OS keyring.
@@ -218,6 +222,82 @@ impl SecretStore for KeyringSecretStore {
     fn backend(&self) -> KeyringBackend {
         self.backend
     }
+
+    fn check_usable(&self) -> Result<(), SecretError> {
+        match self.backend {
+            KeyringBackend::SecretService => secret_service_usable(),
+            // keyutils answers reads even without a session keyring and refuses every write
+            // then: a throwaway write tells.
+            KeyringBackend::Keyutils => {
+                let id = ids::new_id("probe-").map_err(|e| SecretError::Platform {
+                    backend: self.backend,
+                    detail: e.to_string(),
+                })?;
+                self.put(&id, "probe").and_then(|()| self.delete(&id))
+            }
+        }
+    }
+}
+
+/// The Secret Service's bus name.
+const SECRETS_BUS_NAME: &str = "org.freedesktop.secrets";
+
+/// Asks the session bus whether a Secret Service is there (running or startable) and whether
+/// its default collection is unlocked — reading only the collection's `Locked` property, which
+/// never prompts.
+fn secret_service_usable() -> Result<(), SecretError> {
+    use dbus::blocking::stdintf::org_freedesktop_dbus::Properties as _;
+    use dbus::blocking::Connection;
+
+    let timeout = std::time::Duration::from_secs(5);
+    let no_service = |detail: String| SecretError::NoSecretService { detail };
+    let connection = Connection::new_session().map_err(|e| {
+        no_service(format!(
+            "no session bus: {}",
+            e.message().unwrap_or("cannot connect")
+        ))
+    })?;
+    let bus = connection.with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", timeout);
+    let owned: Result<(bool,), _> =
+        bus.method_call("org.freedesktop.DBus", "NameHasOwner", (SECRETS_BUS_NAME,));
+    if !matches!(owned, Ok((true,))) {
+        // Not running; D-Bus may still start it on demand.
+        let activatable: Result<(Vec<String>,), _> =
+            bus.method_call("org.freedesktop.DBus", "ListActivatableNames", ());
+        if !activatable.is_ok_and(|(names,)| names.iter().any(|n| n == SECRETS_BUS_NAME)) {
+            return Err(no_service(format!(
+                "nothing provides {SECRETS_BUS_NAME} on the session bus"
+            )));
+        }
+    }
+    let service = connection.with_proxy(SECRETS_BUS_NAME, "/org/freedesktop/secrets", timeout);
+    let (path,): (dbus::Path<'static>,) = service
+        .method_call("org.freedesktop.Secret.Service", "ReadAlias", ("default",))
+        .map_err(|e| {
+            no_service(format!(
+                "the Secret Service did not answer: {}",
+                e.message().unwrap_or("no reply")
+            ))
+        })?;
+    if &*path == "/" {
+        return Err(SecretError::Locked {
+            detail: "the Secret Service has no default collection".to_owned(),
+        });
+    }
+    let collection = connection.with_proxy(SECRETS_BUS_NAME, path, timeout);
+    match collection.get::<bool>("org.freedesktop.Secret.Collection", "Locked") {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(SecretError::Locked {
+            detail: "the default collection is locked".to_owned(),
+        }),
+        Err(e) => Err(SecretError::Platform {
+            backend: KeyringBackend::SecretService,
+            detail: format!(
+                "cannot read the default collection: {}",
+                e.message().unwrap_or("no reply")
+            ),
+        }),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +343,14 @@ fn translate(backend: KeyringBackend, error: keyring::Error, id: &str, op: Op) -
             if looks_like_no_service(&detail) =>
         {
             SecretError::NoSecretService { detail }
+        }
+        // gnome-keyring refuses a write into a locked collection as a plain D-Bus error
+        // ("Cannot create an item in a locked collection") when no unlock prompt could be
+        // shown: that is a locked keyring, and the user must hear "unlock it".
+        (KeyringBackend::SecretService, keyring::Error::PlatformFailure(_))
+            if detail.to_ascii_lowercase().contains("locked") =>
+        {
+            SecretError::Locked { detail }
         }
         _ => SecretError::Platform { backend, detail },
     }
@@ -349,6 +437,10 @@ impl SecretStore for MemorySecretStore {
     fn backend(&self) -> KeyringBackend {
         KeyringBackend::SecretService
     }
+
+    fn check_usable(&self) -> Result<(), SecretError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -395,6 +487,16 @@ mod tests {
     fn locked_collection_says_unlock() {
         let e = keyring::Error::NoStorageAccess(Box::new(Msg("Secret Service: no result found")));
         let t = translate(KeyringBackend::SecretService, e, "cap-x", Op::Get);
+        assert!(t.to_string().starts_with("the keyring is locked"), "{t}");
+    }
+
+    #[test]
+    fn write_into_a_locked_collection_says_unlock() {
+        let e = keyring::Error::PlatformFailure(Box::new(Msg(
+            "DBus error: Cannot create an item in a locked collection",
+        )));
+        let t = translate(KeyringBackend::SecretService, e, "cap-x", Op::Put);
+        assert!(matches!(t, SecretError::Locked { .. }), "{t}");
         assert!(t.to_string().starts_with("the keyring is locked"), "{t}");
     }
 

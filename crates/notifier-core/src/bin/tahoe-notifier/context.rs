@@ -135,4 +135,8 @@ impl SecretStore for WarnOnUse {
     fn backend(&self) -> KeyringBackend {
         self.inner.backend()
     }
+
+    fn check_usable(&self) -> Result<(), SecretError> {
+        self.inner.check_usable()
+    }
 }

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use notifier_core::caps::CapStoreError;
 use notifier_core::config::CapEntry;
 use notifier_core::ids;
-use notifier_core::keyring_store::{KeyringBackend, SecretError, SecretStore};
+use notifier_core::keyring_store::{SecretError, SecretStore};
 use serde_json::{json, Value};
 
 use crate::caps::entry_json;
@@ -245,17 +245,14 @@ fn probe_keyring(secrets: &dyn SecretStore) -> KeyringState {
             }
         }
     };
-    let mut result = secrets.get(&probe_id).map(drop);
-    if matches!(result, Err(SecretError::Missing { .. })) {
-        result = Ok(());
-    }
-    // keyutils answers reads even without a session keyring, and then refuses every write; a
-    // throwaway write shows that. (Not done for the Secret Service, where a write to a locked
-    // collection may pop up an unlock prompt.)
-    if result.is_ok() && secrets.backend() == KeyringBackend::Keyutils {
-        result = secrets
-            .put(&probe_id, "probe")
-            .and_then(|()| secrets.delete(&probe_id));
+    // A search for a missing id answers even while the collection is locked, so the lock is
+    // read first (without prompting); keyutils is probed with a throwaway write there.
+    let mut result = secrets.check_usable();
+    if result.is_ok() {
+        result = secrets.get(&probe_id).map(drop);
+        if matches!(result, Err(SecretError::Missing { .. })) {
+            result = Ok(());
+        }
     }
     match result {
         Ok(()) => KeyringState {

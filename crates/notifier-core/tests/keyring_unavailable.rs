@@ -1,0 +1,344 @@
+//! The CLI when the keyring cannot be used: a session bus on which nothing provides the Secret
+//! Service, and one where gnome-keyring runs with its login collection locked. Each gets a
+//! clear error naming what to do, and nothing is stored anywhere else (never a plaintext
+//! fallback).
+//!
+//! Each test starts its own private `dbus-daemon` (no service activation, so nothing starts
+//! behind the test's back and no unlock prompt can appear) and, for the locked case, its own
+//! `gnome-keyring-daemon` with a throwaway home: the session's real keyring is never touched.
+//! Needs `dbus-daemon`, `dbus-send` and `gnome-keyring-daemon` (tests/bootstrap.sh installs
+//! them); without them the tests print why and skip.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A directory read-cap from the shared Tahoe vectors, and its key parts (what must never be
+/// found outside the keyring).
+const DIR_RO: &str =
+    "URI:DIR2-RO:rvbf3wlbpjwgh3wkcd7n2irdhi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a";
+/// A second one, for the add that a locked keyring refuses.
+const OTHER_DIR_RO: &str =
+    "URI:DIR2-RO:272nxlgxylwa6dwm3s7fynfp4u:vftuiuwodoqscnhnl54kcu4qbmhlk5jcor7yfqjwzx75wr2btutq";
+const KEY_PARTS: [&str; 4] = [
+    "rvbf3wlbpjwgh3wkcd7n2irdhi",
+    "s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a",
+    "272nxlgxylwa6dwm3s7fynfp4u",
+    "vftuiuwodoqscnhnl54kcu4qbmhlk5jcor7yfqjwzx75wr2btutq",
+];
+
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        println!("skipped: {tool} is not installed (tests/bootstrap.sh installs it)");
+    }
+    found
+}
+
+/// A child killed and reaped when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private session bus with no activatable services.
+struct PrivateBus {
+    address: String,
+    _daemon: Reaped,
+}
+
+impl PrivateBus {
+    fn start(dir: &Path) -> Self {
+        let socket = dir.join("bus");
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let daemon = Reaped(daemon);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the private bus did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            address: format!("unix:path={}", socket.display()),
+            _daemon: daemon,
+        }
+    }
+
+    /// `dbus-send` on this bus; the reply as text.
+    fn send(&self, args: &[&str]) -> String {
+        let out = Command::new("dbus-send")
+            .arg(format!("--bus={}", self.address))
+            .arg("--print-reply")
+            .args(args)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+/// gnome-keyring on a private bus, with a throwaway home, unlocked with a known password.
+fn start_keyring(bus: &PrivateBus, dir: &Path) -> Reaped {
+    let home = dir.join("keyring-home");
+    let runtime = dir.join("runtime");
+    std::fs::create_dir_all(home.join(".local/share")).unwrap();
+    std::fs::create_dir_all(&runtime).unwrap();
+    let mut daemon = Command::new("gnome-keyring-daemon")
+        .args(["--foreground", "--unlock", "--components=secrets"])
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .env_remove("DISPLAY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The password on stdin, then EOF.
+    daemon
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"test-keyring-password")
+        .unwrap();
+    let daemon = Reaped(daemon);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let alias = bus.send(&[
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.ReadAlias",
+            "string:default",
+        ]);
+        if alias.contains("/org/freedesktop/secrets/collection/") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gnome-keyring did not make its login collection: {alias}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon
+}
+
+fn lock_login_collection(bus: &PrivateBus) {
+    bus.send(&[
+        "--dest=org.freedesktop.secrets",
+        "/org/freedesktop/secrets",
+        "org.freedesktop.Secret.Service.Lock",
+        "array:objpath:/org/freedesktop/secrets/collection/login",
+    ]);
+    let locked = bus.send(&[
+        "--dest=org.freedesktop.secrets",
+        "/org/freedesktop/secrets/collection/login",
+        "org.freedesktop.DBus.Properties.Get",
+        "string:org.freedesktop.Secret.Collection",
+        "string:Locked",
+    ]);
+    assert!(locked.contains("boolean true"), "not locked: {locked}");
+}
+
+/// Runs the CLI on `bus` with `stdin`; never waits more than 60 s (an unlock prompt would
+/// block for ever: the private bus cannot start one, and this makes sure).
+fn cli(bus: &PrivateBus, home: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .env_remove("DISPLAY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tahoe-notifier {args:?} hung (an unlock prompt?)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every file under `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The cap's key material is nowhere: not in the output, not in any file of the home.
+fn assert_no_plaintext(home: &Path, outputs: &[&Output]) {
+    // (The keyring's own files live elsewhere, in the keyring daemon's throwaway home.)
+    for out in outputs {
+        let shown = text(out);
+        for part in KEY_PARTS {
+            assert!(!shown.contains(part), "the cap leaked into output: {shown}");
+        }
+    }
+    for file in files(home) {
+        let bytes = std::fs::read(&file).unwrap();
+        let content = String::from_utf8_lossy(&bytes);
+        for part in KEY_PARTS {
+            assert!(
+                !content.contains(part),
+                "the cap was written to {}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn no_secret_service_on_the_bus_is_a_clear_error_and_nothing_is_stored() {
+    if !have("dbus-daemon") || !have("dbus-send") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bus = PrivateBus::start(dir.path());
+    let home = dir.path().join("home");
+
+    let add = cli(&bus, &home, &["caps", "add", "--label", "Docs"], DIR_RO);
+    let said = text(&add);
+    println!("caps add without a keyring said: {said}");
+    assert!(!add.status.success(), "{said}");
+    assert!(said.contains("no Secret Service"), "{said}");
+    assert!(said.contains("start gnome-keyring"), "{said}");
+    assert!(said.contains("--keyring keyutils"), "{said}");
+
+    let list = cli(&bus, &home, &["--json", "caps", "list"], "");
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+
+    let status = cli(&bus, &home, &["--json", "status"], "");
+    let state: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(state["keyring"]["reachable"], false, "{state}");
+    let problem = state["keyring"]["problem"].as_str().unwrap_or_default();
+    assert!(problem.contains("no Secret Service"), "{state}");
+
+    assert_no_plaintext(&home, &[&add, &list, &status]);
+}
+
+#[test]
+fn a_locked_keyring_is_a_clear_error_and_nothing_is_stored() {
+    if !have("dbus-daemon") || !have("dbus-send") || !have("gnome-keyring-daemon") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bus = PrivateBus::start(dir.path());
+    let _keyring = start_keyring(&bus, dir.path());
+    let home = dir.path().join("home");
+
+    // Unlocked, the same command works (so what follows is about the lock alone)…
+    let added = cli(&bus, &home, &["caps", "add", "--label", "Before"], DIR_RO);
+    assert!(added.status.success(), "{}", text(&added));
+    let status = cli(&bus, &home, &["--json", "status"], "");
+    let state: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(state["keyring"]["reachable"], true, "{state}");
+
+    // …then locked: adding says to unlock, and status says the keyring is locked.
+    lock_login_collection(&bus);
+    let add = cli(
+        &bus,
+        &home,
+        &["caps", "add", "--label", "After"],
+        OTHER_DIR_RO,
+    );
+    let said = text(&add);
+    println!("caps add with a locked keyring said: {said}");
+    assert!(!add.status.success(), "{said}");
+    assert!(said.contains("the keyring is locked"), "{said}");
+    assert!(said.contains("unlock it"), "{said}");
+
+    let status = cli(&bus, &home, &["--json", "status"], "");
+    let state: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    println!("status with a locked keyring: {}", state["keyring"]);
+    assert_eq!(state["keyring"]["reachable"], false, "{state}");
+    let problem = state["keyring"]["problem"].as_str().unwrap_or_default();
+    assert!(problem.contains("the keyring is locked"), "{state}");
+
+    let list = cli(&bus, &home, &["--json", "caps", "list"], "");
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let labels: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["label"].as_str())
+        .collect();
+    assert_eq!(labels, ["Before"], "the refused cap must not be listed");
+
+    assert_no_plaintext(&home, &[&added, &add, &status, &list]);
+}
