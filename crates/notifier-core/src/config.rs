@@ -69,6 +69,9 @@ pub struct Config {
     /// Imported grids.
     #[serde(default)]
     pub grids: Vec<GridEntry>,
+    /// Linked magic-folder folders (no token, no caps: see [`crate::magic_folder`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub magic_folder_links: Vec<crate::magic_folder::MagicFolderLink>,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             caps: Vec::new(),
             servers: Vec::new(),
             grids: Vec::new(),
+            magic_folder_links: Vec::new(),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`snapshot`]: directory snapshots (no caps, only their hashes), diffs and summary lines.
 //! - [`news`]: operator news messages (Gridsync's newscap format plus optional front matter).
 //! - [`history`]: the SQLite history of changes and news, with read/unread state.
+//! - [`magic_folder`]: the magic-folder bridge (push-triggered polls, participant notifications).
 //!
 //! Caps, swissnums and keys never appear in logs, errors, `Debug` output or files other than the
 //! keyring.
@@ -26,6 +27,7 @@ pub mod history;
 pub mod ids;
 pub mod keyring_store;
 pub mod link;
+pub mod magic_folder;
 pub mod news;
 pub mod news_feed;
 pub mod notify;

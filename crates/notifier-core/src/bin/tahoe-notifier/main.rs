@@ -16,6 +16,7 @@ mod caps;
 mod context;
 mod history;
 mod input;
+mod magic_folder;
 mod news;
 mod node_dir;
 mod output;
@@ -91,6 +92,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Publish operator news to the grid's news directory.
     News(news::NewsArgs),
+    /// Link magic-folder folders: participants' changes are pushed and fetched at once.
+    MagicFolder(magic_folder::MagicFolderArgs),
 }
 
 fn main() -> ExitCode {
@@ -122,6 +125,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Si(args) => si::run(args, cli.json),
         Command::Watch(args) => watch::run(&ctx, args),
         Command::News(args) => news::run(&ctx, args),
+        Command::MagicFolder(args) => magic_folder::run(&ctx, args),
     }
 }
 

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
 use notifier_core::link::{LinkState, LinkTiming};
+use notifier_core::magic_folder::bridge::{Bridge, BridgeEvent, BridgeOptions};
 use notifier_core::notify::{DesktopSink, NotificationSink, PolicyConfig, QuietHours};
 use serde_json::json;
 
@@ -90,6 +91,14 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
     } else {
         Some(Arc::new(DesktopSink::new()))
     };
+    // Linked magic-folder folders: the bridge notifies for their participants itself.
+    let bridge = Bridge::open(BridgeOptions {
+        quiet_hours: args.quiet_hours,
+        news_only: args.news_only,
+        local_offset,
+        ..BridgeOptions::new(ctx.paths().clone(), ctx.secrets(), sink.clone())
+    })
+    .context("cannot read the magic-folder links")?;
     let options = EngineOptions {
         paths: ctx.paths().clone(),
         secrets: ctx.secrets(),
@@ -111,11 +120,29 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let json = ctx.json();
     runtime.block_on(async move {
-        let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
+        // Queued before the engine runs, so that it never notifies for a linked cap itself.
+        let delegations = bridge.delegations();
+        let (commands, commands_rx) = tokio::sync::mpsc::channel(16 + delegations.len());
+        for command in delegations {
+            let _ = commands.try_send(command);
+        }
         let (events_tx, mut events) = tokio::sync::mpsc::channel(1024);
+        let (changes_tx, changes_rx) = tokio::sync::mpsc::channel(1024);
+        let (bridge_events_tx, mut bridge_events) = tokio::sync::mpsc::channel(256);
+        let bridge_task = bridge.run(changes_rx, commands.clone(), bridge_events_tx);
         let printer = async {
             while let Some(event) = events.recv().await {
                 print_event(&event, json);
+                if let EngineEvent::Changed(report) = event {
+                    let _ = changes_tx.send(report).await;
+                }
+            }
+            // The engine stopped: so does the bridge.
+            drop(changes_tx);
+        };
+        let bridge_printer = async {
+            while let Some(event) = bridge_events.recv().await {
+                print_bridge_event(&event, json);
             }
         };
         let stopper = async {
@@ -124,7 +151,13 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
         };
         // The engine owns the SQLite history, which is not thread-safe: it runs on this thread,
         // beside the printer and the signal handler.
-        let (result, (), ()) = tokio::join!(engine.run(commands_rx, events_tx), printer, stopper);
+        let (result, (), (), (), ()) = tokio::join!(
+            engine.run(commands_rx, events_tx),
+            printer,
+            stopper,
+            bridge_task,
+            bridge_printer
+        );
         result.context("the engine stopped")
     })?;
     Ok(ExitCode::SUCCESS)
@@ -153,6 +186,61 @@ fn print_event(event: &EngineEvent, json: bool) {
     };
     let mut stdout = std::io::stdout().lock();
     // A closed stdout (a pipe whose reader left) must not stop the engine.
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+fn print_bridge_event(event: &BridgeEvent, json: bool) {
+    let line = if json {
+        match event {
+            BridgeEvent::Poked {
+                folder,
+                participant,
+                elapsed,
+            } => json!({"event": "magic-folder-poll", "folder": folder,
+                "participant": participant, "seconds": elapsed.as_secs_f64()}),
+            BridgeEvent::PokeFailed { folder, reason } => {
+                json!({"event": "magic-folder-poll-failed", "folder": folder, "reason": reason})
+            }
+            BridgeEvent::Participants {
+                folder,
+                added,
+                removed,
+            } => json!({"event": "magic-folder-participants", "folder": folder,
+                "added": added, "removed": removed}),
+            BridgeEvent::Notified { summary } => {
+                json!({"event": "magic-folder-notified", "summary": summary})
+            }
+            BridgeEvent::Notice(text) => json!({"event": "notice", "text": text}),
+        }
+        .to_string()
+    } else {
+        match event {
+            BridgeEvent::Poked {
+                folder,
+                participant,
+                elapsed,
+            } => format!(
+                "magic-folder: {folder}: fetched {participant}'s change ({:.1} s)",
+                elapsed.as_secs_f64()
+            ),
+            BridgeEvent::PokeFailed { folder, reason } => {
+                format!("magic-folder: {folder}: could not ask the daemon to poll: {reason}")
+            }
+            BridgeEvent::Participants {
+                folder,
+                added,
+                removed,
+            } => format!(
+                "magic-folder: {folder}: participants added [{}], removed [{}]",
+                added.join(", "),
+                removed.join(", ")
+            ),
+            BridgeEvent::Notified { summary } => format!("notified: {summary}"),
+            BridgeEvent::Notice(text) => format!("notice: {text}"),
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
 }

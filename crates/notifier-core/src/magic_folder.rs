@@ -1,0 +1,488 @@
+//! The magic-folder bridge: push instead of magic-folder's 60-second polling.
+//!
+//! magic-folder (PyPI `magic-folder` 24.3.0) keeps a folder in sync by downloading every
+//! participant's personal directory every `--poll-interval` seconds (60 by default), changed
+//! or not. Linking a folder ([`link_folders`]) reads the participants' personal-directory read
+//! caps from the local daemon's API and watches them (and the folder's collective) like any
+//! other cap: in the keyring through [`CapStore`], subscribed on every updates server. When one
+//! changes, the [`bridge`] asks the daemon to poll now (`PUT .../poll-remote`) and notifies
+//! "Shared: alice added report.txt" with the real file names.
+//!
+//! What the config file keeps is a [`MagicFolderLink`] per folder: the daemon's config
+//! directory, the folder name, participant name per cap id, the "conflicts only" choice. No
+//! token (it is read from the daemon's directory at each request and never stored or logged)
+//! and no caps (they are in the keyring).
+//!
+//! For the app: [`link_folders`] / [`unlink_folder`] / [`linked_folders`] do what
+//! `tahoe-notifier magic-folder link|unlink|status` do, and [`bridge::Bridge`] runs beside an
+//! engine (see its docs for the wiring). [`poll_interval`] says what a longer magic-folder poll
+//! interval would save.
+
+pub mod api;
+pub mod bridge;
+pub mod names;
+pub mod poll_interval;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tahoe_caps::Cap;
+use thiserror::Error;
+
+use crate::caps::{CapStore, CapStoreError};
+use crate::config::{ConfigError, ConfigFile};
+use crate::text::clean_line;
+
+pub use api::{FolderInfo, MagicFolderClient, Participant};
+
+/// Why talking to magic-folder or linking failed. Never holds a token or a cap.
+#[derive(Debug, Error)]
+pub enum MagicFolderError {
+    /// The directory has no `api_token`.
+    #[error(
+        "{} is not a magic-folder config directory (it has no api_token file): pass the \
+         directory given to `magic-folder --config DIR`", dir.display()
+    )]
+    NotAConfigDir {
+        /// The directory given.
+        dir: PathBuf,
+    },
+    /// The daemon is not running (no endpoint, or `not running`).
+    #[error(
+        "the magic-folder daemon of {} is not running: start it with \
+         `magic-folder --config {} run`", dir.display(), dir.display()
+    )]
+    NotRunning {
+        /// Its config directory.
+        dir: PathBuf,
+    },
+    /// The endpoint is not `tcp:HOST:PORT`.
+    #[error(
+        "the magic-folder daemon of {} listens on {endpoint:?}, which is not a TCP endpoint; \
+         re-initialise it with a `tcp:` listen endpoint", dir.display()
+    )]
+    UnsupportedEndpoint {
+        /// Its config directory.
+        dir: PathBuf,
+        /// The endpoint string (not secret).
+        endpoint: String,
+    },
+    /// The token file holds something that cannot be a token.
+    #[error(
+        "the magic-folder api_token file is empty or malformed; restart the daemon to rewrite it"
+    )]
+    BadToken,
+    /// The daemon refused the token.
+    #[error(
+        "the magic-folder daemon of {} refused its own api_token (was the daemon re-initialised?)",
+        dir.display()
+    )]
+    Unauthorized {
+        /// Its config directory.
+        dir: PathBuf,
+    },
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The request failed on the way.
+    #[error("magic-folder API request {what} failed: {reason}")]
+    Http {
+        /// The request (method and path).
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The daemon answered with an error status.
+    #[error("magic-folder API request {what} answered {status} {reason}")]
+    Status {
+        /// The request.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// magic-folder's reason, if it gave one.
+        reason: String,
+    },
+    /// The daemon's answer was not what magic-folder 24.3.0 sends.
+    #[error("unexpected answer to {what}: {reason}")]
+    BadReply {
+        /// The request.
+        what: String,
+        /// What was wrong (never the body).
+        reason: String,
+    },
+    /// No such folder in the daemon.
+    #[error("the magic-folder daemon has no folder named {folder:?} (it has: {})", known.join(", "))]
+    UnknownFolder {
+        /// The name asked for.
+        folder: String,
+        /// The names it has.
+        known: Vec<String>,
+    },
+    /// The folder is not linked.
+    #[error("magic-folder folder {folder:?} of {} is not linked", dir.display())]
+    NotLinked {
+        /// Its config directory.
+        dir: PathBuf,
+        /// The folder.
+        folder: String,
+    },
+    /// The cap store failed.
+    #[error(transparent)]
+    Caps(#[from] CapStoreError),
+    /// The config file failed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// One watched cap that belongs to a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedCap {
+    /// The cap store's id.
+    pub cap_id: String,
+    /// Whether linking added it to the cap store (and unlinking removes it); `false` when the
+    /// user already watched the directory, so it stays when the folder is unlinked.
+    pub added_by_link: bool,
+}
+
+/// A participant being watched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedParticipant {
+    /// Its name in the collective.
+    pub name: String,
+    /// Its personal directory in the cap store.
+    #[serde(flatten)]
+    pub cap: LinkedCap,
+}
+
+/// A linked magic-folder folder, as kept in the notifier's config file. No token, no caps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MagicFolderLink {
+    /// The daemon's config directory (`magic-folder --config DIR`).
+    pub config_dir: PathBuf,
+    /// The folder's name in that daemon.
+    pub folder: String,
+    /// Our own participant name (never watched: our own changes are not news).
+    pub own_name: String,
+    /// The collective (participant list) in the cap store: its changes make the bridge list
+    /// the participants again.
+    pub collective: LinkedCap,
+    /// Every other participant's personal directory.
+    #[serde(default)]
+    pub participants: Vec<LinkedParticipant>,
+    /// Notify only when a change leaves a file in conflict.
+    #[serde(default)]
+    pub conflicts_only: bool,
+}
+
+impl MagicFolderLink {
+    /// Whether this link is for `folder` of the daemon at `config_dir`.
+    pub fn is(&self, config_dir: &Path, folder: &str) -> bool {
+        self.folder == folder && same_dir(&self.config_dir, config_dir)
+    }
+
+    /// Every cap id of the link (collective first).
+    pub fn cap_ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.collective.cap_id.as_str())
+            .chain(self.participants.iter().map(|p| p.cap.cap_id.as_str()))
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+}
+
+/// The absolute form of a config directory, as stored.
+fn absolute(dir: &Path) -> PathBuf {
+    dir.canonicalize().unwrap_or_else(|_| dir.to_owned())
+}
+
+/// The linked folders in the config.
+pub fn linked_folders(config: &ConfigFile) -> Result<Vec<MagicFolderLink>, MagicFolderError> {
+    Ok(config.load()?.magic_folder_links)
+}
+
+/// A participant's cap label: "alice in Shared".
+pub fn participant_label(participant: &str, folder: &str) -> String {
+    format!(
+        "{} in {}",
+        clean_line(participant, 40),
+        clean_line(folder, 50)
+    )
+}
+
+/// The collective's cap label.
+pub fn collective_label(folder: &str) -> String {
+    format!("{} participants (magic-folder)", clean_line(folder, 60))
+}
+
+/// What linking one folder did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkOutcome {
+    /// The folder.
+    pub folder: String,
+    /// Our own participant name (not watched).
+    pub own_name: String,
+    /// The participants now watched.
+    pub participants: Vec<String>,
+    /// Cap ids newly added to the cap store (to send the engine as `CapAdded`).
+    pub added_cap_ids: Vec<String>,
+    /// magic-folder's poll interval for the folder, seconds.
+    pub poll_interval: u64,
+}
+
+/// Adds `cap` to the store, or finds the entry that already watches its slot.
+fn watch_cap(caps: &CapStore, cap: &Cap, label: &str) -> Result<LinkedCap, MagicFolderError> {
+    match caps.add(cap, label, false) {
+        Ok(added) => Ok(LinkedCap {
+            cap_id: added.id,
+            added_by_link: true,
+        }),
+        Err(CapStoreError::AlreadyWatched { id, .. }) => Ok(LinkedCap {
+            cap_id: id,
+            added_by_link: false,
+        }),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Links `folder` (or every folder, when `None`) of the daemon at `config_dir`: watches the
+/// collective and every participant's personal directory except our own, and records the
+/// link. Linking a linked folder again refreshes its participants and `conflicts_only`.
+pub async fn link_folders(
+    client: &MagicFolderClient,
+    caps: &CapStore,
+    config: &ConfigFile,
+    folder: Option<&str>,
+    conflicts_only: bool,
+) -> Result<Vec<LinkOutcome>, MagicFolderError> {
+    let folders = client.folders().await?;
+    let chosen: Vec<&FolderInfo> = match folder {
+        Some(name) => vec![folders.iter().find(|f| f.name == name).ok_or_else(|| {
+            MagicFolderError::UnknownFolder {
+                folder: name.to_owned(),
+                known: folders.iter().map(|f| f.name.clone()).collect(),
+            }
+        })?],
+        None => folders.iter().collect(),
+    };
+    let config_dir = absolute(client.config_dir());
+    let mut outcomes = Vec::new();
+    for info in chosen {
+        let folder_caps = client.folder_caps(&info.name).await?;
+        let participants = client.participants(&info.name).await?;
+        let existing = linked_folders(config)?
+            .into_iter()
+            .find(|l| l.is(&config_dir, &info.name));
+        let mut added_cap_ids = Vec::new();
+        let collective = match existing.as_ref() {
+            Some(link) => link.collective.clone(),
+            None => {
+                let linked =
+                    watch_cap(caps, &folder_caps.collective, &collective_label(&info.name))?;
+                if linked.added_by_link {
+                    added_cap_ids.push(linked.cap_id.clone());
+                }
+                linked
+            }
+        };
+        let mut link = MagicFolderLink {
+            config_dir: config_dir.clone(),
+            folder: info.name.clone(),
+            own_name: own_participant_name(&participants, &folder_caps.own_personal)
+                .unwrap_or_else(|| info.author.clone()),
+            collective,
+            participants: existing
+                .as_ref()
+                .map(|l| l.participants.clone())
+                .unwrap_or_default(),
+            conflicts_only,
+        };
+        let sync = apply_participants(&mut link, caps, &participants, &folder_caps.own_personal)?;
+        added_cap_ids.extend(sync.added.iter().map(|(_, id)| id.clone()));
+        store_link(config, link.clone())?;
+        outcomes.push(LinkOutcome {
+            folder: info.name.clone(),
+            own_name: link.own_name.clone(),
+            participants: link.participants.iter().map(|p| p.name.clone()).collect(),
+            added_cap_ids,
+            poll_interval: info.poll_interval,
+        });
+    }
+    Ok(outcomes)
+}
+
+fn own_participant_name(participants: &[Participant], own: &Cap) -> Option<String> {
+    participants
+        .iter()
+        .find(|p| p.personal_dmd.storage_index() == own.storage_index())
+        .map(|p| p.name.clone())
+}
+
+/// Participants that appeared and disappeared, with their cap ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParticipantSync {
+    /// (name, cap id) newly watched; the cap id is new to the engine only if it was added.
+    pub added: Vec<(String, String)>,
+    /// (name, cap id) no longer watched; removed from the cap store if linking had added it.
+    pub removed: Vec<(String, String)>,
+}
+
+impl ParticipantSync {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Brings `link.participants` in line with `participants` (everyone but us).
+fn apply_participants(
+    link: &mut MagicFolderLink,
+    caps: &CapStore,
+    participants: &[Participant],
+    own_personal: &Cap,
+) -> Result<ParticipantSync, MagicFolderError> {
+    let mut sync = ParticipantSync::default();
+    let others: Vec<&Participant> = participants
+        .iter()
+        .filter(|p| p.personal_dmd.storage_index() != own_personal.storage_index())
+        .collect();
+    // Gone: no participant of that name, or the name now points at another directory.
+    let mut kept = Vec::new();
+    for linked in std::mem::take(&mut link.participants) {
+        let still = others
+            .iter()
+            .find(|p| p.name == linked.name)
+            .is_some_and(|p| {
+                caps.entry(&linked.cap.cap_id)
+                    .is_ok_and(|e| Some(e.storage_index) == p.personal_dmd.storage_index())
+            });
+        if still {
+            kept.push(linked);
+        } else {
+            if linked.cap.added_by_link {
+                match caps.remove(&linked.cap.cap_id) {
+                    Ok(_) | Err(CapStoreError::UnknownId(_)) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            sync.removed
+                .push((linked.name.clone(), linked.cap.cap_id.clone()));
+        }
+    }
+    link.participants = kept;
+    let known: BTreeSet<String> = link.participants.iter().map(|p| p.name.clone()).collect();
+    for participant in others {
+        if known.contains(&participant.name) {
+            continue;
+        }
+        let cap = watch_cap(
+            caps,
+            &participant.personal_dmd,
+            &participant_label(&participant.name, &link.folder),
+        )?;
+        sync.added
+            .push((participant.name.clone(), cap.cap_id.clone()));
+        link.participants.push(LinkedParticipant {
+            name: participant.name.clone(),
+            cap,
+        });
+    }
+    link.participants.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(sync)
+}
+
+fn store_link(config: &ConfigFile, link: MagicFolderLink) -> Result<(), MagicFolderError> {
+    config.update(|c| {
+        c.magic_folder_links
+            .retain(|l| !l.is(&link.config_dir, &link.folder));
+        c.magic_folder_links.push(link);
+        Ok::<_, MagicFolderError>(())
+    })
+}
+
+/// Lists the participants of a linked folder again and watches the new ones, forgets the gone
+/// ones. Returns what changed (the link in the config is updated).
+pub async fn sync_participants(
+    client: &MagicFolderClient,
+    caps: &CapStore,
+    config: &ConfigFile,
+    folder: &str,
+) -> Result<ParticipantSync, MagicFolderError> {
+    let config_dir = absolute(client.config_dir());
+    let mut link = linked_folders(config)?
+        .into_iter()
+        .find(|l| l.is(&config_dir, folder))
+        .ok_or_else(|| MagicFolderError::NotLinked {
+            dir: config_dir.clone(),
+            folder: folder.to_owned(),
+        })?;
+    let folder_caps = client.folder_caps(folder).await?;
+    let participants = client.participants(folder).await?;
+    let sync = apply_participants(&mut link, caps, &participants, &folder_caps.own_personal)?;
+    if !sync.is_empty() {
+        store_link(config, link)?;
+    }
+    Ok(sync)
+}
+
+/// Unlinks `folder` of the daemon at `config_dir`: forgets the link and removes the caps that
+/// linking added (not those the user watched already). Returns the removed cap ids (to send
+/// the engine as `CapRemoved`). Needs no running daemon.
+pub fn unlink_folder(
+    caps: &CapStore,
+    config: &ConfigFile,
+    config_dir: &Path,
+    folder: &str,
+) -> Result<Vec<String>, MagicFolderError> {
+    let link = linked_folders(config)?
+        .into_iter()
+        .find(|l| l.is(config_dir, folder))
+        .ok_or_else(|| MagicFolderError::NotLinked {
+            dir: config_dir.to_owned(),
+            folder: folder.to_owned(),
+        })?;
+    let mut removed = Vec::new();
+    let owned = std::iter::once(&link.collective).chain(link.participants.iter().map(|p| &p.cap));
+    for cap in owned.filter(|c| c.added_by_link) {
+        match caps.remove(&cap.cap_id) {
+            Ok(_) | Err(CapStoreError::UnknownId(_)) => removed.push(cap.cap_id.clone()),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    config.update(|c| {
+        c.magic_folder_links.retain(|l| !l.is(config_dir, folder));
+        Ok::<_, MagicFolderError>(())
+    })?;
+    Ok(removed)
+}
+
+/// Sets the "conflicts only" choice of a linked folder.
+pub fn set_conflicts_only(
+    config: &ConfigFile,
+    config_dir: &Path,
+    folder: &str,
+    conflicts_only: bool,
+) -> Result<(), MagicFolderError> {
+    config.update(|c| {
+        let link = c
+            .magic_folder_links
+            .iter_mut()
+            .find(|l| l.is(config_dir, folder))
+            .ok_or_else(|| MagicFolderError::NotLinked {
+                dir: config_dir.to_owned(),
+                folder: folder.to_owned(),
+            })?;
+        link.conflicts_only = conflicts_only;
+        Ok::<_, MagicFolderError>(())
+    })
+}

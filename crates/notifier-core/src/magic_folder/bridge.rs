@@ -1,0 +1,570 @@
+//! The bridge task: runs beside an engine, turns changes of linked participants' personal
+//! directories into an immediate magic-folder poll and a notification naming the participant.
+//!
+//! Wiring (what `tahoe-notifier watch` does; the app does the same around `spawn_engine`):
+//!
+//! 1. [`Bridge::open`], then send the engine every command of [`Bridge::delegations`] before
+//!    it reports anything (so the engine's own notification for those caps never shows).
+//! 2. Forward every [`EngineEvent::Changed`](crate::engine::EngineEvent::Changed) report to
+//!    the bridge's change channel.
+//! 3. Run [`Bridge::run`] with the engine's command sender: it sends `CapAdded`, `CapRemoved`
+//!    and `DelegateNotifications` as participants come and go.
+//!
+//! A change of a participant's directory: `PUT /v1/magic-folder/<folder>/poll-remote` at
+//! once (retried briefly), and — unless the user muted that participant or chose "conflicts
+//! only" — one notification "Shared: alice added report.txt". With "conflicts only" the
+//! bridge waits for the poll and asks the daemon for conflicts among the changed files.
+//! A change of the collective, and a timer, make it list the participants again.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::names::FileChanges;
+use super::{
+    linked_folders, sync_participants, MagicFolderClient, MagicFolderError, MagicFolderLink,
+};
+use crate::caps::{CapStore, CapStoreError};
+use crate::config::ConfigFile;
+use crate::engine::{ChangeReport, EngineCommand};
+use crate::keyring_store::SecretStore;
+use crate::notify::{cap_replace_key, Notification, NotificationSink, QuietHours, Urgency};
+use crate::paths::Paths;
+
+/// How often the participants of every linked folder are listed again by default.
+pub const DEFAULT_RELIST_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Waits before the retries of a failed `poll-remote` (the daemon may be restarting).
+const POKE_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// How the bridge runs.
+#[derive(Clone)]
+pub struct BridgeOptions {
+    /// Where the config lives (the links and the cap store).
+    pub paths: Paths,
+    /// The keyring of the cap store.
+    pub secrets: Arc<dyn SecretStore>,
+    /// Where notifications go (`None`: none are raised).
+    pub sink: Option<Arc<dyn NotificationSink>>,
+    /// How often participants are listed again (besides on collective changes).
+    pub relist_interval: Duration,
+    /// No notifications in this daily period (changes are still recorded by the engine).
+    pub quiet_hours: Option<QuietHours>,
+    /// The user wants news only: no change notifications.
+    pub news_only: bool,
+    /// The local time zone's offset, for quiet hours.
+    pub local_offset: time::UtcOffset,
+}
+
+impl BridgeOptions {
+    /// Defaults: 5-minute re-listing, no quiet hours, UTC.
+    pub fn new(
+        paths: Paths,
+        secrets: Arc<dyn SecretStore>,
+        sink: Option<Arc<dyn NotificationSink>>,
+    ) -> Self {
+        Self {
+            paths,
+            secrets,
+            sink,
+            relist_interval: DEFAULT_RELIST_INTERVAL,
+            quiet_hours: None,
+            news_only: false,
+            local_offset: time::UtcOffset::UTC,
+        }
+    }
+}
+
+impl std::fmt::Debug for BridgeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeOptions")
+            .field("paths", &self.paths)
+            .field("relist_interval", &self.relist_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the bridge tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BridgeEvent {
+    /// The daemon was asked to poll, and finished the poll after `elapsed`.
+    Poked {
+        /// The folder.
+        folder: String,
+        /// Whose change caused it.
+        participant: String,
+        /// From the change report to the daemon's answer.
+        elapsed: Duration,
+    },
+    /// The daemon could not be asked to poll (it will still poll on its own timer).
+    PokeFailed {
+        /// The folder.
+        folder: String,
+        /// Why (no token, no cap).
+        reason: String,
+    },
+    /// Participants came or went.
+    Participants {
+        /// The folder.
+        folder: String,
+        /// Newly watched.
+        added: Vec<String>,
+        /// No longer watched.
+        removed: Vec<String>,
+    },
+    /// A notification was raised.
+    Notified {
+        /// Its summary line.
+        summary: String,
+    },
+    /// Something else worth a line.
+    Notice(String),
+}
+
+/// What a linked cap id stands for.
+#[derive(Debug, Clone)]
+enum Role {
+    Collective { link: usize },
+    Participant { link: usize, name: String },
+}
+
+/// The bridge's state; see the module docs.
+pub struct Bridge {
+    options: BridgeOptions,
+    caps: CapStore,
+    config: ConfigFile,
+    links: Vec<MagicFolderLink>,
+    clients: HashMap<PathBuf, MagicFolderClient>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("links", &self.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A finished `poll-remote` request, with what to notify afterwards.
+struct PokeDone {
+    folder: String,
+    participant: String,
+    elapsed: Duration,
+    result: Result<(), MagicFolderError>,
+    /// For "conflicts only": the change to check for conflicts.
+    conflicts_check: Option<(ChangeReport, FileChanges)>,
+}
+
+impl Bridge {
+    /// Loads the links from the config.
+    pub fn open(options: BridgeOptions) -> Result<Self, MagicFolderError> {
+        let config = ConfigFile::new(options.paths.config_file());
+        let caps = CapStore::new(config.clone(), Arc::clone(&options.secrets));
+        let links = linked_folders(&config)?;
+        Ok(Self {
+            options,
+            caps,
+            config,
+            links,
+            clients: HashMap::new(),
+        })
+    }
+
+    /// Whether no folder is linked.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// The linked folders.
+    pub fn links(&self) -> &[MagicFolderLink] {
+        &self.links
+    }
+
+    /// The commands that hand the linked caps' notifications to the bridge; send them to the
+    /// engine before it runs (or before anything else).
+    pub fn delegations(&self) -> Vec<EngineCommand> {
+        self.links
+            .iter()
+            .flat_map(MagicFolderLink::cap_ids)
+            .map(|id| EngineCommand::DelegateNotifications {
+                id: id.to_owned(),
+                delegated: true,
+            })
+            .collect()
+    }
+
+    fn role(&self, cap_id: &str) -> Option<Role> {
+        self.links.iter().enumerate().find_map(|(index, link)| {
+            if link.collective.cap_id == cap_id {
+                return Some(Role::Collective { link: index });
+            }
+            link.participants
+                .iter()
+                .find(|p| p.cap.cap_id == cap_id)
+                .map(|p| Role::Participant {
+                    link: index,
+                    name: p.name.clone(),
+                })
+        })
+    }
+
+    fn client(&mut self, link: usize) -> Result<MagicFolderClient, MagicFolderError> {
+        let dir = self.links[link].config_dir.clone();
+        if let Some(client) = self.clients.get(&dir) {
+            return Ok(client.clone());
+        }
+        let client = MagicFolderClient::new(&dir)?;
+        self.clients.insert(dir, client.clone());
+        Ok(client)
+    }
+
+    /// Runs until `changes` closes (the engine stopped) or `commands` does.
+    pub async fn run(
+        mut self,
+        mut changes: mpsc::Receiver<ChangeReport>,
+        commands: mpsc::Sender<EngineCommand>,
+        events: mpsc::Sender<BridgeEvent>,
+    ) {
+        let mut pokes: JoinSet<PokeDone> = JoinSet::new();
+        let mut relist = tokio::time::interval(self.options.relist_interval);
+        relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Some(report) => self.on_change(report, &mut pokes, &commands, &events).await,
+                    None => break,
+                },
+                // The first tick is immediate: participants added while we were away.
+                _ = relist.tick() => self.relist_all(&commands, &events).await,
+                Some(done) = pokes.join_next(), if !pokes.is_empty() => {
+                    if let Ok(done) = done {
+                        self.on_poke_done(done, &events).await;
+                    }
+                }
+            }
+            if commands.is_closed() {
+                break;
+            }
+        }
+        // Pokes in flight are left to finish on their own: the daemon polls either way.
+        pokes.detach_all();
+    }
+
+    async fn on_change(
+        &mut self,
+        report: ChangeReport,
+        pokes: &mut JoinSet<PokeDone>,
+        commands: &mpsc::Sender<EngineCommand>,
+        events: &mpsc::Sender<BridgeEvent>,
+    ) {
+        let received = Instant::now();
+        match self.role(&report.cap_id) {
+            None => {}
+            Some(Role::Collective { link }) => {
+                self.relist(link, commands, events).await;
+            }
+            Some(Role::Participant { link, name }) => {
+                let client = match self.client(link) {
+                    Ok(client) => client,
+                    Err(error) => {
+                        let _ = events
+                            .send(BridgeEvent::PokeFailed {
+                                folder: self.links[link].folder.clone(),
+                                reason: error.to_string(),
+                            })
+                            .await;
+                        return;
+                    }
+                };
+                let folder = self.links[link].folder.clone();
+                let files = FileChanges::from_details(&report.details);
+                let conflicts_only = self.links[link].conflicts_only;
+                let conflicts_check = if conflicts_only && !files.is_empty() {
+                    Some((report.clone(), files.clone()))
+                } else {
+                    None
+                };
+                let poke_folder = folder.clone();
+                let participant = name.clone();
+                pokes.spawn(async move {
+                    let result = poke_with_retry(&client, &poke_folder).await;
+                    PokeDone {
+                        folder: poke_folder,
+                        participant,
+                        elapsed: received.elapsed(),
+                        result,
+                        conflicts_check,
+                    }
+                });
+                if !conflicts_only && !files.is_empty() && !report.muted {
+                    let notification = Notification {
+                        summary: files.summary(&folder, &name),
+                        body: files.body(),
+                        urgency: Urgency::Normal,
+                        target: Some(format!("change:{}", report.history_id)),
+                        replace_key: Some(cap_replace_key(&report.cap_id)),
+                    };
+                    self.deliver(notification, events).await;
+                }
+            }
+        }
+    }
+
+    async fn on_poke_done(&mut self, done: PokeDone, events: &mpsc::Sender<BridgeEvent>) {
+        match done.result {
+            Ok(()) => {
+                let _ = events
+                    .send(BridgeEvent::Poked {
+                        folder: done.folder.clone(),
+                        participant: done.participant.clone(),
+                        elapsed: done.elapsed,
+                    })
+                    .await;
+            }
+            Err(error) => {
+                tracing::warn!(folder = %done.folder, %error, "magic-folder poll-remote failed");
+                let _ = events
+                    .send(BridgeEvent::PokeFailed {
+                        folder: done.folder.clone(),
+                        reason: error.to_string(),
+                    })
+                    .await;
+            }
+        }
+        let Some((report, files)) = done.conflicts_check else {
+            return;
+        };
+        if report.muted {
+            return;
+        }
+        let Some(link) = self.links.iter().position(|l| l.folder == done.folder) else {
+            return;
+        };
+        let conflicts = match self.client(link) {
+            Ok(client) => client.conflicts(&done.folder).await,
+            Err(error) => Err(error),
+        };
+        let conflicts = match conflicts {
+            Ok(conflicts) => conflicts,
+            Err(error) => {
+                let _ = events
+                    .send(BridgeEvent::Notice(format!(
+                        "cannot ask magic-folder for conflicts in {}: {error}",
+                        done.folder
+                    )))
+                    .await;
+                return;
+            }
+        };
+        let conflicted: Vec<&String> = files
+            .paths()
+            .filter(|path| conflicts.contains_key(*path))
+            .collect();
+        let Some(first) = conflicted.first() else {
+            return;
+        };
+        let folder = crate::text::clean_line(&done.folder, 60);
+        let participant = crate::text::clean_line(&done.participant, 60);
+        let mut summary = format!(
+            "{folder}: conflict in {} with {participant}",
+            crate::text::clean_line(first, 60)
+        );
+        if conflicted.len() > 1 {
+            summary.push_str(&format!(", {} more", conflicted.len() - 1));
+        }
+        let body = format!(
+            "magic-folder kept both versions of: {}",
+            conflicted
+                .iter()
+                .take(10)
+                .map(|p| crate::text::clean_line(p, 60))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.deliver(
+            Notification {
+                summary,
+                body,
+                urgency: Urgency::Normal,
+                target: Some(format!("change:{}", report.history_id)),
+                replace_key: Some(cap_replace_key(&report.cap_id)),
+            },
+            events,
+        )
+        .await;
+    }
+
+    async fn deliver(&self, notification: Notification, events: &mpsc::Sender<BridgeEvent>) {
+        if self.options.news_only {
+            return;
+        }
+        if let Some(quiet) = self.options.quiet_hours {
+            let now = time::OffsetDateTime::now_utc()
+                .to_offset(self.options.local_offset)
+                .time();
+            if quiet.contains(now) {
+                return;
+            }
+        }
+        let Some(sink) = self.options.sink.clone() else {
+            return;
+        };
+        let summary = notification.summary.clone();
+        // A desktop delivery is a blocking D-Bus round trip.
+        let delivered = tokio::task::spawn_blocking(move || sink.deliver(&notification)).await;
+        match delivered {
+            Ok(Ok(_)) => {
+                let _ = events.send(BridgeEvent::Notified { summary }).await;
+            }
+            Ok(Err(error)) => {
+                let _ = events
+                    .send(BridgeEvent::Notice(format!(
+                        "notification not shown: {error}"
+                    )))
+                    .await;
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Lists every linked folder's participants again, and picks up links made or removed
+    /// since (by `tahoe-notifier magic-folder link` while this runs, or the app).
+    async fn relist_all(
+        &mut self,
+        commands: &mpsc::Sender<EngineCommand>,
+        events: &mpsc::Sender<BridgeEvent>,
+    ) {
+        match linked_folders(&self.config) {
+            Ok(stored) => self.adopt_links(stored, commands).await,
+            Err(error) => {
+                let _ = events
+                    .send(BridgeEvent::Notice(format!(
+                        "cannot read the magic-folder links: {error}"
+                    )))
+                    .await;
+            }
+        }
+        for link in 0..self.links.len() {
+            self.relist(link, commands, events).await;
+        }
+    }
+
+    /// Makes `stored` the links: caps of new links are added to the engine and delegated,
+    /// caps of links gone are handed back (or removed, when the cap store no longer has them).
+    async fn adopt_links(
+        &mut self,
+        stored: Vec<MagicFolderLink>,
+        commands: &mpsc::Sender<EngineCommand>,
+    ) {
+        let old: Vec<String> = self
+            .links
+            .iter()
+            .flat_map(|l| l.cap_ids().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        let new: Vec<String> = stored
+            .iter()
+            .flat_map(|l| l.cap_ids().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        for id in new.iter().filter(|id| !old.contains(id)) {
+            let _ = commands
+                .send(EngineCommand::DelegateNotifications {
+                    id: id.clone(),
+                    delegated: true,
+                })
+                .await;
+            let _ = commands.send(EngineCommand::CapAdded(id.clone())).await;
+        }
+        for id in old.iter().filter(|id| !new.contains(id)) {
+            self.release_cap(id, commands).await;
+        }
+        self.links = stored;
+    }
+
+    /// Stops delegating `id`; removes it from the engine if the cap store no longer has it.
+    async fn release_cap(&self, id: &str, commands: &mpsc::Sender<EngineCommand>) {
+        if matches!(self.caps.entry(id), Err(CapStoreError::UnknownId(_))) {
+            let _ = commands
+                .send(EngineCommand::CapRemoved(id.to_owned()))
+                .await;
+        }
+        let _ = commands
+            .send(EngineCommand::DelegateNotifications {
+                id: id.to_owned(),
+                delegated: false,
+            })
+            .await;
+    }
+
+    async fn relist(
+        &mut self,
+        link: usize,
+        commands: &mpsc::Sender<EngineCommand>,
+        events: &mpsc::Sender<BridgeEvent>,
+    ) {
+        let folder = self.links[link].folder.clone();
+        let synced = match self.client(link) {
+            Ok(client) => sync_participants(&client, &self.caps, &self.config, &folder).await,
+            Err(error) => Err(error),
+        };
+        let sync = match synced {
+            Ok(sync) => sync,
+            Err(error) => {
+                let _ = events
+                    .send(BridgeEvent::Notice(format!(
+                        "cannot list the participants of {folder}: {error}"
+                    )))
+                    .await;
+                return;
+            }
+        };
+        if sync.is_empty() {
+            return;
+        }
+        for (_, id) in &sync.added {
+            let _ = commands
+                .send(EngineCommand::DelegateNotifications {
+                    id: id.clone(),
+                    delegated: true,
+                })
+                .await;
+            let _ = commands.send(EngineCommand::CapAdded(id.clone())).await;
+        }
+        for (_, id) in &sync.removed {
+            self.release_cap(id, commands).await;
+        }
+        if let Ok(stored) = linked_folders(&self.config) {
+            self.links = stored;
+        }
+        let _ = events
+            .send(BridgeEvent::Participants {
+                folder,
+                added: sync.added.into_iter().map(|(name, _)| name).collect(),
+                removed: sync.removed.into_iter().map(|(name, _)| name).collect(),
+            })
+            .await;
+    }
+}
+
+/// `poll-remote`, retried a few times over ~3.5 s when the daemon does not answer.
+async fn poke_with_retry(client: &MagicFolderClient, folder: &str) -> Result<(), MagicFolderError> {
+    let mut result = client.poll_remote(folder).await;
+    for delay in POKE_RETRY_DELAYS {
+        match &result {
+            Ok(()) => break,
+            // The daemon answered with a refusal: asking again will not help.
+            Err(MagicFolderError::Status { .. } | MagicFolderError::Unauthorized { .. }) => break,
+            Err(_) => {}
+        }
+        tokio::time::sleep(delay).await;
+        result = client.poll_remote(folder).await;
+    }
+    result
+}
