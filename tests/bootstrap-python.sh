@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment that holds the real Tahoe-LAFS used by
-# the integration tests (tests/local-grid) and the demo.
+# the integration tests (tests/local-grid) and the demo, and magic-folder beside
+# it (the magic-folder bridge's end-to-end test).
 #
-# Idempotent: when the venv already reports tahoe-lafs 1.20.0 it does nothing.
+# Idempotent: when the venv already reports tahoe-lafs 1.20.0 and magic-folder
+# 24.3.0 it does nothing.
 #
 # Environment:
 #   TAHOE_NOTIFIER_VENV  where the venv lives (default: <repo>/.venv)
@@ -10,6 +12,7 @@
 set -euo pipefail
 
 TAHOE_VERSION="1.20.0"
+MAGIC_FOLDER_VERSION="24.3.0"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${TAHOE_NOTIFIER_VENV:-${repo_root}/.venv}"
@@ -22,6 +25,7 @@ die() {
 }
 
 tahoe="${venv}/bin/tahoe"
+magic_folder="${venv}/bin/magic-folder"
 
 installed_version() {
     # `tahoe --version` prints e.g. "tahoe-lafs/1.20.0" first; anything else
@@ -31,8 +35,30 @@ installed_version() {
     fi
 }
 
+magic_folder_version() {
+    # `magic-folder --version` prints "Magic Folder version 24.3.0".
+    if [[ -x "${magic_folder}" ]]; then
+        "${magic_folder}" --version 2>/dev/null | head -n 1 || true
+    fi
+}
+
+install_magic_folder() {
+    if [[ "$(magic_folder_version)" == "Magic Folder version ${MAGIC_FOLDER_VERSION}" ]]; then
+        return 0
+    fi
+    log "installing magic-folder==${MAGIC_FOLDER_VERSION} (takes about 5 s)"
+    "${venv}/bin/python" -m pip install --disable-pip-version-check --quiet \
+        "magic-folder==${MAGIC_FOLDER_VERSION}" "tahoe-lafs==${TAHOE_VERSION}" ||
+        die "pip could not install magic-folder==${MAGIC_FOLDER_VERSION} into ${venv}"
+    local got
+    got="$(magic_folder_version)"
+    [[ "${got}" == "Magic Folder version ${MAGIC_FOLDER_VERSION}" ]] ||
+        die "after installing, '${magic_folder} --version' reports '${got:-nothing}' instead of ${MAGIC_FOLDER_VERSION}"
+}
+
 if [[ "$(installed_version)" == "tahoe-lafs/${TAHOE_VERSION}" ]]; then
-    log "tahoe-lafs ${TAHOE_VERSION} already installed in ${venv}; nothing to do"
+    install_magic_folder
+    log "tahoe-lafs ${TAHOE_VERSION} and magic-folder ${MAGIC_FOLDER_VERSION} already installed in ${venv}; nothing to do"
     exit 0
 fi
 
@@ -54,4 +80,5 @@ got="$(installed_version)"
 [[ "${got}" == "tahoe-lafs/${TAHOE_VERSION}" ]] ||
     die "after installing, '${tahoe} --version' reports '${got:-nothing}' instead of tahoe-lafs/${TAHOE_VERSION}"
 
-log "ready: ${tahoe} (${got})"
+install_magic_folder
+log "ready: ${tahoe} (${got}), ${magic_folder} ($(magic_folder_version))"
