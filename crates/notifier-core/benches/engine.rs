@@ -16,7 +16,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -174,7 +174,15 @@ async fn notify_latency(
             let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
             let mut latencies = Vec::new();
             let mut missed = 0;
+            let mut last_change: Vec<Option<Instant>> = vec![None; ROTATE_OVER];
             for i in 0..CHANGES {
+                // A change within the coalescing window of the same directory's previous one is
+                // (by design) held for the burst's summary: keep every change a leading edge.
+                if let Some(at) = last_change[i % ROTATE_OVER] {
+                    let quiet =
+                        PolicyConfig::default().coalesce_window + Duration::from_millis(500);
+                    tokio::time::sleep(quiet.saturating_sub(at.elapsed())).await;
+                }
                 let (dircap, label, _) = dirs[i % ROTATE_OVER].clone();
                 let name = format!("file-{i:03}.txt");
                 let before = sink.seen.lock().unwrap().len();
@@ -184,6 +192,7 @@ async fn notify_latency(
                 })
                 .await
                 .unwrap();
+                last_change[i % ROTATE_OVER] = Some(answered);
                 // "Label: added …" with the diff, "Label changed (…)" without.
                 let prefixes = [format!("{label}:"), format!("{label} ")];
                 let want = format!("file-{i:03}.txt");
@@ -221,33 +230,51 @@ async fn notify_latency(
         .await
 }
 
-/// Sum of bytes sent and received on `pid`'s TCP sockets, from `ss -tinp`.
-fn socket_bytes(pid: u32) -> (u64, u64, usize) {
+/// Bytes sent and received so far on each of `pid`'s TCP sockets (keyed by its addresses), from
+/// `ss -tinp`.
+fn socket_bytes(pid: u32) -> HashMap<String, (u64, u64)> {
     let out = Command::new("ss").args(["-tinpH"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let (mut sent, mut received, mut sockets) = (0, 0, 0);
-    let mut mine = false;
+    let mut sockets = HashMap::new();
+    let mut current: Option<String> = None;
     for line in text.lines() {
         // ss prints each socket's line with users:(...) and then an indented info line.
         if !line.starts_with(char::is_whitespace) {
-            mine = line.contains(&format!("pid={pid},"));
-            if mine {
-                sockets += 1;
-            }
+            current = line.contains(&format!("pid={pid},")).then(|| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // State, Recv-Q, Send-Q, local, peer, users.
+                fields.get(3..5).map(|a| a.join(" ")).unwrap_or_default()
+            });
             continue;
         }
-        if !mine {
-            continue;
-        }
+        let Some(key) = &current else { continue };
+        let entry = sockets.entry(key.clone()).or_insert((0, 0));
         for field in line.split_whitespace() {
             if let Some(v) = field.strip_prefix("bytes_sent:") {
-                sent += v.parse::<u64>().unwrap_or(0);
+                entry.0 = v.parse::<u64>().unwrap_or(0);
             } else if let Some(v) = field.strip_prefix("bytes_received:") {
-                received += v.parse::<u64>().unwrap_or(0);
+                entry.1 = v.parse::<u64>().unwrap_or(0);
             }
         }
     }
-    (sent, received, sockets)
+    sockets
+}
+
+/// Traffic between two [`socket_bytes`] readings on the sockets open at both, and how many
+/// sockets were open at each.
+fn socket_traffic(
+    before: &HashMap<String, (u64, u64)>,
+    after: &HashMap<String, (u64, u64)>,
+) -> (u64, u64) {
+    after
+        .iter()
+        .fold((0, 0), |(sent, received), (key, (s1, r1))| {
+            let (s0, r0) = before.get(key).copied().unwrap_or((0, 0));
+            (
+                sent + s1.saturating_sub(s0),
+                received + r1.saturating_sub(r0),
+            )
+        })
 }
 
 fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
@@ -369,20 +396,31 @@ fn main() {
             all_subscribed.duration_since(spawned).as_secs_f64() * 1000.0,
             connect_to_all.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
         );
-        tokio::time::sleep(Duration::from_secs(2)).await;
         let rss_subscribed = proc_field(pid, "status", "VmRSS:");
-        let (sent0, recv0, sockets) = socket_bytes(pid);
+        // The first listings (one per cap, through the gateway) end before "idle" starts: wait
+        // until only the connections to the updates servers are left.
+        let settling = Instant::now();
+        while socket_bytes(pid).len() > servers.len() && settling.elapsed() < Duration::from_secs(300) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        println!(
+            "first listings of all {MANY_CAPS} caps fetched and gateway sockets closed {:.0} s after all subscribed",
+            settling.elapsed().as_secs_f64()
+        );
+        let sockets_before = socket_bytes(pid);
         let (rchar0, wchar0) = (proc_field(pid, "io", "rchar:"), proc_field(pid, "io", "wchar:"));
         tokio::time::sleep(IDLE).await;
-        let (sent1, recv1, _) = socket_bytes(pid);
+        let sockets_after = socket_bytes(pid);
+        let (sent, received) = socket_traffic(&sockets_before, &sockets_after);
         let (rchar1, wchar1) = (proc_field(pid, "io", "rchar:"), proc_field(pid, "io", "wchar:"));
         let rss_idle = proc_field(pid, "status", "VmRSS:");
         let hwm = proc_field(pid, "status", "VmHWM:");
         println!("RSS: {:.1} MiB when all subscribed, {:.1} MiB after {} s idle (peak {:.1} MiB)",
             rss_subscribed as f64 / 1024.0, rss_idle as f64 / 1024.0, IDLE.as_secs(), hwm as f64 / 1024.0);
         println!(
-            "idle {} s on {sockets} TCP sockets (ss -tinp): {} B sent, {} B received; all I/O syscalls (/proc/pid/io): {} B read, {} B written",
-            IDLE.as_secs(), sent1 - sent0, recv1 - recv0, rchar1 - rchar0, wchar1 - wchar0
+            "idle {} s on TCP sockets (ss -tinp; {} open before, {} after): {sent} B sent, {received} B received; all I/O syscalls (/proc/pid/io): {} B read, {} B written",
+            IDLE.as_secs(), sockets_before.len(), sockets_after.len(),
+            rchar1.saturating_sub(rchar0), wchar1.saturating_sub(wchar0)
         );
         let _ = Command::new("kill").arg(pid.to_string()).status();
         let _ = child.wait();
@@ -408,7 +446,7 @@ fn main() {
         let grid_bytes = 2.0 * share_mean * MANY_CAPS as f64;
         let per_hour_json = json_bytes as f64 * 60.0;
         let per_hour_grid = grid_bytes * 60.0;
-        let push_per_hour = (sent1 - sent0 + recv1 - recv0) as f64 * 3600.0 / IDLE.as_secs_f64();
+        let push_per_hour = (sent + received) as f64 * 3600.0 / IDLE.as_secs_f64();
         println!(
             "one poll round: {:.1} s of gateway time, {} B of JSON answers ({:.0} B per cap); share size {:.0} B (k=2 per read)",
             poll_round.as_secs_f64(), json_bytes, json_bytes as f64 / MANY_CAPS as f64, share_mean

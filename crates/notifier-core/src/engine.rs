@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mutable_updates::nurl::Nurl;
 use tahoe_caps::{Cap, StorageIndex};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -58,6 +57,9 @@ pub struct EngineOptions {
 /// How often caps that no updates server holds are polled by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
 
+/// First listings fetched at once through the gateway (see [`Engine::fetch_queued_baselines`]).
+const MAX_BASELINE_FETCHES: usize = 4;
+
 impl EngineOptions {
     /// Options with the defaults: the grid's gateway, 5-minute polling, default link timing,
     /// the default policy and UTC for quiet hours.
@@ -97,14 +99,6 @@ pub enum EngineError {
     /// The history database failed.
     #[error(transparent)]
     History(#[from] HistoryError),
-    /// A server's NURL in the keyring is unusable.
-    #[error("the NURL stored for server {server} is unusable: {reason}")]
-    BadNurl {
-        /// Server id.
-        server: String,
-        /// What is wrong (never the NURL).
-        reason: String,
-    },
     /// The configured gateway URL is unusable.
     #[error("the gateway URL is unusable: {0}")]
     Gateway(String),
@@ -253,6 +247,9 @@ pub struct Engine {
     /// Listings being fetched for caps that have no snapshot yet, so that their first change
     /// can say what was added rather than "first look".
     baselines: tokio::task::JoinSet<(String, Result<Snapshot, details::Unavailable>)>,
+    /// First listings waiting for one of the [`MAX_BASELINE_FETCHES`] slots: a thousand caps
+    /// added at once must not open a thousand gateway connections (nor hold their buffers).
+    baseline_queue: std::collections::VecDeque<(String, Cap)>,
     /// Where notifications go; handed to the policy task when the engine runs.
     sink: Option<Arc<dyn NotificationSink>>,
     /// The policy's configuration, muted caps included (sent to the policy task on change).
@@ -313,6 +310,7 @@ impl Engine {
             news_feeds: HashMap::new(),
             news_confirmed: std::collections::HashSet::new(),
             baselines: tokio::task::JoinSet::new(),
+            baseline_queue: std::collections::VecDeque::new(),
             sink,
             policy: PolicyConfig {
                 muted_caps: std::collections::HashSet::new(),
@@ -352,6 +350,7 @@ impl Engine {
                 Some(event) = link_events.recv() => self.handle_link_event(event, &events).await,
                 Some(Ok((cap_id, fetched))) = self.baselines.join_next(), if !self.baselines.is_empty() => {
                     self.store_baseline(&cap_id, fetched);
+                    self.fetch_queued_baselines();
                 }
                 _ = poll.tick() => self.poll_unsubscribed(&events).await,
             }
@@ -435,17 +434,33 @@ impl Engine {
 
     /// Fetches a first listing in the background for a cap that has no snapshot yet.
     fn start_baseline(&mut self, cap: &WatchedCap) {
-        let Some(gateway) = self.gateway.clone() else {
+        if self.gateway.is_none() {
             return;
-        };
+        }
         if matches!(self.history.load_snapshot(&cap.id), Ok(Some(_))) {
             return;
         }
-        let (id, read_cap) = (cap.id.clone(), cap.cap.clone());
-        self.baselines.spawn(async move {
-            let fetched = details::fetch_state(Some(&gateway), &read_cap).await;
-            (id, fetched)
-        });
+        self.baseline_queue
+            .push_back((cap.id.clone(), cap.cap.clone()));
+        self.fetch_queued_baselines();
+    }
+
+    /// Starts queued first listings while fewer than [`MAX_BASELINE_FETCHES`] are running.
+    fn fetch_queued_baselines(&mut self) {
+        let Some(gateway) = self.gateway.clone() else {
+            self.baseline_queue.clear();
+            return;
+        };
+        while self.baselines.len() < MAX_BASELINE_FETCHES {
+            let Some((id, read_cap)) = self.baseline_queue.pop_front() else {
+                break;
+            };
+            let gateway = gateway.clone();
+            self.baselines.spawn(async move {
+                let fetched = details::fetch_state(Some(&gateway), &read_cap).await;
+                (id, fetched)
+            });
+        }
     }
 
     fn store_baseline(&mut self, cap_id: &str, fetched: Result<Snapshot, details::Unavailable>) {
@@ -523,15 +538,7 @@ impl Engine {
     fn start_links(&mut self, link_events: &mpsc::Sender<LinkEvent>) -> Result<(), EngineError> {
         let wanted: Vec<StorageIndex> = self.watched.keys().copied().collect();
         for entry in self.servers.list()? {
-            let stored = self.servers.nurl(&entry.id)?;
-            let nurl: Nurl =
-                stored
-                    .expose_secret()
-                    .parse()
-                    .map_err(|e: mutable_updates::nurl::NurlError| EngineError::BadNurl {
-                        server: entry.id.clone(),
-                        reason: e.to_string(),
-                    })?;
+            let nurl = self.servers.nurl(&entry.id)?;
             let name = entry
                 .name
                 .clone()
@@ -592,6 +599,7 @@ impl Engine {
                     Watched::Cap(cap) if cap.id == id => Some(*si),
                     _ => None,
                 });
+                self.baseline_queue.retain(|(queued, _)| *queued != id);
                 if let Some(si) = found {
                     self.watched.remove(&si);
                     self.outcomes.remove(&si);
@@ -615,9 +623,9 @@ impl Engine {
                 } else {
                     self.delegated.remove(&id);
                 }
-                let user_muted = self.watched.values().any(|watched| {
-                    matches!(watched, Watched::Cap(cap) if cap.id == id && cap.muted)
-                });
+                let user_muted = self.watched.values().any(
+                    |watched| matches!(watched, Watched::Cap(cap) if cap.id == id && cap.muted),
+                );
                 self.set_policy_muted(&id, user_muted).await;
             }
             EngineCommand::ReconnectAll => self.broadcast(LinkCommand::Reconnect).await,

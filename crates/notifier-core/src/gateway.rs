@@ -152,6 +152,10 @@ impl Gateway {
             .timeout(timeout)
             .connect_timeout(timeout)
             .no_proxy()
+            // The engine fetches a few listings at a time; idle sockets beyond that only hold
+            // buffers (and the gateway's file descriptors).
+            .pool_max_idle_per_host(4)
+            .pool_idle_timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tahoe-notifier/", env!("CARGO_PKG_VERSION")))
             .build()

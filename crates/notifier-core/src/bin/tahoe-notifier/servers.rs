@@ -158,11 +158,12 @@ fn add(ctx: &Context, name: Option<&str>, node: &NodeDirArg) -> anyhow::Result<(
         "tahoe-notifier servers add --name Updates < nurl.txt",
     )?;
     let nurl: Nurl = text
+        .trim()
         .parse()
         .context("cannot add the updates server: what was given is not a valid NURL")?;
     drop(text);
     let announced = announcements(node.as_ref())?;
-    let name = name.or_else(|| nickname_for(&announced, nurl.spki_hash()));
+    let name = name.or_else(|| nickname_for(&announced, &nurl.spki_hash_base64()));
     ctx.ensure_dirs()?;
     let entry = ctx
         .server_store()
