@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
 # The main job, end to end on this machine: a real local Tahoe grid with an updates server beside
-# each storage node, a shared folder and a news directory, and `tahoe-notifier watch` raising
-# desktop notifications as a writer adds a file every 20 s and the operator posts news.
-# Installs what is missing first. Ctrl-C stops everything it started.
+# each storage node, a shared folder and a news directory, and the tray app (or, with --no-app,
+# `tahoe-notifier watch`) raising desktop notifications as a writer adds a file every 20 s and
+# the operator posts news. Installs what is missing first. Ctrl-C stops everything it started.
 #
 #   tests/demo.sh                 # run until Ctrl-C
-#   tests/demo.sh --seconds 60    # stop by itself (used as a smoke test)
+#   tests/demo.sh --seconds 60    # stop by itself
+#
+# TAHOE_NOTIFIER_DEMO_TARGET_DIR=DIR uses binaries already built in DIR (tahoe-notifier,
+# tahoe-updates-server, tahoe-notifier-app, examples/demo) instead of building: the CI smoke
+# test (src-tauri/tests/demo_smoke.rs) builds them first, since a build started from inside
+# `cargo test` would wait on cargo's lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/bootstrap.sh
-echo "demo: building (the first build takes a few minutes)"
-cargo build --quiet -p updates-server -p notifier-core --bins
-# The tray app; the demo falls back to `tahoe-notifier watch` with --no-app.
-cargo build --quiet -p tahoe-notifier-app
-cargo build --quiet -p local-grid --example demo
-demo=target/debug/examples/demo
+if [ -n "${TAHOE_NOTIFIER_DEMO_TARGET_DIR:-}" ]; then
+  bin_dir="$TAHOE_NOTIFIER_DEMO_TARGET_DIR"
+  for needed in tahoe-notifier tahoe-updates-server examples/demo; do
+    [ -x "$bin_dir/$needed" ] || { echo "demo: $bin_dir/$needed is missing: build it or unset TAHOE_NOTIFIER_DEMO_TARGET_DIR" >&2; exit 1; }
+  done
+else
+  echo "demo: building (the first build takes a few minutes)"
+  cargo build --quiet -p updates-server -p notifier-core --bins
+  # The tray app; the demo falls back to `tahoe-notifier watch` with --no-app.
+  cargo build --quiet -p tahoe-notifier-app
+  cargo build --quiet -p local-grid --example demo
+  bin_dir="${CARGO_TARGET_DIR:-target}/debug"
+fi
+demo="$bin_dir/examples/demo"
 
 if [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] && [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   # A desktop session: its own keyring and notification daemon.
