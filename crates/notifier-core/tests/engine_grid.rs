@@ -49,12 +49,17 @@ struct Setup {
 }
 
 async fn setup(grid: &Grid, newscap: Option<&Cap>) -> Setup {
+    setup_with_servers(grid, newscap, grid.storage_nodes().len()).await
+}
+
+/// A home whose grid has updates servers beside the first `count` storage nodes only.
+async fn setup_with_servers(grid: &Grid, newscap: Option<&Cap>, count: usize) -> Setup {
     let home = tempfile::tempdir().unwrap();
     let paths = Paths::under(home.path());
     paths.ensure_dirs().unwrap();
     let secrets = secrets();
     let mut servers = Vec::new();
-    for node in grid.storage_nodes() {
+    for node in grid.storage_nodes().iter().take(count) {
         servers.push(InProcessServer::start(node).await);
     }
     let mut file = serde_json::json!({
@@ -355,6 +360,85 @@ async fn changes_while_every_server_is_down_are_reported_once_after_reconnecting
                     || change.body.contains("sunset.jpg")
                     || change.summary.contains("1 more"),
                 "{change:?}"
+            );
+            let _ = engine.commands.send(EngineCommand::Shutdown).await;
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_server_killed_then_restarted_gives_one_change_while_away_with_the_diff() {
+    let grid = grid();
+    let mut setup = setup_with_servers(grid, None, 1).await;
+    let dircap = blocking(move || grid.create_mutable_dir(Format::Sdmf).unwrap()).await;
+    let writer = dircap.clone();
+    blocking(move || grid.put_child(&writer, "before.txt", b"old").unwrap()).await;
+    let cap_id = add_cap(&setup, &dircap, "Lone Folder");
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let mut engine = start_engine(&setup, &local);
+            wait_subscribed_everywhere(&mut engine, &cap_id, 1).await;
+            // The first listing is taken in the background: let it land so the diff is exact.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            setup.servers[0].stop().await;
+            for name in ["first.txt", "second.txt"] {
+                let writer = dircap.clone();
+                blocking(move || grid.put_child(&writer, name, b"new").unwrap()).await;
+            }
+            setup.servers[0].restart().await;
+            let changes = changes_within(&mut engine, Duration::from_secs(15)).await;
+            assert_eq!(
+                changes.len(),
+                1,
+                "two publishes while away are one change: {changes:?}"
+            );
+            let change = &changes[0];
+            assert!(change.while_away, "{change:?}");
+            let text = format!("{} {}", change.summary, change.body);
+            assert!(
+                text.contains("first.txt") && text.contains("second.txt"),
+                "{change:?}"
+            );
+            assert!(
+                !text.contains("before.txt"),
+                "only what changed is named: {change:?}"
+            );
+            let _ = engine.commands.send(EngineCommand::Shutdown).await;
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_three_servers_killed_and_restarted_loses_nothing_and_doubles_nothing() {
+    let grid = grid();
+    let mut setup = setup(grid, None).await;
+    let dircap = blocking(move || grid.create_mutable_dir(Format::Mdmf).unwrap()).await;
+    let cap_id = add_cap(&setup, &dircap, "Shared Notes");
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let mut engine = start_engine(&setup, &local);
+            wait_subscribed_everywhere(&mut engine, &cap_id, 3).await;
+            setup.servers[0].stop().await;
+            // The other two servers still push: each change is reported as it happens.
+            let mut reported = Vec::new();
+            for name in ["monday.txt", "tuesday.txt"] {
+                let writer = dircap.clone();
+                blocking(move || grid.put_child(&writer, name, b"notes").unwrap()).await;
+                let changes = changes_within(&mut engine, Duration::from_secs(5)).await;
+                assert_eq!(changes.len(), 1, "one change for {name}: {changes:?}");
+                assert!(!changes[0].while_away, "{changes:?}");
+                reported.extend(changes);
+            }
+            assert!(reported[1].seqnum > reported[0].seqnum, "{reported:?}");
+            // Back with seqnums it never announced: already reported, so nothing more.
+            setup.servers[0].restart().await;
+            wait_subscribed_everywhere(&mut engine, &cap_id, 3).await;
+            let again = changes_within(&mut engine, Duration::from_secs(5)).await;
+            assert!(
+                again.is_empty(),
+                "the returning server doubled a change: {again:?}"
             );
             let _ = engine.commands.send(EngineCommand::Shutdown).await;
         })
