@@ -99,7 +99,21 @@ async function refreshStatus() {
   line.dataset.state = s.tray_state;
   $("status-dot").className = `dot ${stateDot[s.tray_state] || ""}`;
   $("count-servers").textContent = s.servers ? `${s.connected}/${s.servers}` : "";
+  showKeyringProblem(s.keyring_problem);
   return s;
+}
+
+// An absent or locked keyring: nothing can be stored or watched until the user acts, and
+// there is no other place for caps, so the banner says what to do and adding is off.
+function showKeyringProblem(problem) {
+  const banner = $("keyring-banner");
+  banner.hidden = !problem;
+  banner.dataset.kind = problem ? problem.kind : "";
+  $("keyring-title").textContent = problem ? problem.title : "";
+  $("keyring-message").textContent = problem ? problem.message : "";
+  $("keyring-detail").textContent = problem ? `Keyring says: ${problem.detail}` : "";
+  $("show-add").disabled = Boolean(problem);
+  if (problem && !$("add-card").hidden) openAdd(false);
 }
 
 /* ---------- Watched ---------- */

@@ -177,6 +177,23 @@ impl Core {
 pub fn start_engine(app: &AppHandle, core: &Arc<Core>, sink: Arc<dyn NotificationSink>) {
     core.stop_engine();
     core.live().reset_engine_view();
+    // Without a usable keyring the engine could read no cap (or would block on an unlock
+    // prompt): say so and wait; `watch_keyring` starts the engine once it can be used.
+    let problem = crate::keyring_state::probe(core.secrets.as_ref());
+    if let Some(problem) = &problem {
+        tracing::warn!(
+            kind = ?problem.kind,
+            detail = %problem.detail,
+            "the keyring cannot be used: waiting for it before watching"
+        );
+    }
+    let waiting = problem.is_some();
+    core.live().keyring_problem = problem;
+    if waiting {
+        crate::tray::refresh(app, core);
+        let _ = app.emit(CHANGED_EVENT, ());
+        return;
+    }
     let poll_interval = std::env::var("TAHOE_NOTIFIER_POLL_SECONDS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -208,6 +225,66 @@ pub fn start_engine(app: &AppHandle, core: &Arc<Core>, sink: Arc<dyn Notificatio
     }
     crate::tray::refresh(app, core);
     let _ = app.emit(CHANGED_EVENT, ());
+}
+
+/// Restarts the engine with the app's own notification sink (after an import, a settings
+/// change, or once the keyring can be used).
+pub fn restart_engine(app: &AppHandle, core: &Arc<Core>) {
+    let sink: Arc<dyn NotificationSink> =
+        Arc::new(crate::notify::AppSink::new(app.clone(), Arc::clone(core)));
+    start_engine(app, core, sink);
+}
+
+/// How often an unusable keyring is looked at again.
+const KEYRING_RECHECK: Duration = Duration::from_secs(3);
+
+/// While the keyring is unusable, looks again every few seconds and starts the engine once it
+/// can be used (the user unlocked it, or started gnome-keyring).
+pub fn watch_keyring(app: &AppHandle, core: &Arc<Core>) {
+    let (app, core) = (app.clone(), Arc::clone(core));
+    let spawned = std::thread::Builder::new()
+        .name("keyring-watch".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(KEYRING_RECHECK);
+            let was = core.live().keyring_problem.clone();
+            if was.is_none() {
+                continue;
+            }
+            let now = crate::keyring_state::probe(core.secrets.as_ref());
+            if now == was {
+                continue;
+            }
+            if now.is_none() {
+                tracing::info!("the keyring can be used now: starting to watch");
+                restart_engine(&app, &core);
+            } else {
+                core.live().keyring_problem = now;
+                crate::tray::refresh(&app, &core);
+                let _ = app.emit(CHANGED_EVENT, ());
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the keyring watch");
+    }
+}
+
+/// Checks the keyring before an action that stores a secret; an unusable one becomes the
+/// app's state (banner, tooltip) and the action's error.
+pub fn require_keyring(app: &AppHandle, core: &Arc<Core>) -> Result<(), String> {
+    let problem = crate::keyring_state::probe(core.secrets.as_ref());
+    let changed = core.live().keyring_problem != problem;
+    if changed {
+        core.live().keyring_problem = problem.clone();
+        crate::tray::refresh(app, core);
+        let _ = app.emit(CHANGED_EVENT, ());
+    }
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(format!(
+            "{}: nothing was stored. {}",
+            problem.title, problem.message
+        )),
+    }
 }
 
 /// Reads the engine's events on a thread of its own until the engine stops.

@@ -71,6 +71,7 @@ pub struct AppStatus {
     servers: usize,
     notice: Option<String>,
     engine_error: Option<String>,
+    keyring_problem: Option<crate::keyring_state::KeyringProblem>,
 }
 
 /// The app's state.
@@ -92,6 +93,7 @@ pub fn app_status(core: Shared<'_>) -> Result<AppStatus> {
         servers,
         notice: live.last_notice.clone(),
         engine_error: live.engine_error.clone(),
+        keyring_problem: live.keyring_problem.clone(),
     })
 }
 
@@ -238,6 +240,7 @@ pub fn add_cap(
     keep_write: bool,
 ) -> Result<Added> {
     let cap = watchable(&text).map_err(CommandError)?;
+    app::require_keyring(&app, &core).map_err(CommandError)?;
     let added = core.caps.add(&cap, &label, keep_write)?;
     core.send(EngineCommand::CapAdded(added.id.clone()));
     changed(&app, &core);
@@ -486,6 +489,7 @@ pub fn import_grid_file(app: AppHandle, core: Shared<'_>, path: String) -> Resul
     let text = std::fs::read_to_string(&path)
         .map_err(|e| CommandError(format!("cannot read the grid file {}: {e}", path.display())))?;
     let grid = parse_grid_file(&text)?;
+    app::require_keyring(&app, &core).map_err(CommandError)?;
     let entry = core.servers.import_grid(&grid)?;
     let core = Arc::clone(&core);
     restart(&app, &core);
@@ -496,9 +500,7 @@ pub fn import_grid_file(app: AppHandle, core: Shared<'_>, path: String) -> Resul
 }
 
 fn restart(app: &AppHandle, core: &Arc<Core>) {
-    let sink: Arc<dyn notifier_core::notify::NotificationSink> =
-        Arc::new(crate::notify::AppSink::new(app.clone(), Arc::clone(core)));
-    app::start_engine(app, core, sink);
+    app::restart_engine(app, core);
 }
 
 fn expand_home(path: &str) -> PathBuf {

@@ -7,6 +7,7 @@
 //! - `notify.rs`: the notification sink (pause, quiet hours, click to open)
 //! - `state.rs`: what the engine's events add up to
 //! - `settings.rs`: the app's preferences
+//! - `keyring_state.rs`: whether the keyring can be used (absent, locked), without prompting
 //!
 //! Usage: `tahoe-notifier-app [--tray] [--home DIR] [--keyring secret-service|keyutils]`.
 //! `--tray` starts with no window (what login autostart uses).
@@ -15,6 +16,7 @@
 
 mod app;
 mod commands;
+mod keyring_state;
 mod notify;
 mod settings;
 mod state;
@@ -133,6 +135,7 @@ fn run(local_offset: time::UtcOffset) -> anyhow::Result<()> {
             tray::create(&handle, &core)?;
             let sink = Arc::new(notify::AppSink::new(handle.clone(), Arc::clone(&core)));
             app::start_engine(&handle, &core, sink);
+            app::watch_keyring(&handle, &core);
             if !tray_only {
                 window::open(&handle, None);
             }

@@ -10,6 +10,8 @@ use notifier_core::link::LinkState;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::keyring_state::KeyringProblem;
+
 /// One updates server as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerStatus {
@@ -66,6 +68,8 @@ pub struct LiveState {
     pub last_notice: Option<String>,
     /// Why the engine is not running, if it is not.
     pub engine_error: Option<String>,
+    /// Why the keyring cannot be used, if it cannot (the engine then waits for it).
+    pub keyring_problem: Option<KeyringProblem>,
 }
 
 impl LiveState {
@@ -136,11 +140,14 @@ impl LiveState {
         (connected, self.servers.len())
     }
 
-    /// The icon to show. Paused wins (the user chose it); then being offline (nothing can
-    /// arrive); then unread items (the user has something to look at); then partial outages.
+    /// The icon to show. An unusable keyring wins (nothing is watched until the user acts);
+    /// then paused (the user chose it); then being offline (nothing can arrive); then unread
+    /// items (the user has something to look at); then partial outages.
     pub fn tray_state(&self, unread: u64, now: OffsetDateTime) -> TrayState {
         let (connected, configured) = self.connected_servers();
-        if self.is_paused(now) {
+        if self.keyring_problem.is_some() {
+            TrayState::Offline
+        } else if self.is_paused(now) {
             TrayState::Paused
         } else if connected == 0 || self.engine_error.is_some() {
             TrayState::Offline
@@ -156,7 +163,9 @@ impl LiveState {
     /// The one-line summary for the tooltip and the menu's first line.
     pub fn summary(&self, unread: u64, now: OffsetDateTime) -> String {
         let (connected, configured) = self.connected_servers();
-        let servers = if self.engine_error.is_some() {
+        let servers = if let Some(problem) = &self.keyring_problem {
+            problem.short().to_owned()
+        } else if self.engine_error.is_some() {
             "not running".to_owned()
         } else if configured == 0 {
             "no updates servers yet".to_owned()
@@ -233,6 +242,20 @@ mod tests {
             TrayState::Offline,
             "a pause ends by itself"
         );
+    }
+
+    #[test]
+    fn an_unusable_keyring_shows_offline_and_says_so() {
+        let now = OffsetDateTime::now_utc();
+        let mut live = LiveState::default();
+        live.apply(&server("a", LinkState::Connected));
+        live.paused_until = Some(now + Duration::from_secs(3600));
+        live.keyring_problem = Some(KeyringProblem::locked("test"));
+        assert_eq!(live.tray_state(0, now), TrayState::Offline);
+        let summary = live.summary(0, now);
+        assert!(summary.contains("keyring locked: unlock it"), "{summary}");
+        live.keyring_problem = Some(KeyringProblem::unavailable("test"));
+        assert!(live.summary(0, now).contains("no keyring"));
     }
 
     #[test]
