@@ -20,7 +20,7 @@ use crate::caps::{CapStore, CapStoreError};
 use crate::config::ConfigFile;
 use crate::details::{self, ChangeDescription};
 use crate::gateway::Gateway;
-use crate::history::{History, HistoryError, NewChange};
+use crate::history::{ChangeFilter, History, HistoryError, NewChange};
 use crate::keyring_store::SecretStore;
 use crate::link::{self, LinkCommand, LinkEvent, LinkState, LinkTiming, SubscriptionOutcome};
 use crate::news_feed::NewsFeed;
@@ -762,15 +762,23 @@ impl Engine {
         change: Change,
         events: &mpsc::Sender<EngineEvent>,
     ) {
-        let description: ChangeDescription = details::describe_change(
-            self.gateway.as_ref(),
+        let fetched = details::fetch_state(self.gateway.as_ref(), &cap.cap).await;
+        if self.already_reported_by_polling(cap, &fetched) {
+            tracing::debug!(
+                cap = %cap.id,
+                seqnum = change.seqnum,
+                "the seqnum rise is the change polling already reported"
+            );
+            return;
+        }
+        let description: ChangeDescription = details::describe_fetched(
             &self.history,
             &cap.id,
             &cap.label,
             &cap.cap,
             &change,
-        )
-        .await;
+            fetched,
+        );
         self.record_and_notify(
             cap,
             change.storage_index,
@@ -780,6 +788,34 @@ impl Engine {
             events,
         )
         .await;
+    }
+
+    /// Whether a seqnum rise only confirms what polling the gateway already reported: the
+    /// cap's last recorded change came from polling (which cannot know the seqnum), and the
+    /// listing is still the one polling saw. Found by the fault-injection test: with every
+    /// server down past a poll, the change was reported by the poll and again, "while away",
+    /// when a server came back. Read from the history, so an engine restart in between keeps it.
+    fn already_reported_by_polling(
+        &self,
+        cap: &WatchedCap,
+        fetched: &Result<Snapshot, details::Unavailable>,
+    ) -> bool {
+        let Ok(listing) = fetched else {
+            return false;
+        };
+        if !matches!(self.history.load_snapshot(&cap.id), Ok(Some(polled)) if polled == *listing) {
+            return false;
+        }
+        let Ok(last) = self.history.list_changes(&ChangeFilter {
+            cap_id: Some(cap.id.clone()),
+            unread_only: false,
+            limit: Some(1),
+        }) else {
+            return false;
+        };
+        last.first().is_some_and(|change| {
+            change.details.get("polled") == Some(&serde_json::Value::Bool(true))
+        })
     }
 
     async fn record_and_notify(
@@ -909,8 +945,9 @@ impl Engine {
                     .await;
             match polled {
                 Ok(Some(description)) => {
-                    let seqnum = self.tracker.highest(&si).unwrap_or(0);
-                    self.record_and_notify(&cap, si, seqnum, false, description, events)
+                    // Polling cannot know the seqnum: 0, as `ChangeReport::seqnum` says (the
+                    // highest known one belongs to a change already reported).
+                    self.record_and_notify(&cap, si, 0, false, description, events)
                         .await;
                 }
                 Ok(None) => {}
