@@ -66,6 +66,10 @@ struct Plan {
     silence_timeout: Duration,
     /// How long a stalled connection is held open by the proxy.
     hold: Duration,
+    /// How often the engine polls caps that no server holds (its option; default 5 min).
+    poll_interval: Duration,
+    /// How long every server stays down at once (a few polls long), once per run.
+    all_down: Duration,
 }
 
 impl Plan {
@@ -79,6 +83,8 @@ impl Plan {
             ping_interval_s: 2,
             silence_timeout: Duration::from_secs(6),
             hold: Duration::from_secs(20),
+            poll_interval: Duration::from_secs(4),
+            all_down: Duration::from_secs(10),
         }
     }
 
@@ -93,6 +99,9 @@ impl Plan {
             ping_interval_s: 30,
             silence_timeout: LinkTiming::default().silence_timeout,
             hold: Duration::from_secs(180),
+            // Shorter than the default 5 minutes so that the all-down fault sees a few polls.
+            poll_interval: Duration::from_secs(30),
+            all_down: Duration::from_secs(80),
         }
     }
 }
@@ -100,6 +109,8 @@ impl Plan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     Kill,
+    /// Every server SIGKILLed at once for `Plan::all_down`: the engine falls back to polling.
+    AllDown,
     EngineRestart,
     Proxy(Mode),
 }
@@ -108,6 +119,7 @@ impl Fault {
     fn name(self) -> &'static str {
         match self {
             Self::Kill => "SIGKILL + restart",
+            Self::AllDown => "all servers down",
             Self::EngineRestart => "engine restart",
             Self::Proxy(mode) => mode.name(),
         }
@@ -118,7 +130,7 @@ impl Fault {
 #[derive(Debug, Clone)]
 struct Injected {
     fault: Fault,
-    /// The server it hit (`None` for an engine restart).
+    /// The server it hit (`None` for an engine restart or all servers).
     server: Option<usize>,
     /// When recovery could start: the restart for a kill, the injection for a proxy fault, the
     /// new engine's start for an engine restart.
@@ -145,6 +157,8 @@ struct WatchedCap {
     storage_index: StorageIndex,
     /// Seqnums produced by the driver, in order (the first is the baseline before any change).
     produced: Vec<u64>,
+    /// When each write of `produced[1..]` returned.
+    produced_at: Vec<Instant>,
 }
 
 struct RunningEngine {
@@ -163,6 +177,7 @@ struct Harness {
     /// Engine server id → server index.
     server_index: HashMap<String, usize>,
     timing: LinkTiming,
+    poll_interval: Duration,
     observed: Arc<Mutex<Observed>>,
     recorded: Arc<RecordingSink>,
     engine_starts: usize,
@@ -172,6 +187,7 @@ impl Harness {
     fn start_engine(&mut self, local: &tokio::task::LocalSet) -> RunningEngine {
         let options = EngineOptions {
             link_timing: self.timing.clone(),
+            poll_interval: self.poll_interval,
             policy: PolicyConfig::default(),
             ..EngineOptions::new(self.paths.clone(), Arc::clone(&self.secrets))
         };
@@ -334,55 +350,78 @@ fn make_change(grid: &'static Grid, write_cap: &str, si: StorageIndex, name: &st
 #[derive(Debug, Default)]
 struct Accounting {
     changes_made: usize,
+    /// Changes covered by a report.
     reported: usize,
+    /// Changes no report covers.
     lost: usize,
+    /// Seqnums reported more than once for a cap (each extra report counts).
     duplicated: usize,
+    /// Reports that cover no change not already covered: a change told twice.
+    empty_reports: usize,
     reports: usize,
     reports_while_away: usize,
+    /// Reports without a new seqnum (found by polling the gateway): they cover the changes
+    /// made before them.
+    polled_reports: usize,
     coalesced_reports: usize,
+    /// Seqnums reported that the driver never produced.
     unexpected_reports: usize,
     caps_missing_final: Vec<String>,
 }
 
+/// Matches reports to changes, per cap, in the order the engine made them. A report with a new
+/// seqnum N covers the changes up to N not yet covered; a report without one (a polled change,
+/// whose seqnum the engine cannot know) covers those whose write had returned before it.
 fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
-    let mut reports: HashMap<&str, Vec<u64>> = HashMap::new();
     let mut totals = Accounting::default();
-    for (_, cap_id, seqnum, while_away) in &observed.changes {
-        reports.entry(cap_id.as_str()).or_default().push(*seqnum);
-        totals.reports += 1;
-        if *while_away {
-            totals.reports_while_away += 1;
-        }
-    }
     for cap in caps {
         let changes = &cap.produced[1..];
         totals.changes_made += changes.len();
+        let reports: Vec<(Instant, u64, bool)> = observed
+            .changes
+            .iter()
+            .filter(|(_, id, _, _)| *id == cap.id)
+            .map(|(at, _, seqnum, while_away)| (*at, *seqnum, *while_away))
+            .collect();
         let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
-        for seqnum in reports.get(cap.id.as_str()).into_iter().flatten() {
-            *seen.entry(*seqnum).or_default() += 1;
-        }
-        totals.duplicated += seen.values().map(|n| n - 1).sum::<usize>();
-        for seqnum in seen.keys() {
-            if !cap.produced.contains(seqnum) || *seqnum <= cap.produced[0] {
-                totals.unexpected_reports += 1;
+        let mut highest_reported = cap.produced[0];
+        // Changes before `next` are covered.
+        let mut next = 0;
+        for (at, seqnum, while_away) in &reports {
+            totals.reports += 1;
+            if *while_away {
+                totals.reports_while_away += 1;
             }
-        }
-        // Each change goes to the first report at or above it.
-        let mut covering: BTreeMap<u64, usize> = BTreeMap::new();
-        for change in changes {
-            match seen.range(change..).next() {
-                Some((report, _)) => {
-                    totals.reported += 1;
-                    *covering.entry(*report).or_default() += 1;
+            let before = next;
+            if *seqnum > highest_reported {
+                *seen.entry(*seqnum).or_default() += 1;
+                if !cap.produced.contains(seqnum) {
+                    totals.unexpected_reports += 1;
                 }
-                None => totals.lost += 1,
+                highest_reported = *seqnum;
+                while next < changes.len() && changes[next] <= *seqnum {
+                    next += 1;
+                }
+            } else {
+                if *seqnum > 0 {
+                    *seen.entry(*seqnum).or_default() += 1;
+                }
+                totals.polled_reports += 1;
+                while next < changes.len() && cap.produced_at[next] <= *at {
+                    next += 1;
+                }
+            }
+            match next - before {
+                0 => totals.empty_reports += 1,
+                1 => {}
+                _ => totals.coalesced_reports += 1,
             }
         }
-        totals.coalesced_reports += covering.values().filter(|n| **n > 1).count();
-        if let Some(last) = changes.last() {
-            if !seen.contains_key(last) {
-                totals.caps_missing_final.push(cap.id.clone());
-            }
+        totals.reported += next;
+        totals.lost += changes.len() - next;
+        totals.duplicated += seen.values().map(|n| n - 1).sum::<usize>();
+        if next < changes.len() {
+            totals.caps_missing_final.push(cap.id.clone());
         }
     }
     totals
@@ -513,6 +552,7 @@ async fn drive(plan: Plan, seed: u64) {
             write_cap,
             storage_index,
             produced: vec![seqnum_on_disk(grid, &storage_index)],
+            produced_at: Vec::new(),
         });
     }
     println!(
@@ -535,6 +575,7 @@ async fn drive(plan: Plan, seed: u64) {
         proxies,
         server_index,
         timing,
+        poll_interval: plan.poll_interval,
         observed: Arc::default(),
         recorded: Arc::new(RecordingSink::new()),
         engine_starts: 0,
@@ -556,6 +597,7 @@ async fn drive(plan: Plan, seed: u64) {
             let mut faults = Vec::new();
             faults.extend(std::iter::repeat_n(Fault::Kill, plan.kills));
             faults.extend(std::iter::repeat_n(Fault::EngineRestart, plan.engine_restarts));
+            faults.push(Fault::AllDown);
             for _ in 0..plan.proxy_rounds {
                 faults.push(Fault::Proxy(Mode::Cut));
                 faults.push(Fault::Proxy(Mode::HalfOpen { hold: plan.hold }));
@@ -574,6 +616,8 @@ async fn drive(plan: Plan, seed: u64) {
             let mut pending_restarts: Vec<(usize, usize)> = Vec::new();
             // (change index at which to start the engine again, index into `injected`)
             let mut pending_engine: Option<(usize, usize)> = None;
+            // (when to restart every server, index into `injected`)
+            let mut pending_all_up: Option<(Instant, usize)> = None;
             let writes_started = Instant::now();
             for change in 0..plan.changes {
                 // Faults that end now.
@@ -593,6 +637,19 @@ async fn drive(plan: Plan, seed: u64) {
                     println!("faults: change {change}: server {server} restarted");
                 }
                 pending_restarts.retain(|(at, _)| *at != change);
+                if let Some((at, index)) = pending_all_up {
+                    if Instant::now() >= at {
+                        for server in &mut harness.servers {
+                            if !server.is_up() {
+                                server.restart().await;
+                            }
+                        }
+                        injected[index].from = Instant::now();
+                        injected[index].changes_during = change - injected[index].changes_during;
+                        pending_all_up = None;
+                        println!("faults: change {change}: every server restarted");
+                    }
+                }
                 if let Some((at, index)) = pending_engine {
                     if at == change {
                         engine = Some(harness.start_engine(&local));
@@ -604,7 +661,11 @@ async fn drive(plan: Plan, seed: u64) {
 
                 if let Some(fault) = schedule.remove(&change) {
                     let any_up = harness.servers.iter().any(ServerProcess::is_up);
-                    if matches!(fault, Fault::Proxy(_)) && (engine.is_none() || !any_up) {
+                    let busy = pending_all_up.is_some() || pending_engine.is_some();
+                    if (matches!(fault, Fault::Proxy(_)) && (engine.is_none() || !any_up))
+                        || (fault == Fault::Kill && !any_up)
+                        || (fault == Fault::AllDown && busy)
+                    {
                         // A network fault needs a live connection to hit: a little later.
                         let mut later = change + 1;
                         while schedule.contains_key(&later) {
@@ -629,6 +690,26 @@ async fn drive(plan: Plan, seed: u64) {
                             });
                             println!(
                                 "faults: change {change}: server {server} SIGKILLed for {down_for} changes"
+                            );
+                        }
+                        Fault::AllDown => {
+                            for server in &mut harness.servers {
+                                server.kill();
+                            }
+                            // Restarts scheduled for single kills wait for the all-up.
+                            pending_restarts.clear();
+                            injected.push(Injected {
+                                fault,
+                                server: None,
+                                from: Instant::now(),
+                                // The change index for now; the count when it ends.
+                                changes_during: change,
+                            });
+                            pending_all_up =
+                                Some((Instant::now() + plan.all_down, injected.len() - 1));
+                            println!(
+                                "faults: change {change}: every server SIGKILLed for {} s",
+                                plan.all_down.as_secs()
                             );
                         }
                         Fault::EngineRestart => {
@@ -676,6 +757,7 @@ async fn drive(plan: Plan, seed: u64) {
                 let name = format!("change-{change:05}.txt");
                 let seqnum = blocking(move || make_change(grid, &write_cap, si, &name)).await;
                 caps[cap].produced.push(seqnum);
+                caps[cap].produced_at.push(Instant::now());
             }
             // Every fault over: servers back, engine running.
             for (_, server) in std::mem::take(&mut pending_restarts) {
@@ -688,6 +770,16 @@ async fn drive(plan: Plan, seed: u64) {
                     fault.from = Instant::now();
                 }
             }
+            if let Some((at, index)) = pending_all_up.take() {
+                tokio::time::sleep_until(at.into()).await;
+                for server in &mut harness.servers {
+                    if !server.is_up() {
+                        server.restart().await;
+                    }
+                }
+                injected[index].from = Instant::now();
+                injected[index].changes_during = plan.changes - injected[index].changes_during;
+            }
             if let Some((_, index)) = pending_engine.take() {
                 engine = Some(harness.start_engine(&local));
                 injected[index].from = engine.as_ref().unwrap().started;
@@ -699,23 +791,33 @@ async fn drive(plan: Plan, seed: u64) {
             let quiet_deadline =
                 Instant::now() + plan.hold + plan.silence_timeout + Duration::from_secs(60);
             loop {
-                let done = {
-                    let observed = harness.observed.lock().unwrap();
-                    caps.iter().all(|cap| {
-                        let last = *cap.produced.last().unwrap();
-                        last == cap.produced[0]
-                            || observed
-                                .changes
-                                .iter()
-                                .any(|(_, id, seqnum, _)| *id == cap.id && *seqnum >= last)
-                    })
-                };
+                let done = account(&caps, &harness.observed.lock().unwrap()).lost == 0;
                 if done || Instant::now() >= quiet_deadline {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let caught_up = run_started.elapsed();
+            // Faults injected near the end may still be recovering: wait (bounded) until every
+            // link is connected again and every fault has a recovery.
+            let recovered_deadline =
+                Instant::now() + plan.hold + plan.silence_timeout + Duration::from_secs(60);
+            while Instant::now() < recovered_deadline {
+                let all_connected = harness
+                    .link_states()
+                    .iter()
+                    .all(|state| *state == Some(LinkState::Connected));
+                let all_recovered = {
+                    let observed = harness.observed.lock().unwrap();
+                    recoveries(&injected, &observed, harness.servers.len())
+                        .iter()
+                        .all(Option::is_some)
+                };
+                if all_connected && all_recovered {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             tokio::time::sleep(Duration::from_secs(5)).await;
             let final_states = harness.link_states();
             if let Some(running) = engine.take() {
@@ -751,10 +853,12 @@ async fn drive(plan: Plan, seed: u64) {
                 totals.changes_made, totals.reported, totals.lost, totals.duplicated
             );
             println!(
-                "  reports {} ({} while away; {} covered more than one change); unexpected seqnums {}; caps whose last seqnum was not reported: {}",
+                "  reports {} ({} while away, {} polled; {} covered more than one change, {} covered none); unexpected seqnums {}; caps whose last change went unreported: {}",
                 totals.reports,
                 totals.reports_while_away,
+                totals.polled_reports,
                 totals.coalesced_reports,
+                totals.empty_reports,
                 totals.unexpected_reports,
                 totals.caps_missing_final.len()
             );
@@ -790,6 +894,23 @@ async fn drive(plan: Plan, seed: u64) {
                 }
             }
             println!("  worst recovery time {:.2} s", worst.as_secs_f64());
+            // Each link's states over time: C connected, … connecting, F failing.
+            for server in 0..harness.servers.len() {
+                let timeline: Vec<String> = observed
+                    .states
+                    .iter()
+                    .filter(|(_, index, _)| *index == server)
+                    .map(|(at, _, state)| {
+                        let mark = match state {
+                            LinkState::Connected => "C",
+                            LinkState::Connecting => "…",
+                            LinkState::Failing { .. } => "F",
+                        };
+                        format!("{mark}{:.1}", at.duration_since(run_started).as_secs_f64())
+                    })
+                    .collect();
+                println!("  server {server} link: {}", timeline.join(" "));
+            }
             for notice in &observed.notices {
                 println!("  engine notice: {notice}");
             }
@@ -798,6 +919,10 @@ async fn drive(plan: Plan, seed: u64) {
             assert_eq!(totals.lost, 0, "changes lost: {totals:?}");
             assert_eq!(totals.duplicated, 0, "changes reported twice: {totals:?}");
             assert_eq!(totals.unexpected_reports, 0, "{totals:?}");
+            assert_eq!(
+                totals.empty_reports, 0,
+                "reports that told no new change: {totals:?}"
+            );
             assert_eq!(totals.reported, totals.changes_made, "{totals:?}");
             assert!(
                 recovered.iter().all(Option::is_some),
