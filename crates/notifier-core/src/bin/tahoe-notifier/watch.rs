@@ -119,6 +119,7 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let json = ctx.json();
+    let cap_store = ctx.cap_store();
     runtime.block_on(async move {
         // Queued before the engine runs, so that it never notifies for a linked cap itself.
         let delegations = bridge.delegations();
@@ -149,18 +150,77 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
             wait_for_stop_signal().await;
             let _ = commands.send(EngineCommand::Shutdown).await;
         };
+        let follower = follow_cap_store(cap_store, commands.clone());
         // The engine owns the SQLite history, which is not thread-safe: it runs on this thread,
         // beside the printer and the signal handler.
         let (result, (), (), (), ()) = tokio::join!(
             engine.run(commands_rx, events_tx),
             printer,
-            stopper,
+            async {
+                // The follower never ends on its own: the stop signal ends it.
+                tokio::select! {
+                    () = stopper => {}
+                    () = follower => {}
+                }
+            },
             bridge_task,
             bridge_printer
         );
         result.context("the engine stopped")
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often `watch` looks for caps added, removed, renamed or muted by other commands.
+const CAP_STORE_CHECK: Duration = Duration::from_secs(2);
+
+/// Tells the engine about caps that other `tahoe-notifier` commands (or the app) add, remove,
+/// rename or mute while `watch` runs: they share the config file, so its cap list is compared
+/// every [`CAP_STORE_CHECK`] with the one seen before.
+async fn follow_cap_store(
+    store: notifier_core::caps::CapStore,
+    commands: tokio::sync::mpsc::Sender<EngineCommand>,
+) {
+    let read = |store: &notifier_core::caps::CapStore| {
+        store.list().ok().map(|entries| {
+            entries
+                .into_iter()
+                .map(|entry| (entry.id, (entry.label, entry.muted)))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        })
+    };
+    let mut seen = read(&store).unwrap_or_default();
+    let mut ticks = tokio::time::interval(CAP_STORE_CHECK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        // A config being rewritten (or unreadable for a moment) is looked at again next time.
+        let Some(now) = read(&store) else { continue };
+        for (id, (label, muted)) in &now {
+            let command = match seen.get(id) {
+                None => EngineCommand::CapAdded(id.clone()),
+                Some((old_label, _)) if old_label != label => EngineCommand::CapAdded(id.clone()),
+                Some((_, was_muted)) if was_muted != muted => EngineCommand::SetMuted {
+                    id: id.clone(),
+                    muted: *muted,
+                },
+                Some(_) => continue,
+            };
+            if commands.send(command).await.is_err() {
+                return;
+            }
+        }
+        for id in seen.keys().filter(|id| !now.contains_key(*id)) {
+            if commands
+                .send(EngineCommand::CapRemoved(id.clone()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        seen = now;
+    }
 }
 
 async fn wait_for_stop_signal() {
