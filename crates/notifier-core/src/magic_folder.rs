@@ -486,3 +486,141 @@ pub fn set_conflicts_only(
         Ok::<_, MagicFolderError>(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::keyring_store::MemorySecretStore;
+
+    const COLLECTIVE: &str =
+        "URI:DIR2-RO:272nxlgxylwa6dwm3s7fynfp4u:vftuiuwodoqscnhnl54kcu4qbmhlk5jcor7yfqjwzx75wr2btutq";
+    const BOB: &str =
+        "URI:DIR2-RO:4droqmlg7gj6ngcokx5ihv52qq:uudgasuc4ususizl5ngo5ar3zphkutw5z5zj6nucggzq2ne3mbjq";
+    const ALICE: &str =
+        "URI:DIR2-RO:6j3b2lgs7zu2sgzuri4txcmmqy:yoomkseqkiu235hmkhxiveu7ja65rtzrfls54saieqqqn3dpbvmq";
+    const CAROL: &str =
+        "URI:DIR2-RO:atpo5faic3fqrzutwg3hb2mmz4:m3fbzm7fj7ctrofdjkbpxs5gojlbkeis2i5r5btww3jy45icthzq";
+
+    fn participant(name: &str, cap: &str) -> Participant {
+        Participant {
+            name: name.to_owned(),
+            personal_dmd: Cap::parse(cap).unwrap(),
+        }
+    }
+
+    fn setup() -> (
+        tempfile::TempDir,
+        CapStore,
+        ConfigFile,
+        Arc<MemorySecretStore>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ConfigFile::new(dir.path().join("config.json"));
+        let secrets = Arc::new(MemorySecretStore::default());
+        let caps = CapStore::new(config.clone(), secrets.clone());
+        (dir, caps, config, secrets)
+    }
+
+    fn new_link(caps: &CapStore, dir: &Path) -> MagicFolderLink {
+        MagicFolderLink {
+            config_dir: dir.to_owned(),
+            folder: "Shared".to_owned(),
+            own_name: "bob".to_owned(),
+            collective: watch_cap(caps, &Cap::parse(COLLECTIVE).unwrap(), "c").unwrap(),
+            participants: Vec::new(),
+            conflicts_only: false,
+        }
+    }
+
+    #[test]
+    fn everyone_but_us_is_watched_and_comings_and_goings_are_followed() {
+        let (dir, caps, config, secrets) = setup();
+        let own = Cap::parse(BOB).unwrap();
+        let mut link = new_link(&caps, dir.path());
+        let sync = apply_participants(
+            &mut link,
+            &caps,
+            &[participant("bob", BOB), participant("alice", ALICE)],
+            &own,
+        )
+        .unwrap();
+        assert_eq!(sync.added.len(), 1);
+        assert_eq!(sync.added[0].0, "alice");
+        assert_eq!(link.participants.len(), 1);
+        assert_eq!(
+            caps.entry(&link.participants[0].cap.cap_id).unwrap().label,
+            "alice in Shared"
+        );
+        store_link(&config, link.clone()).unwrap();
+
+        // Carol joins, Alice leaves.
+        let sync = apply_participants(
+            &mut link,
+            &caps,
+            &[participant("bob", BOB), participant("carol", CAROL)],
+            &own,
+        )
+        .unwrap();
+        assert_eq!(
+            sync.added.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(),
+            ["carol"]
+        );
+        assert_eq!(
+            sync.removed
+                .iter()
+                .map(|a| a.0.as_str())
+                .collect::<Vec<_>>(),
+            ["alice"]
+        );
+        assert!(caps
+            .list()
+            .unwrap()
+            .iter()
+            .all(|e| e.label != "alice in Shared"));
+        store_link(&config, link.clone()).unwrap();
+
+        // The config holds the link but no cap; the keyring holds the caps read-only.
+        let text = std::fs::read_to_string(config.path()).unwrap();
+        assert!(text.contains("carol") && !text.contains("URI:"));
+        assert!(secrets
+            .all()
+            .iter()
+            .all(|(_, cap)| cap.starts_with("URI:DIR2-RO:")));
+
+        // Unlinking removes what linking added.
+        let removed = unlink_folder(&caps, &config, dir.path(), "Shared").unwrap();
+        assert_eq!(removed.len(), 2, "the collective and carol");
+        assert!(caps.list().unwrap().is_empty());
+        assert!(linked_folders(&config).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_directory_the_user_already_watched_stays_when_unlinking() {
+        let (dir, caps, config, _secrets) = setup();
+        let mine = caps
+            .add(&Cap::parse(ALICE).unwrap(), "Alice's stuff", false)
+            .unwrap();
+        let mut link = new_link(&caps, dir.path());
+        apply_participants(
+            &mut link,
+            &caps,
+            &[participant("alice", ALICE)],
+            &Cap::parse(BOB).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(link.participants[0].cap.cap_id, mine.id);
+        assert!(!link.participants[0].cap.added_by_link);
+        store_link(&config, link).unwrap();
+        let removed = unlink_folder(&caps, &config, dir.path(), "Shared").unwrap();
+        assert_eq!(removed.len(), 1, "only the collective");
+        assert_eq!(caps.list().unwrap()[0].id, mine.id);
+        assert!(matches!(
+            unlink_folder(&caps, &config, dir.path(), "Shared"),
+            Err(MagicFolderError::NotLinked { .. })
+        ));
+    }
+}

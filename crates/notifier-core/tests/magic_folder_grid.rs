@@ -40,6 +40,10 @@ use tokio::sync::mpsc;
 
 const FOLDER: &str = "Shared";
 
+/// A file of the run without the bridge: relative path, contents, when Alice wrote it, when
+/// it appeared in Bob's folder.
+type PolledFile = (String, Vec<u8>, Option<Instant>, Option<Instant>);
+
 fn long_run() -> bool {
     std::env::var_os("TAHOE_NOTIFIER_LONG_TESTS").is_some_and(|v| v == "1")
 }
@@ -147,6 +151,8 @@ impl Daemon {
     }
 
     /// `magic-folder run`, waiting until it serves its API.
+    // The child is returned: `Daemon::stop` (and so its `Drop`) waits for it.
+    #[allow(clippy::zombie_processes)]
     fn spawn_run(bin: &Path, config: &Path, log: &Path) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -154,7 +160,7 @@ impl Daemon {
             .open(log)
             .unwrap();
         // The daemon stops when its stdin closes: the pipe is held until the test drops it.
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(config)
             .arg("run")
@@ -170,11 +176,14 @@ impl Daemon {
             if endpoint.starts_with("tcp:") {
                 return child;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the magic-folder daemon of {} did not start within 90 s",
-                config.display()
-            );
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the magic-folder daemon of {} did not start within 90 s",
+                    config.display()
+                );
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -616,8 +625,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     // written at evenly spread moments of that period, so their waits sample it evenly.
     let spacing = Duration::from_secs_f64(60.0 / unlinked_files as f64);
     let start = Instant::now();
-    // (relative path, contents, written at, arrived at)
-    let mut files: Vec<(String, Vec<u8>, Option<Instant>, Option<Instant>)> = (0..unlinked_files)
+    let mut files: Vec<PolledFile> = (0..unlinked_files)
         .map(|i| {
             (
                 format!("polled-{i}.txt"),

@@ -23,7 +23,7 @@ pub const SUGGESTED_POLL_INTERVAL_SECS: u64 = 3600;
 /// (SDMF directory of a few entries, 3 storage nodes, k=2 of N=3; see
 /// `docs/magic-folder.md`). A poll reads the collective and every other participant's
 /// personal directory; a directory with many files costs more.
-pub const MEASURED_BYTES_PER_DIRECTORY_READ: u64 = 10_000;
+pub const MEASURED_BYTES_PER_DIRECTORY_READ: u64 = 11_000;
 
 /// What polling costs at the current and the suggested interval.
 #[derive(Debug, Clone, PartialEq)]
