@@ -146,6 +146,8 @@ struct Observed {
     changes: Vec<(Instant, String, u64, bool)>,
     /// (when, server index, state)
     states: Vec<(Instant, usize, LinkState)>,
+    /// Connected states that were not an engine's first connection to that server.
+    reconnects: usize,
     /// (when, cap id, servers subscribed on)
     cap_status: Vec<(Instant, String, usize)>,
     notices: Vec<String>,
@@ -201,6 +203,7 @@ impl Harness {
         let observed = Arc::clone(&self.observed);
         let server_index = self.server_index.clone();
         let collector = local.spawn_local(async move {
+            let mut connected_before = std::collections::HashSet::new();
             while let Some(event) = events.recv().await {
                 let now = Instant::now();
                 let mut observed = observed.lock().unwrap();
@@ -215,6 +218,9 @@ impl Harness {
                     }
                     EngineEvent::Server { id, state, .. } => {
                         if let Some(&index) = server_index.get(&id) {
+                            if state == LinkState::Connected && !connected_before.insert(index) {
+                                observed.reconnects += 1;
+                            }
                             observed.states.push((now, index, state));
                         }
                     }
@@ -597,7 +603,6 @@ async fn drive(plan: Plan, seed: u64) {
             let mut faults = Vec::new();
             faults.extend(std::iter::repeat_n(Fault::Kill, plan.kills));
             faults.extend(std::iter::repeat_n(Fault::EngineRestart, plan.engine_restarts));
-            faults.push(Fault::AllDown);
             for _ in 0..plan.proxy_rounds {
                 faults.push(Fault::Proxy(Mode::Cut));
                 faults.push(Fault::Proxy(Mode::HalfOpen { hold: plan.hold }));
@@ -605,6 +610,9 @@ async fn drive(plan: Plan, seed: u64) {
                 faults.push(Fault::Proxy(Mode::Silence { hold: plan.hold }));
             }
             faults.shuffle(&mut rng);
+            // Last: while every server is down the other faults have nothing to hit, and the
+            // outage outlasts the remaining writes (the driver then waits it out).
+            faults.push(Fault::AllDown);
             let spacing = plan.changes / (faults.len() + 1);
             let mut schedule: BTreeMap<usize, Fault> = BTreeMap::new();
             for (i, fault) in faults.iter().enumerate() {
@@ -659,6 +667,28 @@ async fn drive(plan: Plan, seed: u64) {
                     }
                 }
 
+                if schedule.contains_key(&change) {
+                    // One fault at a time: overlapping faults would hide each other (an engine
+                    // restart would "recover" a stalled connection the engine had not noticed).
+                    // Writing pauses while the engine recovers from the previous one; the
+                    // changes after each injection happen while it lasts.
+                    let deadline = Instant::now()
+                        + plan.hold
+                        + plan.silence_timeout
+                        + Duration::from_secs(60);
+                    while Instant::now() < deadline {
+                        let all_recovered = {
+                            let observed = harness.observed.lock().unwrap();
+                            recoveries(&injected, &observed, harness.servers.len())
+                                .iter()
+                                .all(Option::is_some)
+                        };
+                        if all_recovered {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
                 if let Some(fault) = schedule.remove(&change) {
                     let any_up = harness.servers.iter().any(ServerProcess::is_up);
                     let busy = pending_all_up.is_some() || pending_engine.is_some();
@@ -759,6 +789,10 @@ async fn drive(plan: Plan, seed: u64) {
                 caps[cap].produced.push(seqnum);
                 caps[cap].produced_at.push(Instant::now());
             }
+            assert!(
+                schedule.is_empty(),
+                "faults slid past the last change and were never injected: {schedule:?}"
+            );
             // Every fault over: servers back, engine running.
             for (_, server) in std::mem::take(&mut pending_restarts) {
                 harness.servers[server].restart().await;
@@ -827,12 +861,7 @@ async fn drive(plan: Plan, seed: u64) {
             let observed = harness.observed.lock().unwrap();
             let totals = account(&caps, &observed);
             let recovered = recoveries(&injected, &observed, harness.servers.len());
-            let connected_events = observed
-                .states
-                .iter()
-                .filter(|(_, _, state)| *state == LinkState::Connected)
-                .count();
-            let reconnects = connected_events - harness.engine_starts * harness.servers.len();
+            let reconnects = observed.reconnects;
             let accepted: Vec<usize> = harness.proxies.iter().map(FaultProxy::accepted).collect();
 
             println!();
