@@ -509,15 +509,23 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
                     }
                 }
             });
-            let bridge_log = local.spawn_local(async move {
-                let mut polls = Vec::new();
-                while let Some(event) = bridge_events.recv().await {
-                    println!("bridge: {event:?}");
-                    if let BridgeEvent::Poked { elapsed, .. } = event {
-                        polls.push(elapsed);
+            let joined = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+            let bridge_log = local.spawn_local({
+                let joined = Arc::clone(&joined);
+                async move {
+                    let mut polls = Vec::new();
+                    while let Some(event) = bridge_events.recv().await {
+                        println!("bridge: {event:?}");
+                        match event {
+                            BridgeEvent::Poked { elapsed, .. } => polls.push(elapsed),
+                            BridgeEvent::Participants { added, .. } => {
+                                joined.lock().unwrap().extend(added);
+                            }
+                            _ => {}
+                        }
                     }
+                    polls
                 }
-                polls
             });
             tokio::time::timeout(Duration::from_secs(60), subscribed.recv())
                 .await
@@ -553,6 +561,39 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
                 // Let the notification (and any late second change) arrive before the next.
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
+            // A participant added to Bob's collective later: the collective's change is pushed
+            // and the bridge lists the participants again and watches the newcomer.
+            let carol_dir = tokio::task::spawn_blocking(move || {
+                grid.create_mutable_dir(local_grid::Format::Sdmf).unwrap()
+            })
+            .await
+            .unwrap();
+            let carol_ro = tahoe_caps::Cap::parse(&carol_dir)
+                .unwrap()
+                .read_only()
+                .to_string();
+            bob.add_participant("carol", &carol_ro).await;
+            let added_at = Instant::now();
+            while !joined.lock().unwrap().iter().any(|name| name == "carol") {
+                assert!(
+                    added_at.elapsed() < Duration::from_secs(30),
+                    "the bridge did not pick up carol after the collective changed"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            println!(
+                "carol watched {:.2} s after she was added to Bob's collective",
+                added_at.elapsed().as_secs_f64()
+            );
+            let links = linked_folders(&ConfigFile::new(paths.config_file())).unwrap();
+            assert_eq!(
+                links[0]
+                    .participants
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>(),
+                ["alice", "carol"]
+            );
             tokio::time::sleep(Duration::from_secs(3)).await;
             let _ = commands.send(EngineCommand::Shutdown).await;
             forward.await.unwrap();
@@ -712,7 +753,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
         describe(&unlinked)
     );
     println!(
-        "grid bytes per magic-folder poll (gateway <-> storage nodes, collective + 1 participant, \
+        "grid bytes per magic-folder poll (gateway <-> storage nodes; collective, alice and carol: 3 directories; \
          idle rate around it {idle_rate:.0} B/s): median {poll_bytes:.0} B, all {per_poll:.0?}"
     );
     println!(

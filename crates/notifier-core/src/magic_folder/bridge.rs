@@ -305,8 +305,12 @@ impl Bridge {
                     }
                 });
                 if !conflicts_only && !files.is_empty() && !report.muted {
+                    let mut summary = files.summary(&folder, &name);
+                    if report.while_away {
+                        summary.push_str(&format!(" ({})", crate::details::WHILE_AWAY));
+                    }
                     let notification = Notification {
-                        summary: files.summary(&folder, &name),
+                        summary,
                         body: files.body(),
                         urgency: Urgency::Normal,
                         target: Some(format!("change:{}", report.history_id)),
@@ -567,4 +571,234 @@ async fn poke_with_retry(client: &MagicFolderClient, folder: &str) -> Result<(),
         result = client.poll_remote(folder).await;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    //! The bridge against a scripted stand-in for the daemon's API (the real daemon is in
+    //! `tests/magic_folder_grid.rs`): what it asks, what it notifies.
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::keyring_store::MemorySecretStore;
+    use crate::magic_folder::{LinkedCap, LinkedParticipant};
+    use crate::notify::RecordingSink;
+    use tahoe_caps::Cap;
+
+    const COLLECTIVE: &str =
+        "URI:DIR2-RO:272nxlgxylwa6dwm3s7fynfp4u:vftuiuwodoqscnhnl54kcu4qbmhlk5jcor7yfqjwzx75wr2btutq";
+    const BOB: &str =
+        "URI:DIR2-RO:4droqmlg7gj6ngcokx5ihv52qq:uudgasuc4ususizl5ngo5ar3zphkutw5z5zj6nucggzq2ne3mbjq";
+    const ALICE: &str =
+        "URI:DIR2-RO:6j3b2lgs7zu2sgzuri4txcmmqy:yoomkseqkiu235hmkhxiveu7ja65rtzrfls54saieqqqn3dpbvmq";
+    const TOKEN: &str = "test-token-123";
+
+    /// Serves magic-folder's answers for folder "Shared" (participants bob and alice, a
+    /// conflict on docs/report.txt); records each request line and whether it carried the token.
+    async fn fake_daemon(config_dir: &Path) -> Arc<Mutex<Vec<(String, bool)>>> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::fs::write(config_dir.join("api_token"), TOKEN).unwrap();
+        std::fs::write(
+            config_dir.join("api_client_endpoint"),
+            format!("tcp:127.0.0.1:{port}\n"),
+        )
+        .unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let record = Arc::clone(&record);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let line = request.lines().next().unwrap_or("").to_owned();
+                    let authorized = request
+                        .lines()
+                        .any(|l| l.eq_ignore_ascii_case(&format!("authorization: Bearer {TOKEN}")));
+                    record.lock().unwrap().push((line.clone(), authorized));
+                    let body = if line.contains("/participants") {
+                        serde_json::json!({"bob": {"personal_dmd": BOB}, "alice": {"personal_dmd": ALICE}})
+                    } else if line.contains("/conflicts") {
+                        serde_json::json!({"docs/report.txt": ["alice"]})
+                    } else if line.contains("include_secret_information") {
+                        serde_json::json!({"Shared": {"name": "Shared", "author": {"name": "bob"},
+                            "poll_interval": 60, "collective_dircap": COLLECTIVE, "upload_dircap": BOB}})
+                    } else {
+                        serde_json::json!({})
+                    };
+                    let body = body.to_string();
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        seen
+    }
+
+    struct Running {
+        _home: tempfile::TempDir,
+        changes: mpsc::Sender<ChangeReport>,
+        sink: Arc<RecordingSink>,
+        seen: Arc<Mutex<Vec<(String, bool)>>>,
+        alice_id: String,
+        _commands: mpsc::Receiver<EngineCommand>,
+    }
+
+    async fn start(conflicts_only: bool) -> Running {
+        let home = tempfile::tempdir().unwrap();
+        let paths = Paths::under(home.path());
+        paths.ensure_dirs().unwrap();
+        let daemon_dir = home.path().join("mf");
+        std::fs::create_dir(&daemon_dir).unwrap();
+        let seen = fake_daemon(&daemon_dir).await;
+        let secrets: Arc<dyn SecretStore> = Arc::new(MemorySecretStore::default());
+        let config = ConfigFile::new(paths.config_file());
+        let caps = CapStore::new(config.clone(), Arc::clone(&secrets));
+        let collective = caps
+            .add(&Cap::parse(COLLECTIVE).unwrap(), "c", false)
+            .unwrap();
+        let alice = caps
+            .add(&Cap::parse(ALICE).unwrap(), "alice in Shared", false)
+            .unwrap();
+        config
+            .update(|c| {
+                c.magic_folder_links.push(MagicFolderLink {
+                    config_dir: daemon_dir.clone(),
+                    folder: "Shared".to_owned(),
+                    own_name: "bob".to_owned(),
+                    collective: LinkedCap {
+                        cap_id: collective.id.clone(),
+                        added_by_link: true,
+                    },
+                    participants: vec![LinkedParticipant {
+                        name: "alice".to_owned(),
+                        cap: LinkedCap {
+                            cap_id: alice.id.clone(),
+                            added_by_link: true,
+                        },
+                    }],
+                    conflicts_only,
+                });
+                Ok::<_, crate::config::ConfigError>(())
+            })
+            .unwrap();
+        let sink = Arc::new(RecordingSink::new());
+        let bridge = Bridge::open(BridgeOptions::new(
+            paths,
+            secrets,
+            Some(Arc::clone(&sink) as Arc<dyn NotificationSink>),
+        ))
+        .unwrap();
+        assert_eq!(bridge.delegations().len(), 2);
+        let (changes, changes_rx) = mpsc::channel(16);
+        let (commands_tx, commands) = mpsc::channel(64);
+        let (events_tx, mut events) = mpsc::channel(64);
+        tokio::spawn(bridge.run(changes_rx, commands_tx, events_tx));
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        Running {
+            _home: home,
+            changes,
+            sink,
+            seen,
+            alice_id: alice.id,
+            _commands: commands,
+        }
+    }
+
+    fn report(cap_id: &str) -> ChangeReport {
+        ChangeReport {
+            history_id: 7,
+            cap_id: cap_id.to_owned(),
+            storage_index: Cap::parse(ALICE).unwrap().storage_index().unwrap(),
+            seqnum: 3,
+            while_away: false,
+            summary: "alice in Shared: added docs@_report.txt".to_owned(),
+            body: String::new(),
+            muted: false,
+            details: serde_json::json!({"kind": "directory", "added": ["docs@_report.txt"],
+                "modified": ["@metadata"], "removed": [],
+                "counts": {"added": 1, "modified": 1, "removed": 0}}),
+        }
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn a_participant_change_asks_the_daemon_to_poll_and_notifies_unmangled() {
+        let running = start(false).await;
+        running
+            .changes
+            .send(report(&running.alice_id))
+            .await
+            .unwrap();
+        let seen = Arc::clone(&running.seen);
+        wait_until("poll-remote", || {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .any(|(line, _)| line.starts_with("PUT /v1/magic-folder/Shared/poll-remote"))
+        })
+        .await;
+        assert!(running.seen.lock().unwrap().iter().all(|(_, auth)| *auth));
+        let shown = running.sink.delivered();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(shown[0].summary, "Shared: alice added docs/report.txt");
+        assert_eq!(shown[0].target.as_deref(), Some("change:7"));
+    }
+
+    #[tokio::test]
+    async fn conflicts_only_notifies_a_conflict_after_the_poll() {
+        let running = start(true).await;
+        running
+            .changes
+            .send(report(&running.alice_id))
+            .await
+            .unwrap();
+        let sink = Arc::clone(&running.sink);
+        wait_until("the conflict notification", || !sink.delivered().is_empty()).await;
+        let shown = running.sink.delivered();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(
+            shown[0].summary,
+            "Shared: conflict in docs/report.txt with alice"
+        );
+        let lines: Vec<String> = running
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect();
+        let poll = lines
+            .iter()
+            .position(|l| l.contains("/poll-remote"))
+            .unwrap();
+        let conflicts = lines.iter().position(|l| l.contains("/conflicts")).unwrap();
+        assert!(
+            poll < conflicts,
+            "conflicts asked before the poll: {lines:?}"
+        );
+    }
 }
