@@ -169,6 +169,7 @@ async fn run(args: Args) {
     // Fan-out: one write to the hot slot reaches every connection.
     let hot = slots[0];
     let histogram_before = delivery_histogram(metrics_address).await;
+    let fanout_cpu_start = (cpu_ticks(server_pid), cpu_ticks_self());
     let mut latencies_ms: Vec<f64> = Vec::new();
     let mut all_delivered_ms: Vec<f64> = Vec::new();
     for write in 0..args.fanout_writes {
@@ -199,6 +200,10 @@ async fn run(args: Args) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    let fanout_cpu = (
+        cpu_ticks(server_pid) - fanout_cpu_start.0,
+        cpu_ticks_self() - fanout_cpu_start.1,
+    );
     let histogram_after = delivery_histogram(metrics_address).await;
     let server_side: Vec<(f64, u64)> = histogram_after
         .iter()
@@ -267,6 +272,16 @@ async fn run(args: Args) {
         latencies_ms.last().copied().unwrap_or(0.0),
         percentile(&all_delivered_ms, 0.50),
         all_delivered_ms.last().copied().unwrap_or(0.0),
+    );
+    // CPU per delivery varies much less with the machine's load than latency does: the figure
+    // to compare builds by on a shared machine.
+    let fanout_deliveries = (args.fanout_writes * args.connections).max(1) as f64;
+    println!(
+        "fan-out cpu: server {:.1} µs per delivery, load generator {:.1} µs per receipt ({:.2} s and {:.2} s over the phase, including its 200 ms pauses)",
+        fanout_cpu.0 as f64 / ticks * 1e6 / fanout_deliveries,
+        fanout_cpu.1 as f64 / ticks * 1e6 / fanout_deliveries,
+        fanout_cpu.0 as f64 / ticks,
+        fanout_cpu.1 as f64 / ticks,
     );
     println!(
         "fan-out, server side (change reaching the hub to update written to the socket, from the server's histogram): p50 <= {} ms, p99 <= {} ms",

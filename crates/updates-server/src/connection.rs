@@ -77,13 +77,19 @@ impl Batch {
 
 /// Runs one session until the client leaves, breaks a limit, or the server shuts down.
 pub(crate) async fn run_session<S>(
-    socket: WebSocketStream<S>,
+    mut socket: WebSocketStream<S>,
     context: Arc<SessionContext>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut sink, mut stream) = socket.split();
+    // One future for the whole session: made anew on every turn, each of 10,000 sessions would
+    // register with and leave the one shared shutdown channel's waiter list, under its lock, on
+    // every delivery.
+    let shutdown_signal = async move {
+        let _ = shutdown.changed().await;
+    };
+    tokio::pin!(shutdown_signal);
     let mut registration = context.hub.register(context.limits.max_queued_updates);
     let overflow = registration.overflow();
     let mut rate = RateMeter::new(&context.limits);
@@ -109,8 +115,10 @@ pub(crate) async fn run_session<S>(
         let batch_deadline = batch.as_ref().and_then(|b| b.deadline);
         let outgoing: Vec<Message> = tokio::select! {
             biased;
-            _ = shutdown.changed() => break Ending::Close(CloseCode::Away, "server shutting down"),
-            incoming = stream.next() => match incoming {
+            () = &mut shutdown_signal => break Ending::Close(CloseCode::Away, "server shutting down"),
+            // Reads and writes take turns on the one stream (writes happen after this select):
+            // no split, so no lock between two halves on every poll.
+            incoming = socket.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => break Ending::ClientGone,
                 Some(Err(error)) => break ending_for_read_error(&error),
                 Some(Ok(Message::Text(text))) => {
@@ -161,12 +169,12 @@ pub(crate) async fn run_session<S>(
         };
         if outgoing.is_empty() {
             // A queued automatic pong still needs a flush.
-            if let Err(ending) = flush_or_abandon(&mut sink, send_timeout, &overflow).await {
+            if let Err(ending) = flush_or_abandon(&mut socket, send_timeout, &overflow).await {
                 break ending;
             }
             continue;
         }
-        if let Err(ending) = send_all(&mut sink, outgoing, send_timeout, &overflow).await {
+        if let Err(ending) = send_all(&mut socket, outgoing, send_timeout, &overflow).await {
             break ending;
         }
         for at in published.drain(..) {
@@ -196,10 +204,10 @@ pub(crate) async fn run_session<S>(
             };
             // Best effort, and briefly: a peer that does not read gets little more of our time.
             let closing = async {
-                sink.send(Message::Close(Some(frame))).await?;
+                socket.send(Message::Close(Some(frame))).await?;
                 // Wait for the peer's close reply, so that it reads our frame before the socket
                 // goes away (closing at once can reset the connection under its unread data).
-                while let Some(Ok(_)) = stream.next().await {}
+                while let Some(Ok(_)) = socket.next().await {}
                 Ok::<(), WsError>(())
             };
             let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
@@ -243,7 +251,7 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
 }
 
 async fn send_all<S>(
-    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    sink: &mut WebSocketStream<S>,
     messages: Vec<Message>,
     timeout: Duration,
     overflow: &crate::hub::OverflowSignal,
@@ -260,6 +268,9 @@ where
         sink.flush().await
     };
     let written = tokio::select! {
+        // The write almost always completes on its first poll: then the overflow signal is
+        // never polled, and never registers a waiter.
+        biased;
         written = tokio::time::timeout(timeout, write) => written,
         () = overflow.raised() => return Err(Ending::Abandon("outgoing queue overflowed while the socket was stalled")),
     };
@@ -273,7 +284,7 @@ where
 }
 
 async fn flush_or_abandon<S>(
-    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    sink: &mut WebSocketStream<S>,
     timeout: Duration,
     overflow: &crate::hub::OverflowSignal,
 ) -> Result<(), Ending>
