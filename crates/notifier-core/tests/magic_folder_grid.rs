@@ -662,6 +662,101 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
         "a cap was shown"
     );
 
+    // The same through the product itself: `tahoe-notifier watch` runs the bridge for the
+    // linked folder (one more file, one notification, one poll).
+    {
+        let mut watch = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
+            .arg("--home")
+            .arg(home.path())
+            .args(["--keyring", keyring, "--json", "watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let reader = {
+            let lines = Arc::clone(&lines);
+            let stdout = watch.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    println!("watch: {line}");
+                    lines.lock().unwrap().push(line);
+                }
+            })
+        };
+        let seen = |needles: &[&str]| {
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| needles.iter().all(|n| line.contains(n)))
+        };
+        let wait = |what: &str, needles: &[&str], within: Duration| {
+            let deadline = Instant::now() + within;
+            while !seen(needles) {
+                assert!(Instant::now() < deadline, "watch did not report {what}");
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        };
+        let subscribed = [r#""label":"alice in Shared""#, r#""subscribed_on":3"#];
+        tokio::task::block_in_place(|| {
+            wait("alice subscribed", &subscribed, Duration::from_secs(60))
+        });
+        let contents = b"through watch\n".to_vec();
+        let written = Instant::now();
+        std::fs::write(alice.folder.join("from-watch.txt"), &contents).unwrap();
+        let took = wait_for_file(
+            &bob.folder.join("from-watch.txt"),
+            &contents,
+            written,
+            Duration::from_secs(120),
+        )
+        .await;
+        println!(
+            "through watch: from-watch.txt arrived after {:.2} s",
+            took.as_secs_f64()
+        );
+        tokio::task::block_in_place(|| {
+            wait(
+                "the notification",
+                &[
+                    "magic-folder-notified",
+                    "Shared: alice added from-watch.txt",
+                ],
+                Duration::from_secs(20),
+            );
+            wait(
+                "the poll",
+                &["magic-folder-poll", "alice"],
+                Duration::from_secs(20),
+            );
+        });
+        let stopped = Command::new("kill")
+            .args(["-TERM", &watch.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        assert!(
+            watch.wait().unwrap().success(),
+            "watch did not stop cleanly"
+        );
+        reader.join().unwrap();
+        assert!(
+            lines.lock().unwrap().iter().all(|l| !l.contains("URI:")),
+            "watch printed a cap"
+        );
+        if let Some(monitor) = &monitor {
+            // The bridge's notification only: the engine's own ("alice in Shared: added
+            // from-watch.txt") must not be shown.
+            std::thread::sleep(Duration::from_millis(500));
+            assert_eq!(monitor.calls_containing("from-watch.txt"), 1);
+        }
+    }
+
     // Without the bridge: Bob's daemon fetches on its own 60-second poll. The files are
     // written at evenly spread moments of that period, so their waits sample it evenly.
     let spacing = Duration::from_secs_f64(60.0 / unlinked_files as f64);
