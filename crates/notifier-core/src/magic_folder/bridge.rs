@@ -745,6 +745,21 @@ mod tests {
         panic!("timed out waiting for {what}");
     }
 
+    /// The app runs the bridge on its multi-threaded runtime: its future must be `Send`.
+    #[test]
+    fn the_bridge_can_run_on_any_runtime_thread() {
+        fn assert_send<T: Send>(_: &T) {}
+        let home = tempfile::tempdir().unwrap();
+        let secrets: Arc<dyn SecretStore> = Arc::new(MemorySecretStore::default());
+        let bridge =
+            Bridge::open(BridgeOptions::new(Paths::under(home.path()), secrets, None)).unwrap();
+        let (_changes, changes_rx) = mpsc::channel(1);
+        let (commands, _commands_rx) = mpsc::channel(1);
+        let (events, _events_rx) = mpsc::channel(1);
+        let run = bridge.run(changes_rx, commands, events);
+        assert_send(&run);
+    }
+
     #[tokio::test]
     async fn a_participant_change_asks_the_daemon_to_poll_and_notifies_unmangled() {
         let running = start(false).await;
