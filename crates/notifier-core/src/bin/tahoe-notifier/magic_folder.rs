@@ -162,7 +162,7 @@ fn run_link(ctx: &Context, args: &LinkArgs) -> anyhow::Result<ExitCode> {
     }
     text.push_str(
         "The bridge runs while `tahoe-notifier watch` (or the app) runs: it asks the daemon to \
-         fetch each participant's change at once.",
+         fetch each participant's change at once.\n",
     );
     print_text(&text)?;
     Ok(ExitCode::SUCCESS)
@@ -209,7 +209,7 @@ fn run_unlink(ctx: &Context, args: &FolderArgs) -> anyhow::Result<ExitCode> {
         print_json(&json!({"unlinked": args.folder, "removed_cap_ids": removed}))?;
     } else {
         print_text(&format!(
-            "unlinked {:?}: {} watched directories removed",
+            "unlinked {:?}: {} watched directories removed\n",
             args.folder,
             removed.len()
         ))?;
@@ -237,7 +237,7 @@ fn run_status(ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     if links.is_empty() {
         print_text(
-            "no magic-folder folders linked (tahoe-notifier magic-folder link --config DIR)",
+            "no magic-folder folders linked (tahoe-notifier magic-folder link --config DIR)\n",
         )?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -309,7 +309,7 @@ fn run_poll_interval(ctx: &Context, args: &PollIntervalArgs) -> anyhow::Result<E
                 "estimated_bytes_per_hour_saved": cost.bytes_per_hour_saved(),
             }))?;
         } else {
-            print_text(suggestion_text(dir, folder, others, info.poll_interval).trim_end())?;
+            print_text(&suggestion_text(dir, folder, others, info.poll_interval))?;
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -327,7 +327,7 @@ fn run_poll_interval(ctx: &Context, args: &PollIntervalArgs) -> anyhow::Result<E
         let mut answer = String::new();
         stdin.lock().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            print_text("not changed")?;
+            print_text("not changed\n")?;
             return Ok(ExitCode::from(1));
         }
     }
@@ -336,7 +336,7 @@ fn run_poll_interval(ctx: &Context, args: &PollIntervalArgs) -> anyhow::Result<E
         print_json(&json!({"folder": folder, "previous": previous, "poll_interval": seconds}))?;
     } else {
         print_text(&format!(
-            "poll interval of {folder:?}: {previous} s → {seconds} s (start the daemon for it to take effect)"
+            "poll interval of {folder:?}: {previous} s → {seconds} s (start the daemon for it to take effect)\n"
         ))?;
     }
     Ok(ExitCode::SUCCESS)
