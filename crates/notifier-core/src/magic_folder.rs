@@ -170,8 +170,10 @@ pub struct MagicFolderLink {
     /// Our own participant name (never watched: our own changes are not news).
     pub own_name: String,
     /// The collective (participant list) in the cap store: its changes make the bridge list
-    /// the participants again.
-    pub collective: LinkedCap,
+    /// the participants again. `None` when the daemon cannot tell its cap (a folder joined
+    /// read-only): participants are then listed again on the bridge's timer only.
+    #[serde(default)]
+    pub collective: Option<LinkedCap>,
     /// Every other participant's personal directory.
     #[serde(default)]
     pub participants: Vec<LinkedParticipant>,
@@ -188,7 +190,9 @@ impl MagicFolderLink {
 
     /// Every cap id of the link (collective first).
     pub fn cap_ids(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.collective.cap_id.as_str())
+        self.collective
+            .iter()
+            .map(|c| c.cap_id.as_str())
             .chain(self.participants.iter().map(|p| p.cap.cap_id.as_str()))
     }
 }
@@ -284,21 +288,27 @@ pub async fn link_folders(
             .into_iter()
             .find(|l| l.is(&config_dir, &info.name));
         let mut added_cap_ids = Vec::new();
-        let collective = match existing.as_ref() {
-            Some(link) => link.collective.clone(),
-            None => {
-                let linked =
-                    watch_cap(caps, &folder_caps.collective, &collective_label(&info.name))?;
+        let collective = match (
+            existing.as_ref().and_then(|l| l.collective.clone()),
+            &folder_caps.collective,
+        ) {
+            (Some(linked), _) => Some(linked),
+            (None, Some(cap)) => {
+                let linked = watch_cap(caps, cap, &collective_label(&info.name))?;
                 if linked.added_by_link {
                     added_cap_ids.push(linked.cap_id.clone());
                 }
-                linked
+                Some(linked)
             }
+            (None, None) => None,
         };
         let mut link = MagicFolderLink {
             config_dir: config_dir.clone(),
             folder: info.name.clone(),
-            own_name: own_participant_name(&participants, &folder_caps.own_personal)
+            own_name: folder_caps
+                .own_personal
+                .as_ref()
+                .and_then(|own| own_participant_name(&participants, own))
                 .unwrap_or_else(|| info.author.clone()),
             collective,
             participants: existing
@@ -307,7 +317,12 @@ pub async fn link_folders(
                 .unwrap_or_default(),
             conflicts_only,
         };
-        let sync = apply_participants(&mut link, caps, &participants, &folder_caps.own_personal)?;
+        let sync = apply_participants(
+            &mut link,
+            caps,
+            &participants,
+            folder_caps.own_personal.as_ref(),
+        )?;
         added_cap_ids.extend(sync.added.iter().map(|(_, id)| id.clone()));
         store_link(config, link.clone())?;
         outcomes.push(LinkOutcome {
@@ -344,17 +359,23 @@ impl ParticipantSync {
     }
 }
 
-/// Brings `link.participants` in line with `participants` (everyone but us).
+/// Brings `link.participants` in line with `participants`: everyone but us (found by our
+/// personal directory when known, else by our participant name) and but read-only members,
+/// whose "personal directory" is an empty literal one that can never change.
 fn apply_participants(
     link: &mut MagicFolderLink,
     caps: &CapStore,
     participants: &[Participant],
-    own_personal: &Cap,
+    own_personal: Option<&Cap>,
 ) -> Result<ParticipantSync, MagicFolderError> {
     let mut sync = ParticipantSync::default();
     let others: Vec<&Participant> = participants
         .iter()
-        .filter(|p| p.personal_dmd.storage_index() != own_personal.storage_index())
+        .filter(|p| p.personal_dmd.is_mutable())
+        .filter(|p| match own_personal {
+            Some(own) => p.personal_dmd.storage_index() != own.storage_index(),
+            None => p.name != link.own_name,
+        })
         .collect();
     // Gone: no participant of that name, or the name now points at another directory.
     let mut kept = Vec::new();
@@ -428,7 +449,17 @@ pub async fn sync_participants(
         })?;
     let folder_caps = client.folder_caps(folder).await?;
     let participants = client.participants(folder).await?;
-    let sync = apply_participants(&mut link, caps, &participants, &folder_caps.own_personal)?;
+    if link.collective.is_none() {
+        if let Some(cap) = &folder_caps.collective {
+            link.collective = Some(watch_cap(caps, cap, &collective_label(folder))?);
+        }
+    }
+    let sync = apply_participants(
+        &mut link,
+        caps,
+        &participants,
+        folder_caps.own_personal.as_ref(),
+    )?;
     if !sync.is_empty() {
         store_link(config, link)?;
     }
@@ -452,7 +483,10 @@ pub fn unlink_folder(
             folder: folder.to_owned(),
         })?;
     let mut removed = Vec::new();
-    let owned = std::iter::once(&link.collective).chain(link.participants.iter().map(|p| &p.cap));
+    let owned = link
+        .collective
+        .iter()
+        .chain(link.participants.iter().map(|p| &p.cap));
     for cap in owned.filter(|c| c.added_by_link) {
         match caps.remove(&cap.cap_id) {
             Ok(_) | Err(CapStoreError::UnknownId(_)) => removed.push(cap.cap_id.clone()),
@@ -530,7 +564,7 @@ mod tests {
             config_dir: dir.to_owned(),
             folder: "Shared".to_owned(),
             own_name: "bob".to_owned(),
-            collective: watch_cap(caps, &Cap::parse(COLLECTIVE).unwrap(), "c").unwrap(),
+            collective: Some(watch_cap(caps, &Cap::parse(COLLECTIVE).unwrap(), "c").unwrap()),
             participants: Vec::new(),
             conflicts_only: false,
         }
@@ -545,7 +579,7 @@ mod tests {
             &mut link,
             &caps,
             &[participant("bob", BOB), participant("alice", ALICE)],
-            &own,
+            Some(&own),
         )
         .unwrap();
         assert_eq!(sync.added.len(), 1);
@@ -562,7 +596,7 @@ mod tests {
             &mut link,
             &caps,
             &[participant("bob", BOB), participant("carol", CAROL)],
-            &own,
+            Some(&own),
         )
         .unwrap();
         assert_eq!(
@@ -599,6 +633,30 @@ mod tests {
     }
 
     #[test]
+    fn read_only_members_and_we_are_skipped_when_our_directory_is_unknown() {
+        let (dir, caps, _config, _secrets) = setup();
+        let mut link = new_link(&caps, dir.path());
+        link.collective = None;
+        // A read-only join: our entry (and any read-only member's) is an empty literal dir.
+        let sync = apply_participants(
+            &mut link,
+            &caps,
+            &[
+                participant("bob", "URI:DIR2-LIT:"),
+                participant("dave", "URI:DIR2-LIT:"),
+                participant("alice", ALICE),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            sync.added.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(),
+            ["alice"]
+        );
+        assert_eq!(link.cap_ids().count(), 1);
+    }
+
+    #[test]
     fn a_directory_the_user_already_watched_stays_when_unlinking() {
         let (dir, caps, config, _secrets) = setup();
         let mine = caps
@@ -609,7 +667,7 @@ mod tests {
             &mut link,
             &caps,
             &[participant("alice", ALICE)],
-            &Cap::parse(BOB).unwrap(),
+            Some(&Cap::parse(BOB).unwrap()),
         )
         .unwrap();
         assert_eq!(link.participants[0].cap.cap_id, mine.id);

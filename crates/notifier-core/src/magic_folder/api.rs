@@ -164,12 +164,16 @@ pub struct FolderInfo {
 }
 
 /// The read caps of a folder's collective and of our own personal directory.
-#[derive(Debug, Clone)]
+///
+/// Both are `None` for a folder joined read-only: magic-folder 24.3.0 keeps no personal
+/// directory for it, and its `include_secret_information` answer then fails (it dereferences
+/// the missing upload cap), so the collective's cap cannot be had either.
+#[derive(Debug, Clone, Default)]
 pub struct FolderCaps {
     /// The collective (participant name → personal directory), read-only.
-    pub collective: Cap,
+    pub collective: Option<Cap>,
     /// Our own personal directory, read-only: the participant that is us.
-    pub own_personal: Cap,
+    pub own_personal: Option<Cap>,
 }
 
 /// One participant of a folder.
@@ -300,29 +304,45 @@ impl MagicFolderClient {
     /// `GET /v1/magic-folder?include_secret_information=1`. That reply also holds our signing
     /// key and write caps: they are dropped here and never leave this function.
     pub async fn folder_caps(&self, folder: &str) -> Result<FolderCaps, MagicFolderError> {
-        let reply = self
+        let reply = match self
             .request_json(
                 Method::GET,
                 &["v1", "magic-folder"],
                 Some(("include_secret_information", "1")),
             )
-            .await?;
+            .await
+        {
+            Ok(reply) => reply,
+            // What 24.3.0 answers when a folder was joined read-only (see [`FolderCaps`]).
+            Err(MagicFolderError::Status { status: 500, .. }) => {
+                tracing::info!(
+                    folder,
+                    "magic-folder cannot tell the collective's cap (a read-only folder?): \
+                     participants are listed on the timer only"
+                );
+                return Ok(FolderCaps::default());
+            }
+            Err(error) => return Err(error),
+        };
         let info = reply
             .get(folder)
             .ok_or_else(|| MagicFolderError::UnknownFolder {
                 folder: folder.to_owned(),
                 known: object_keys(&reply),
             })?;
-        let cap_field = |key: &str| -> Result<Cap, MagicFolderError> {
-            info.get(key)
-                .and_then(Value::as_str)
-                .and_then(|text| Cap::parse(text).ok())
-                .filter(Cap::is_directory)
-                .map(|cap| cap.read_only())
-                .ok_or_else(|| MagicFolderError::BadReply {
-                    what: "GET /v1/magic-folder".to_owned(),
-                    reason: format!("folder {folder:?} has no usable {key}"),
-                })
+        let cap_field = |key: &str| -> Result<Option<Cap>, MagicFolderError> {
+            match info.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(value) => value
+                    .as_str()
+                    .and_then(|text| Cap::parse(text).ok())
+                    .filter(|cap| cap.is_directory() && cap.is_mutable())
+                    .map(|cap| Some(cap.read_only()))
+                    .ok_or_else(|| MagicFolderError::BadReply {
+                        what: "GET /v1/magic-folder".to_owned(),
+                        reason: format!("folder {folder:?} has no usable {key}"),
+                    }),
+            }
         };
         Ok(FolderCaps {
             collective: cap_field("collective_dircap")?,

@@ -203,7 +203,7 @@ impl Bridge {
 
     fn role(&self, cap_id: &str) -> Option<Role> {
         self.links.iter().enumerate().find_map(|(index, link)| {
-            if link.collective.cap_id == cap_id {
+            if link.collective.as_ref().is_some_and(|c| c.cap_id == cap_id) {
                 return Some(Role::Collective { link: index });
             }
             link.participants
@@ -680,10 +680,10 @@ mod tests {
                     config_dir: daemon_dir.clone(),
                     folder: "Shared".to_owned(),
                     own_name: "bob".to_owned(),
-                    collective: LinkedCap {
+                    collective: Some(LinkedCap {
                         cap_id: collective.id.clone(),
                         added_by_link: true,
-                    },
+                    }),
                     participants: vec![LinkedParticipant {
                         name: "alice".to_owned(),
                         cap: LinkedCap {

@@ -226,7 +226,7 @@ fn run_status(ctx: &Context) -> anyhow::Result<ExitCode> {
                 json!({
                     "config_dir": l.config_dir, "folder": l.folder, "own_name": l.own_name,
                     "participants": l.participants.iter().map(|p| json!({"name": p.name, "cap_id": p.cap.cap_id})).collect::<Vec<_>>(),
-                    "collective_cap_id": l.collective.cap_id,
+                    "collective_cap_id": l.collective.as_ref().map(|c| &c.cap_id),
                     "conflicts_only": l.conflicts_only,
                     "daemon_running": poll_interval::daemon_running(&l.config_dir),
                 })
