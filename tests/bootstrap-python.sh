@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment that holds the real Tahoe-LAFS used by
 # the integration tests (tests/local-grid) and the demo, and magic-folder beside
-# it (the magic-folder bridge's end-to-end test).
+# it with a magic-wormhole mailbox server (the magic-folder bridge's end-to-end
+# test: its daemons invite and join through a local mailbox).
 #
 # Idempotent: when the venv already reports tahoe-lafs 1.20.0 and magic-folder
 # 24.3.0 it does nothing.
@@ -13,6 +14,7 @@ set -euo pipefail
 
 TAHOE_VERSION="1.20.0"
 MAGIC_FOLDER_VERSION="24.3.0"
+MAILBOX_VERSION="0.8.0"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${TAHOE_NOTIFIER_VENV:-${repo_root}/.venv}"
@@ -42,14 +44,21 @@ magic_folder_version() {
     fi
 }
 
+mailbox_installed() {
+    "${venv}/bin/python" -c 'import wormhole_mailbox_server' >/dev/null 2>&1
+}
+
 install_magic_folder() {
-    if [[ "$(magic_folder_version)" == "Magic Folder version ${MAGIC_FOLDER_VERSION}" ]]; then
+    if [[ "$(magic_folder_version)" == "Magic Folder version ${MAGIC_FOLDER_VERSION}" ]] &&
+        mailbox_installed; then
         return 0
     fi
-    log "installing magic-folder==${MAGIC_FOLDER_VERSION} (takes about 5 s)"
+    log "installing magic-folder==${MAGIC_FOLDER_VERSION} and magic-wormhole-mailbox-server==${MAILBOX_VERSION} (takes about 5 s)"
     "${venv}/bin/python" -m pip install --disable-pip-version-check --quiet \
-        "magic-folder==${MAGIC_FOLDER_VERSION}" "tahoe-lafs==${TAHOE_VERSION}" ||
+        "magic-folder==${MAGIC_FOLDER_VERSION}" "tahoe-lafs==${TAHOE_VERSION}" \
+        "magic-wormhole-mailbox-server==${MAILBOX_VERSION}" ||
         die "pip could not install magic-folder==${MAGIC_FOLDER_VERSION} into ${venv}"
+    mailbox_installed || die "after installing, the magic-wormhole mailbox server is not importable in ${venv}"
     local got
     got="$(magic_folder_version)"
     [[ "${got}" == "Magic Folder version ${MAGIC_FOLDER_VERSION}" ]] ||
