@@ -10,7 +10,8 @@
 //! - `keyring_state.rs`: whether the keyring can be used (absent, locked), without prompting
 //!
 //! Usage: `tahoe-notifier-app [--tray] [--home DIR] [--keyring secret-service|keyutils]`.
-//! `--tray` starts with no window (what login autostart uses).
+//! `--tray` starts with no window (what login autostart uses). `--paused-until SECS` is what
+//! the app passes itself when it restarts tray-only after the window closed (`window.rs`).
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
@@ -37,6 +38,8 @@ struct Options {
     tray_only: bool,
     home: Option<PathBuf>,
     keyring: KeyringBackend,
+    /// A pause carried over a tray-only restart (`window::closed`), as Unix seconds.
+    paused_until: Option<i64>,
 }
 
 fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
@@ -53,6 +56,12 @@ fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> 
                     .next()
                     .context("--keyring needs secret-service or keyutils")?
                     .parse()?
+            }
+            "--paused-until" => {
+                options.paused_until = args
+                    .next()
+                    .and_then(|value| value.parse().ok())
+                    .or(options.paused_until)
             }
             // WebDriver and desktop launchers may add their own arguments: ignore them.
             _ => {}
@@ -71,13 +80,10 @@ fn main() {
     }
     // Before any thread exists: later the platform may refuse to say (see `time`'s docs).
     let local_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // RUST_LOG as usual, never the third-party lines that carry secrets (see the function).
+    notifier_core::logging::init_stderr("info");
+    // After the offset and the environment: it starts threads.
+    window::reap_inherited_children();
     if let Err(error) = run(local_offset) {
         eprintln!("tahoe-notifier-app: {error:#}");
         std::process::exit(1);
@@ -94,6 +100,12 @@ fn run(local_offset: time::UtcOffset) -> anyhow::Result<()> {
     let secrets = Arc::new(KeyringSecretStore::new(options.keyring));
     let core = Arc::new(app::Core::open(paths, secrets, local_offset)?);
     let tray_only = options.tray_only;
+    if let Some(until) = options
+        .paused_until
+        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+    {
+        core.live().paused_until = Some(until);
+    }
 
     let tauri_app = tauri::Builder::default()
         // First, so that a second launch is turned away before it builds anything.
@@ -144,13 +156,18 @@ fn run(local_offset: time::UtcOffset) -> anyhow::Result<()> {
         .build(tauri::generate_context!())
         .context("cannot start the app")?;
 
-    tauri_app.run(move |_app, event| match event {
+    tauri_app.run(move |app, event| match event {
         // Closing the last window must not end the app: the tray and the engine stay. Only
         // Quit (an explicit exit code) ends it.
         RunEvent::ExitRequested {
             code: None, api, ..
         } => api.prevent_exit(),
         RunEvent::Exit => core.stop_engine(),
+        RunEvent::WindowEvent {
+            label,
+            event: tauri::WindowEvent::Destroyed,
+            ..
+        } if label == window::MAIN => window::closed(app),
         _ => {}
     });
     Ok(())

@@ -9,16 +9,27 @@
 //! gone from keyring and config. Screenshots of each page and of the tray menu go to
 //! `docs/screenshots/`.
 //!
+//! After the run, one scan for secrets (issue 6): with `RUST_LOG=trace` for the app and the
+//! updates servers, it searches every process's command line seen during the run, the app's
+//! output, the servers' output, the captured `Notify` calls, the DOM of every page shown, and
+//! every file of the app's config and data folders (SQLite database included) for each cap's
+//! key material, each swissnum (also in its `Authorization` header form) and PEM private-key
+//! text, and must find none. The NURL files the servers write (`--nurl-file`, mode 0600) hold
+//! the swissnum by design — the operator's copy, documented in the README — so they are not
+//! scanned but checked for mode 0600.
+//!
 //! Outside the project's test runner (`tests/run.sh`, which sets
 //! `TAHOE_NOTIFIER_DESKTOP_SERVICES`) the test prints why and skips.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -125,9 +136,11 @@ fn start_updates_servers(grid: &Grid, work: &Path) -> (Vec<Guard>, Vec<String>) 
             .arg(&node.dir)
             .arg("--nurl-file")
             .arg(&nurl_file)
-            .env("RUST_LOG", "warn")
+            // Every level, into files the secrets scan reads.
+            .env("RUST_LOG", "trace")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(work.join(format!("{}.server.out", node.name))).unwrap())
+            .stderr(std::fs::File::create(work.join(format!("{}.server.log", node.name))).unwrap())
             .spawn()
             .unwrap();
         guards.push(Guard {
@@ -248,11 +261,21 @@ async fn click(client: &Client, css: &str) {
         .unwrap();
 }
 
+/// The DOM of every page shown (WebDriver page source), for the secrets scan.
+static PAGE_SOURCES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
 async fn screenshot(client: &Client, name: &str) {
     // Let the page settle (fonts, the refresh after the last event).
     tokio::time::sleep(Duration::from_millis(400)).await;
     let png = client.screenshot().await.unwrap();
     std::fs::write(screenshots_dir().join(name), png).unwrap();
+    // The page source serialises attributes, not the live value of the paste field: a pasted
+    // cap sits only in that input's value property, where the user put it.
+    let source = client.source().await.unwrap();
+    PAGE_SOURCES
+        .lock()
+        .unwrap()
+        .push((format!("DOM at {name}"), source));
 }
 
 async fn tab(client: &Client, page: &str) {
@@ -445,10 +468,12 @@ async fn the_app_in_its_real_webview() {
             child,
         });
     let monitor = NotifyMonitor::start(work.path());
+    let cmdlines = CmdlineSampler::start();
 
     let driver = Command::new("tauri-driver")
         .env("TAHOE_NOTIFIER_HOME", &home)
-        .env("RUST_LOG", "info")
+        // Every level: the secrets scan reads it all.
+        .env("RUST_LOG", "trace")
         .stdout(std::fs::File::create(work.path().join("driver.log")).unwrap())
         .stderr(std::fs::File::create(work.path().join("app.log")).unwrap())
         .spawn()
@@ -498,6 +523,166 @@ async fn the_app_in_its_real_webview() {
     drop(trayer);
     drop(monitor);
     drop(servers);
+    let cmdlines = cmdlines.finish();
+
+    // The secrets scan, over everything the run left.
+    let mut secrets = vec![
+        ("the folder's write-cap key".to_owned(), cap_key(&folder)),
+        (
+            "the folder's read-cap key".to_owned(),
+            cap_key(&folder_read),
+        ),
+        ("the news write-cap key".to_owned(), cap_key(&news)),
+        ("the news read-cap key".to_owned(), cap_key(&news_read)),
+    ];
+    for (i, nurl) in nurls.iter().enumerate() {
+        let parsed: mutable_updates::nurl::Nurl = nurl.parse().unwrap();
+        let swissnum = nurl
+            .rsplit_once('/')
+            .and_then(|(_, tail)| tail.split('#').next())
+            .unwrap()
+            .to_owned();
+        let header = mutable_updates::nurl::authorization_header_value(parsed.swissnum());
+        let (_, encoded) = header.split_once(' ').unwrap();
+        secrets.push((format!("server {i}'s swissnum"), swissnum));
+        secrets.push((
+            format!("server {i}'s swissnum as sent (base64)"),
+            encoded.trim_end_matches('=').to_owned(),
+        ));
+    }
+    secrets.push(("PEM private-key text".to_owned(), "PRIVATE KEY".to_owned()));
+    let mut evidence: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, cmdline) in cmdlines.iter().enumerate() {
+        evidence.push((format!("command line #{i}"), cmdline.clone().into_bytes()));
+    }
+    for (what, source) in PAGE_SOURCES.lock().unwrap().drain(..) {
+        evidence.push((what, source.into_bytes()));
+    }
+    let mut nurl_files = 0;
+    for path in files_under(work.path()) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".nurl") {
+            // The server's own copy of its NURL, by design: owner-only.
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
+            nurl_files += 1;
+            continue;
+        }
+        // app.log (the app's stdout and stderr, via tauri-driver), driver.log, notify.log,
+        // the servers' .log/.out, and everything under home/ (config, preferences, history).
+        evidence.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+    }
+    let findings = find_secrets(&evidence, &secrets);
+    let bytes: usize = evidence.iter().map(|(_, b)| b.len()).sum();
+    eprintln!(
+        "e2e: secrets scan: {} items ({} command lines, {} files and page sources), {} bytes, \
+         {} secrets looked for; {} NURL files (0600) not scanned; findings: {}",
+        evidence.len(),
+        cmdlines.len(),
+        evidence.len() - cmdlines.len(),
+        bytes,
+        secrets.len(),
+        nurl_files,
+        findings.len()
+    );
+    assert!(
+        bytes > 100_000 && cmdlines.len() > 10,
+        "the scan saw too little to mean anything"
+    );
+    assert!(
+        findings.is_empty(),
+        "secrets found:\n{}",
+        findings.join("\n")
+    );
+}
+
+/// The key field of a cap (`URI:DIR2-RO:<key>:<fingerprint>` → `<key>`).
+fn cap_key(cap: &str) -> String {
+    let key = cap.split(':').nth(2).unwrap().to_owned();
+    assert!(key.len() >= 26, "{cap} has no key field");
+    key
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Where each secret occurs, with a little context (the secret itself replaced).
+fn find_secrets(evidence: &[(String, Vec<u8>)], secrets: &[(String, String)]) -> Vec<String> {
+    let mut findings = Vec::new();
+    for (what, bytes) in evidence {
+        for (name, secret) in secrets {
+            let needle = secret.as_bytes();
+            let mut start = 0;
+            while let Some(at) = bytes[start..]
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .map(|i| i + start)
+            {
+                let from = at.saturating_sub(80);
+                let to = (at + needle.len() + 40).min(bytes.len());
+                let context = String::from_utf8_lossy(&bytes[from..to]).replace(secret, "<SECRET>");
+                findings.push(format!("{name} in {what} at byte {at}: …{context}…"));
+                start = at + needle.len();
+            }
+        }
+    }
+    findings
+}
+
+/// Records the command line of every process on the machine, every 100 ms, for the run.
+struct CmdlineSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<BTreeSet<String>>,
+}
+
+impl CmdlineSampler {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut seen = BTreeSet::new();
+            while !flag.load(Ordering::Relaxed) {
+                for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                    let name = entry.file_name();
+                    if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                        continue;
+                    }
+                    if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
+                        if !raw.is_empty() {
+                            let args: Vec<String> = raw
+                                .split(|b| *b == 0)
+                                .map(|a| String::from_utf8_lossy(a).into_owned())
+                                .collect();
+                            seen.insert(args.join(" ").trim_end().to_owned());
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            seen
+        });
+        Self { stop, thread }
+    }
+
+    fn finish(self) -> BTreeSet<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
 }
 
 /// The steps, caught so that a failure still prints the app's log and stops the processes.

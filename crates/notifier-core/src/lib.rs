@@ -27,6 +27,7 @@ pub mod history;
 pub mod ids;
 pub mod keyring_store;
 pub mod link;
+pub mod logging;
 pub mod magic_folder;
 pub mod news;
 pub mod news_feed;

@@ -133,10 +133,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 /// and errors say everything, and the library's logs would repeat it.
 fn init_logging() {
     if std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty()) {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .init();
+        notifier_core::logging::init_stderr("off");
     }
 }
 
