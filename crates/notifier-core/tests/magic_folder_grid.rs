@@ -117,7 +117,7 @@ struct Daemon {
 
 impl Daemon {
     /// `magic-folder init` on the grid's gateway node, then `magic-folder run`.
-    fn start(base: &Path, name: &str, grid: &Grid) -> Daemon {
+    fn start(base: &Path, name: &str, grid: &Grid, mailbox_url: &str) -> Daemon {
         let bin = grid.tahoe_bin().with_file_name("magic-folder");
         assert!(
             bin.is_file(),
@@ -133,6 +133,8 @@ impl Daemon {
             .args(["init", "--listen-endpoint", "tcp:0:interface=127.0.0.1"])
             .arg("--node-directory")
             .arg(grid.gateway_dir())
+            .arg("--mailbox")
+            .arg(mailbox_url)
             .output()
             .unwrap();
         assert!(
@@ -141,13 +143,51 @@ impl Daemon {
             String::from_utf8_lossy(&init.stderr)
         );
         let child = Self::spawn_run(&bin, &config, &base.join(format!("{name}.log")));
-        Daemon {
+        let daemon = Daemon {
             name: name.to_owned(),
             config,
             folder,
             bin,
             child,
-        }
+        };
+        // Invites are an experimental feature of 24.3.0, off by default.
+        daemon.cli(&["set-config", "--enable", "invites"]);
+        daemon
+    }
+
+    /// Invites `guest` into our folder and has it accept through the mailbox (the API's
+    /// `invite` and `join`, what `magic-folder invite` / `join` do).
+    async fn invite(&self, guest: &Daemon, name: &str, read_only: bool) {
+        let mode = if read_only { "read-only" } else { "read-write" };
+        let invite = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/experimental/magic-folder/{FOLDER}/invite"),
+                Some(serde_json::json!({"participant-name": name, "mode": mode}).to_string()),
+            )
+            .await;
+        let invite: serde_json::Value = serde_json::from_str(&invite).unwrap();
+        let code = invite["wormhole-code"].as_str().unwrap();
+        let joined = guest
+            .api(
+                reqwest::Method::POST,
+                &format!("/experimental/magic-folder/{FOLDER}/join"),
+                Some(
+                    serde_json::json!({
+                        "invite-code": code,
+                        "local-directory": guest.folder,
+                        "author": name,
+                        "poll-interval": 60,
+                        "scan-interval": 60,
+                    })
+                    .to_string(),
+                ),
+            )
+            .await;
+        assert!(
+            joined.contains(r#""success": true"#),
+            "{name} did not join: {joined}"
+        );
     }
 
     /// `magic-folder run`, waiting until it serves its API.
@@ -253,24 +293,7 @@ impl Daemon {
         text
     }
 
-    /// Our own personal directory's read cap, from the participants list.
-    async fn own_personal_dmd(&self, participant: &str) -> String {
-        let reply = self
-            .api(
-                reqwest::Method::GET,
-                &format!("/v1/magic-folder/{FOLDER}/participants"),
-                None,
-            )
-            .await;
-        let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
-        reply[participant]["personal_dmd"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    /// Adds a participant to our collective (what accepting an invite does, without the
-    /// magic-wormhole mailbox server an invite needs).
+    /// Adds a participant to our collective directly (an admin's API call).
     async fn add_participant(&self, name: &str, personal_dmd: &str) {
         let body = serde_json::json!({"author": {"name": name}, "personal_dmd": personal_dmd});
         self.api(
@@ -285,6 +308,59 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A magic-wormhole mailbox server on loopback, for magic-folder's invites.
+struct Mailbox {
+    url: String,
+    child: Child,
+}
+
+impl Mailbox {
+    fn start(base: &Path, grid: &Grid) -> Mailbox {
+        let bin = grid.tahoe_bin().with_file_name("twist");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(&bin)
+            .args([
+                "wormhole-mailbox",
+                "--port",
+                &format!("tcp:{port}:interface=127.0.0.1"),
+                "--channel-db",
+            ])
+            .arg(base.join("relay.sqlite"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(base.join("mailbox.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() >= deadline || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the mailbox server did not start (run tests/bootstrap-python.sh: it installs \
+                     magic-wormhole-mailbox-server); see {}",
+                    base.join("mailbox.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Mailbox {
+            url: format!("ws://127.0.0.1:{port}/v1"),
+            child,
+        }
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -365,13 +441,15 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     let grid = local_grid::shared().expect("a real Tahoe grid (run tests/bootstrap-python.sh?)");
     let base = tempfile::tempdir().unwrap();
 
-    // Two daemons on the grid's gateway node. Alice scans her folder every second (her scan
-    // is not what this measures); Bob keeps magic-folder's defaults (poll and scan every 60 s).
-    let (alice, mut bob) = tokio::task::spawn_blocking({
+    // Two daemons on the grid's gateway node and a mailbox for their invites. Alice scans her
+    // folder every second (her scan is not what this measures); Bob keeps magic-folder's
+    // defaults (poll and scan every 60 s).
+    let (mailbox, alice, mut bob) = tokio::task::spawn_blocking({
         let base = base.path().to_owned();
         move || {
-            let alice = Daemon::start(&base, "alice", grid);
-            let bob = Daemon::start(&base, "bob", grid);
+            let mailbox = Mailbox::start(&base, grid);
+            let alice = Daemon::start(&base, "alice", grid, &mailbox.url);
+            let bob = Daemon::start(&base, "bob", grid, &mailbox.url);
             let alice_folder = alice.folder.to_str().unwrap().to_owned();
             alice.cli(&[
                 "add",
@@ -383,17 +461,12 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
                 "1",
                 &alice_folder,
             ]);
-            let bob_folder = bob.folder.to_str().unwrap().to_owned();
-            bob.cli(&["add", "--name", FOLDER, "--author", "bob", &bob_folder]);
-            (alice, bob)
+            (mailbox, alice, bob)
         }
     })
     .await
     .unwrap();
-    let alice_dmd = alice.own_personal_dmd("alice").await;
-    let bob_dmd = bob.own_personal_dmd("bob").await;
-    bob.add_participant("alice", &alice_dmd).await;
-    alice.add_participant("bob", &bob_dmd).await;
+    alice.invite(&bob, "bob", false).await;
 
     // The notifier's home: the grid imported, updates servers beside the storage nodes.
     let home = tempfile::tempdir().unwrap();
@@ -561,8 +634,9 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
                 // Let the notification (and any late second change) arrive before the next.
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            // A participant added to Bob's collective later: the collective's change is pushed
-            // and the bridge lists the participants again and watches the newcomer.
+            // A participant added to the collective later (by Alice, its admin): the
+            // collective's change is pushed and Bob's bridge lists the participants again and
+            // watches the newcomer.
             let carol_dir = tokio::task::spawn_blocking(move || {
                 grid.create_mutable_dir(local_grid::Format::Sdmf).unwrap()
             })
@@ -572,17 +646,17 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
                 .unwrap()
                 .read_only()
                 .to_string();
-            bob.add_participant("carol", &carol_ro).await;
+            alice.add_participant("carol", &carol_ro).await;
             let added_at = Instant::now();
             while !joined.lock().unwrap().iter().any(|name| name == "carol") {
                 assert!(
                     added_at.elapsed() < Duration::from_secs(30),
-                    "the bridge did not pick up carol after the collective changed"
+                    "Bob's bridge did not pick up carol after the collective changed"
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             println!(
-                "carol watched {:.2} s after she was added to Bob's collective",
+                "carol watched {:.2} s after she was added to the collective",
                 added_at.elapsed().as_secs_f64()
             );
             let links = linked_folders(&ConfigFile::new(paths.config_file())).unwrap();
@@ -858,6 +932,59 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
         poll_bytes * 59.0
     );
 
+    // A third device joins read-only: it has no personal directory, and magic-folder cannot
+    // give its collective's cap, yet linking it watches the others.
+    let dave = tokio::task::spawn_blocking({
+        let base = base.path().to_owned();
+        let url = mailbox.url.clone();
+        move || Daemon::start(&base, "dave", grid, &url)
+    })
+    .await
+    .unwrap();
+    alice.invite(&dave, "dave", true).await;
+    let dave_home = tempfile::tempdir().unwrap();
+    let dave_link = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
+        .arg("--home")
+        .arg(dave_home.path())
+        .args([
+            "--keyring",
+            keyring,
+            "--json",
+            "magic-folder",
+            "link",
+            "--config",
+        ])
+        .arg(&dave.config)
+        .output()
+        .unwrap();
+    assert!(
+        dave_link.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dave_link.stderr)
+    );
+    let dave_link: serde_json::Value = serde_json::from_slice(&dave_link.stdout).unwrap();
+    println!("read-only link: {dave_link}");
+    assert_eq!(dave_link["linked"][0]["own_name"], "dave");
+    assert_eq!(
+        dave_link["linked"][0]["participants"],
+        serde_json::json!(["alice", "bob", "carol"])
+    );
+    let unlinked = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
+        .arg("--home")
+        .arg(dave_home.path())
+        .args(["--keyring", keyring, "magic-folder", "unlink", "--config"])
+        .arg(&dave.config)
+        .args(["--folder", FOLDER])
+        .output()
+        .unwrap();
+    assert!(
+        unlinked.status.success(),
+        "unlink failed (its caps stay in the keyring)"
+    );
+    tokio::task::spawn_blocking(move || drop(dave))
+        .await
+        .unwrap();
+
     // The consent step, for real: magic-folder has no API to change a folder's poll interval,
     // so the CLI edits the stopped daemon's state and the restarted daemon reports the value.
     let poll_interval = |bob: &Daemon, extra: &[&str]| {
@@ -916,6 +1043,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     tokio::task::spawn_blocking(move || {
         drop(alice);
         drop(bob);
+        drop(mailbox);
     })
     .await
     .unwrap();
