@@ -145,6 +145,10 @@ fn run(local_offset: time::UtcOffset) -> anyhow::Result<()> {
             let handle = app.handle().clone();
             let core = Arc::clone(app.state::<Arc<app::Core>>().inner());
             tray::create(&handle, &core)?;
+            let carried_pause = core.live().paused_until;
+            if let Some(until) = carried_pause {
+                tray::redraw_when_pause_ends(&handle, &core, until);
+            }
             let sink = Arc::new(notify::AppSink::new(handle.clone(), Arc::clone(&core)));
             app::start_engine(&handle, &core, sink);
             app::watch_keyring(&handle, &core);

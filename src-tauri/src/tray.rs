@@ -245,16 +245,20 @@ pub fn pause(app: &AppHandle, core: &Arc<Core>, how: Pause) {
     core.live().paused_until = until;
     refresh_with_menu(app, core, true);
     let _ = app.emit(CHANGED_EVENT, ());
-    // The icon must change back by itself when the pause runs out.
     if let Some(until) = until {
-        let (app, core) = (app.clone(), Arc::clone(core));
-        let wait = (until - now).unsigned_abs() + Duration::from_secs(1);
-        tauri::async_runtime::spawn(async move {
-            tokio::time::sleep(wait).await;
-            refresh_with_menu(&app, &core, true);
-            let _ = app.emit(CHANGED_EVENT, ());
-        });
+        redraw_when_pause_ends(app, core, until);
     }
+}
+
+/// The icon must change back by itself when the pause runs out.
+pub fn redraw_when_pause_ends(app: &AppHandle, core: &Arc<Core>, until: OffsetDateTime) {
+    let (app, core) = (app.clone(), Arc::clone(core));
+    let wait = (until - OffsetDateTime::now_utc()).unsigned_abs() + Duration::from_secs(1);
+    tauri::async_runtime::spawn(async move {
+        tokio::time::sleep(wait).await;
+        refresh_with_menu(&app, &core, true);
+        let _ = app.emit(CHANGED_EVENT, ());
+    });
 }
 
 fn to_local(t: OffsetDateTime) -> OffsetDateTime {

@@ -956,8 +956,8 @@ async fn run_steps(
     servers_going_away(client, servers).await;
 
     // Closing the window is not driven from here: WebKitWebDriver ends the app when its last
-    // window closes. The window-closed (tray-only) figures come from running the app outside
-    // WebDriver (see the app's README section).
+    // window closes. The window-closed (tray-only) figures come from tests/memory.rs, which
+    // runs the app outside WebDriver.
     let _ = home;
 }
 

@@ -213,9 +213,21 @@ fn report(label: &str, app_pid: u32) -> u64 {
         .iter()
         .map(|(_, comm, rss)| format!("{comm} {:.1}", *rss as f64 / 1024.0))
         .collect();
+    // PSS splits the pages shared with other processes (GTK, WebKit libraries) among them.
+    let pss: u64 = tree
+        .iter()
+        .filter_map(|(pid, _, _)| std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok())
+        .filter_map(|rollup| {
+            rollup.lines().find_map(|l| {
+                l.strip_prefix("Pss:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            })
+        })
+        .sum();
     eprintln!(
-        "memory: {label}: {:.1} MiB RSS over {} processes [{}]",
+        "memory: {label}: {:.1} MiB RSS ({:.1} MiB PSS) over {} processes [{}]",
         total as f64 / 1024.0,
+        pss as f64 / 1024.0,
         tree.len(),
         parts.join(", ")
     );
