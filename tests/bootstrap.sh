@@ -12,6 +12,7 @@ packages=(
   dunst                        # a real notification daemon
   xvfb xauth                   # a headless X server for dunst and the app
   python3-venv                 # the venv that holds tahoe-lafs
+  iproute2                     # ss: per-socket byte counts in the magic-folder test and the bench
   # The tray app (src-tauri): Tauri's build dependencies on Debian 12 (libappindicator3-dev has
   # no candidate there; ayatana is what tray-icon loads at run time)…
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
