@@ -135,8 +135,10 @@ struct Injected {
     /// When recovery could start: the restart for a kill, the injection for a proxy fault, the
     /// new engine's start for an engine restart.
     from: Instant,
-    /// Changes made while the fault lasted.
+    /// Changes made while the fault lasted (counted at the end for proxy faults).
     changes_during: usize,
+    /// When it was injected.
+    injected_at: Instant,
 }
 
 /// What the engines said, in order, across restarts.
@@ -716,6 +718,7 @@ async fn drive(plan: Plan, seed: u64) {
                                 fault,
                                 server: Some(server),
                                 from: Instant::now(),
+                                injected_at: Instant::now(),
                                 changes_during: down_for,
                             });
                             println!(
@@ -732,6 +735,7 @@ async fn drive(plan: Plan, seed: u64) {
                                 fault,
                                 server: None,
                                 from: Instant::now(),
+                                injected_at: Instant::now(),
                                 // The change index for now; the count when it ends.
                                 changes_during: change,
                             });
@@ -751,6 +755,7 @@ async fn drive(plan: Plan, seed: u64) {
                                 fault,
                                 server: None,
                                 from: Instant::now(),
+                                injected_at: Instant::now(),
                                 changes_during: down_for,
                             });
                             pending_engine = Some((change + down_for, injected.len() - 1));
@@ -771,6 +776,7 @@ async fn drive(plan: Plan, seed: u64) {
                                 fault,
                                 server: Some(server),
                                 from: Instant::now(),
+                                injected_at: Instant::now(),
                                 changes_during: 0,
                             });
                             println!(
@@ -862,6 +868,17 @@ async fn drive(plan: Plan, seed: u64) {
             let totals = account(&caps, &observed);
             let recovered = recoveries(&injected, &observed, harness.servers.len());
             let reconnects = observed.reconnects;
+            // A proxy fault lasts from its injection until the engine is connected again.
+            for (fault, recovery) in injected.iter_mut().zip(&recovered) {
+                if let (Fault::Proxy(_), Some(took)) = (fault.fault, recovery) {
+                    let end = fault.from + *took;
+                    fault.changes_during = caps
+                        .iter()
+                        .flat_map(|cap| &cap.produced_at)
+                        .filter(|at| **at >= fault.injected_at && **at <= end)
+                        .count();
+                }
+            }
             let accepted: Vec<usize> = harness.proxies.iter().map(FaultProxy::accepted).collect();
 
             println!();
