@@ -32,6 +32,7 @@ fn long_tests() -> bool {
 /// The real server beside one storage node; dropping it closes its stdin, which ends it.
 struct Server {
     child: Child,
+    metrics: std::net::SocketAddr,
     _stdin: Option<ChildStdin>,
     nurl: Nurl,
     _scratch: tempfile::TempDir,
@@ -48,6 +49,10 @@ impl Server {
     fn start(node_dir: &Path) -> Self {
         let scratch = tempfile::tempdir().unwrap();
         let nurl_file = scratch.path().join("nurl");
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tahoe-updates-server"))
             .arg("run")
             .arg("--node-dir")
@@ -55,6 +60,8 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--exit-when-stdin-closes"])
             .arg("--nurl-file")
             .arg(&nurl_file)
+            .arg("--metrics-listen")
+            .arg(metrics.to_string())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -76,6 +83,7 @@ impl Server {
         };
         Self {
             child,
+            metrics,
             _stdin: stdin,
             nurl,
             _scratch: scratch,
@@ -84,6 +92,23 @@ impl Server {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A value from the metrics page (`tahoe_updates_<name>`).
+    async fn metric(&self, name: &str) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut page = String::new();
+        stream.read_to_string(&mut page).await.unwrap();
+        let prefix = format!("tahoe_updates_{name} ");
+        page.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} on the metrics page"))
     }
 }
 
@@ -256,6 +281,10 @@ async fn holders_keep_every_update_while_thousands_connect_and_disconnect() {
     let holders_connected = connecting.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with_holders = usage(pid);
+    let gauges_with_holders = (
+        server.metric("connections").await,
+        server.metric("subscriptions").await,
+    );
 
     // The writer: one publish through the gateway after another until the churn ends.
     let churn_done = Arc::new(AtomicBool::new(false));
@@ -284,12 +313,24 @@ async fn holders_keep_every_update_while_thousands_connect_and_disconnect() {
     let churned = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(Mutex::new(with_holders));
+    // RSS each time another quarter of the churn is done: growth that stops is the allocator
+    // settling, growth that goes on would be a leak.
+    let quarters = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
         let peak = Arc::clone(&peak);
         let churn_done = Arc::clone(&churn_done);
+        let churned = Arc::clone(&churned);
+        let quarters = Arc::clone(&quarters);
         tokio::spawn(async move {
             while !churn_done.load(Ordering::Relaxed) {
                 let now = usage(pid);
+                {
+                    let mut quarters = quarters.lock().unwrap();
+                    let done = churned.load(Ordering::Relaxed);
+                    if done * 4 >= (quarters.len() + 1) * churn_total && quarters.len() < 4 {
+                        quarters.push(now.rss_kib);
+                    }
+                }
                 {
                     let mut peak = peak.lock().unwrap();
                     peak.rss_kib = peak.rss_kib.max(now.rss_kib);
@@ -333,6 +374,18 @@ async fn holders_keep_every_update_while_thousands_connect_and_disconnect() {
     let churn_took = churn_started.elapsed();
     churn_done.store(true, Ordering::Relaxed);
     sampler.await.unwrap();
+    {
+        let mut quarters = quarters.lock().unwrap();
+        if quarters.len() < 4 {
+            quarters.push(usage(pid).rss_kib);
+        }
+    }
+    let quarters: Vec<String> = quarters
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|kib| format!("{:.1}", mib(*kib)))
+        .collect();
     let produced = writer.await.unwrap();
     let last = *produced.last().unwrap();
 
@@ -353,6 +406,10 @@ async fn holders_keep_every_update_while_thousands_connect_and_disconnect() {
         after = usage(pid);
     }
     let peak = *peak.lock().unwrap();
+    let gauges_after = (
+        server.metric("connections").await,
+        server.metric("subscriptions").await,
+    );
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
@@ -413,11 +470,22 @@ async fn holders_keep_every_update_while_thousands_connect_and_disconnect() {
         mib(holders_gone.rss_kib)
     );
     println!(
+        "churn: server RSS after each quarter of the churn: {} MiB",
+        quarters.join(", ")
+    );
+    println!(
+        "churn: server gauges (connections, subscriptions) {gauges_with_holders:?} with the holders, {gauges_after:?} after the churn"
+    );
+    println!(
         "churn: server fds {} idle, {} with the holders, peak {}, {} after the churn, {} after the holders left",
         idle.fds, with_holders.fds, peak.fds, after.fds, holders_gone.fds
     );
 
     assert_eq!(failed, 0, "churn connections failed");
+    assert_eq!(
+        gauges_after, gauges_with_holders,
+        "the churned connections left connections or subscriptions behind"
+    );
     assert!(
         ended.is_empty(),
         "holders were dropped: {:?}",
