@@ -628,6 +628,9 @@ async fn drive(plan: Plan, seed: u64) {
             let mut pending_engine: Option<(usize, usize)> = None;
             // (when to restart every server, index into `injected`)
             let mut pending_all_up: Option<(Instant, usize)> = None;
+            // Halfway through the outage the engine restarts too: what polling reported before
+            // must not be reported again by the new engine when the servers return.
+            let mut restart_in_outage: Option<Instant> = None;
             let writes_started = Instant::now();
             for change in 0..plan.changes {
                 // Faults that end now.
@@ -647,6 +650,14 @@ async fn drive(plan: Plan, seed: u64) {
                     println!("faults: change {change}: server {server} restarted");
                 }
                 pending_restarts.retain(|(at, _)| *at != change);
+                if restart_in_outage.is_some_and(|at| Instant::now() >= at) {
+                    restart_in_outage = None;
+                    if let Some(running) = engine.take() {
+                        stop_engine(running).await;
+                        engine = Some(harness.start_engine(&local));
+                        println!("faults: change {change}: engine restarted while every server is down");
+                    }
+                }
                 if let Some((at, index)) = pending_all_up {
                     if Instant::now() >= at {
                         for server in &mut harness.servers {
@@ -741,6 +752,7 @@ async fn drive(plan: Plan, seed: u64) {
                             });
                             pending_all_up =
                                 Some((Instant::now() + plan.all_down, injected.len() - 1));
+                            restart_in_outage = Some(Instant::now() + plan.all_down / 2);
                             println!(
                                 "faults: change {change}: every server SIGKILLed for {} s",
                                 plan.all_down.as_secs()
@@ -811,6 +823,14 @@ async fn drive(plan: Plan, seed: u64) {
                 }
             }
             if let Some((at, index)) = pending_all_up.take() {
+                if let Some(halfway) = restart_in_outage.take() {
+                    tokio::time::sleep_until(halfway.into()).await;
+                    if let Some(running) = engine.take() {
+                        stop_engine(running).await;
+                        engine = Some(harness.start_engine(&local));
+                        println!("faults: engine restarted while every server is down");
+                    }
+                }
                 tokio::time::sleep_until(at.into()).await;
                 for server in &mut harness.servers {
                     if !server.is_up() {
