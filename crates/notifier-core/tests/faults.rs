@@ -173,7 +173,6 @@ struct RunningEngine {
 }
 
 struct Harness {
-    grid: &'static Grid,
     paths: Paths,
     secrets: Arc<dyn SecretStore>,
     servers: Vec<ServerProcess>,
@@ -230,7 +229,8 @@ impl Harness {
                         id, subscribed_on, ..
                     } => observed.cap_status.push((now, id, subscribed_on)),
                     EngineEvent::Notice(text) => observed.notices.push(text),
-                    EngineEvent::News(_) => {}
+                    // News and whatever else the engine may say carry no change.
+                    _ => {}
                 }
             }
         });
@@ -576,7 +576,6 @@ async fn drive(plan: Plan, seed: u64) {
         ..LinkTiming::default()
     };
     let mut harness = Harness {
-        grid,
         paths,
         secrets,
         servers,
@@ -1011,19 +1010,12 @@ async fn drive(plan: Plan, seed: u64) {
     for cap in &caps {
         let _ = cap_store.remove(&cap.id);
     }
-    for entry in ServerStore::new(
+    let server_store = ServerStore::new(
         ConfigFile::new(harness.paths.config_file()),
         Arc::clone(&harness.secrets),
-    )
-    .list()
-    .unwrap()
-    {
-        let _ = ServerStore::new(
-            ConfigFile::new(harness.paths.config_file()),
-            Arc::clone(&harness.secrets),
-        )
-        .remove(&entry.id);
+    );
+    for entry in server_store.list().unwrap() {
+        let _ = server_store.remove(&entry.id);
     }
-    let _ = harness.grid;
     drop(home);
 }

@@ -75,6 +75,8 @@ impl FaultProxy {
             tokio::spawn(async move {
                 loop {
                     let Ok((client, _)) = listener.accept().await else {
+                        // E.g. out of descriptors: do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
                     accepted.fetch_add(1, Ordering::Relaxed);
