@@ -1019,3 +1019,166 @@ async fn drive(plan: Plan, seed: u64) {
     }
     drop(home);
 }
+
+/// The bug the driver found, on its own: a change made while every server is down is reported
+/// by polling, and neither the engine nor a restarted engine reports it again when the servers
+/// come back.
+#[test]
+fn a_change_found_by_polling_is_not_reported_again_when_the_servers_return() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(polled_change_once());
+}
+
+async fn polled_change_once() {
+    let grid = grid();
+    let mut servers: Vec<ServerProcess> = blocking(move || {
+        grid.storage_nodes()
+            .iter()
+            .map(|node| ServerProcess::start(node, 2))
+            .collect()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let paths = Paths::under(home.path());
+    paths.ensure_dirs().unwrap();
+    let secrets = support::secrets();
+    let file = serde_json::json!({
+        "name": "polling grid",
+        "gateway_url": grid.gateway_url(),
+        "updates_servers": servers.iter().map(|s| s.nurl.to_string()).collect::<Vec<_>>(),
+    });
+    let server_store = ServerStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets));
+    server_store
+        .import_grid(&parse_grid_file(&file.to_string()).unwrap())
+        .unwrap();
+    let write_cap = blocking(move || grid.create_mutable_dir(Format::Sdmf).unwrap()).await;
+    let cap_store = CapStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets));
+    let cap_id = cap_store
+        .add(&write_cap.parse::<Cap>().unwrap(), "Polled Folder", false)
+        .unwrap()
+        .id;
+
+    let open = || {
+        let options = EngineOptions {
+            link_timing: LinkTiming {
+                backoff_initial: Duration::from_millis(250),
+                backoff_max: Duration::from_secs(1),
+                silence_timeout: Duration::from_secs(6),
+                ..LinkTiming::default()
+            },
+            poll_interval: Duration::from_secs(2),
+            ..EngineOptions::new(paths.clone(), Arc::clone(&secrets))
+        };
+        Engine::open(options, None).unwrap()
+    };
+    // Waits for the cap to be subscribed on `servers` servers; returns the changes seen meanwhile.
+    async fn until_subscribed_on(
+        events: &mut mpsc::Receiver<EngineEvent>,
+        cap_id: &str,
+        servers: usize,
+    ) -> Vec<notifier_core::engine::ChangeReport> {
+        let mut changes = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("the cap was not subscribed on {servers} servers"))
+                .expect("the engine stopped");
+            match event {
+                EngineEvent::CapStatus {
+                    id, subscribed_on, ..
+                } if id == cap_id && subscribed_on == servers => return changes,
+                EngineEvent::Changed(report) => changes.push(report),
+                _ => {}
+            }
+        }
+    }
+    async fn changes_within(
+        events: &mut mpsc::Receiver<EngineEvent>,
+        wait: Duration,
+    ) -> Vec<notifier_core::engine::ChangeReport> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = Vec::new();
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
+            if let EngineEvent::Changed(report) = event {
+                changes.push(report);
+            }
+        }
+        changes
+    }
+
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let (commands, commands_rx) = mpsc::channel(4);
+            let (events_tx, mut events) = mpsc::channel(1024);
+            let first = local.spawn_local(open().run(commands_rx, events_tx));
+            assert!(until_subscribed_on(&mut events, &cap_id, 3)
+                .await
+                .is_empty());
+            for server in &mut servers {
+                server.kill();
+            }
+            // Every link failing: the cap is subscribed nowhere and polled.
+            let mut failing = std::collections::HashSet::new();
+            while failing.len() < 3 {
+                let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+                    .await
+                    .expect("the engine did not notice the servers going away")
+                    .expect("the engine stopped");
+                if let EngineEvent::Server {
+                    id,
+                    state: LinkState::Failing { .. },
+                    ..
+                } = event
+                {
+                    failing.insert(id);
+                }
+            }
+            let writer = write_cap.clone();
+            blocking(move || grid.put_child(&writer, "while-down.txt", b"x").unwrap()).await;
+            let polled = changes_within(&mut events, Duration::from_secs(8)).await;
+            assert_eq!(
+                polled.len(),
+                1,
+                "polling must report the change: {polled:?}"
+            );
+            assert_eq!(polled[0].seqnum, 0, "a polled change has no seqnum");
+            assert!(polled[0].summary.contains("while-down.txt"), "{polled:?}");
+
+            // A new engine, then the servers back: the seqnum rise is the polled change.
+            commands.send(EngineCommand::Shutdown).await.unwrap();
+            first.await.unwrap().unwrap();
+            let (commands, commands_rx) = mpsc::channel(4);
+            let (events_tx, mut events) = mpsc::channel(1024);
+            let second = local.spawn_local(open().run(commands_rx, events_tx));
+            for server in &mut servers {
+                server.restart().await;
+            }
+            let mut again = until_subscribed_on(&mut events, &cap_id, 3).await;
+            again.extend(changes_within(&mut events, Duration::from_secs(3)).await);
+            assert!(
+                again.is_empty(),
+                "the polled change was reported again when the servers came back: {again:?}"
+            );
+
+            // And the next change is reported as usual, live, with its seqnum.
+            let writer = write_cap.clone();
+            blocking(move || grid.put_child(&writer, "after.txt", b"x").unwrap()).await;
+            let live = changes_within(&mut events, Duration::from_secs(8)).await;
+            assert_eq!(live.len(), 1, "{live:?}");
+            assert!(live[0].seqnum > 0 && !live[0].while_away, "{live:?}");
+            assert!(live[0].summary.contains("after.txt"), "{live:?}");
+            commands.send(EngineCommand::Shutdown).await.unwrap();
+            second.await.unwrap().unwrap();
+        })
+        .await;
+    let _ = cap_store.remove(&cap_id);
+    for entry in server_store.list().unwrap() {
+        let _ = server_store.remove(&entry.id);
+    }
+}
