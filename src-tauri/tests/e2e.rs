@@ -469,6 +469,17 @@ async fn the_app_in_its_real_webview() {
         });
     let monitor = NotifyMonitor::start(work.path());
     let cmdlines = CmdlineSampler::start();
+    // Everything on the session bus, for the secrets scan: the caps and NURLs the app stores
+    // and reads travel to the Secret Service encrypted (keyring's DH session), never plain.
+    let whole_bus = Guard {
+        name: "dbus-monitor (whole bus)",
+        child: Command::new("dbus-monitor")
+            .arg("--session")
+            .stdout(std::fs::File::create(work.path().join("bus.log")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
 
     let driver = Command::new("tauri-driver")
         .env("TAHOE_NOTIFIER_HOME", &home)
@@ -522,6 +533,7 @@ async fn the_app_in_its_real_webview() {
     driver.stop();
     drop(trayer);
     drop(monitor);
+    drop(whole_bus);
     drop(servers);
     let cmdlines = cmdlines.finish();
 
@@ -570,7 +582,8 @@ async fn the_app_in_its_real_webview() {
             continue;
         }
         // app.log (the app's stdout and stderr, via tauri-driver), driver.log, notify.log,
-        // the servers' .log/.out, and everything under home/ (config, preferences, history).
+        // bus.log (the whole session bus), the servers' .log/.out, and everything under
+        // home/ (config, preferences, history).
         evidence.push((path.display().to_string(), std::fs::read(&path).unwrap()));
     }
     let findings = find_secrets(&evidence, &secrets);
