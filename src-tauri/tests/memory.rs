@@ -231,6 +231,33 @@ fn report(label: &str, app_pid: u32) -> u64 {
         tree.len(),
         parts.join(", ")
     );
+    // Clean file-backed pages (code of the binary and libraries) can be dropped and read again
+    // by the kernel; private dirty pages are what the app really holds.
+    let rollup =
+        std::fs::read_to_string(format!("/proc/{app_pid}/smaps_rollup")).unwrap_or_default();
+    let kinds: Vec<String> = [
+        "Private_Dirty:",
+        "Private_Clean:",
+        "Shared_Clean:",
+        "Shared_Dirty:",
+    ]
+    .iter()
+    .filter_map(|key| {
+        let kib: u64 = rollup.lines().find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })?;
+        Some(format!(
+            "{} {:.1}",
+            key.trim_end_matches(':'),
+            kib as f64 / 1024.0
+        ))
+    })
+    .collect();
+    eprintln!(
+        "memory: {label}: the app's pages (MiB): {}",
+        kinds.join(", ")
+    );
     let top: Vec<String> = smaps_by_mapping(app_pid)
         .into_iter()
         .take(10)
