@@ -34,4 +34,9 @@ if [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] && [ -n "${DISPLAY:-}${WAYLAND_DISPLAY
   exec "$demo" "$@"
 fi
 echo "demo: no desktop session here: using a private D-Bus session with gnome-keyring and dunst (on a virtual display)"
+# Ctrl-C reaches every process of the job. It is for the demo, which then stops what it started
+# in order; the session bus, display, keyring and dunst it runs on must outlive that (they are
+# stopped once the demo is done), so they ignore it. Otherwise dbus-run-session died at once, the
+# shell got its prompt back with the demo still tearing down, and the exit status was SIGINT's.
+trap '' INT
 exec dbus-run-session -- keyctl session - tests/with-desktop-services.sh "$demo" "$@"
