@@ -289,7 +289,13 @@ fn no_secret_service_on_the_bus_is_a_clear_error_and_nothing_is_stored() {
     let problem = state["keyring"]["problem"].as_str().unwrap_or_default();
     assert!(problem.contains("no Secret Service"), "{state}");
 
-    assert_no_plaintext(&home, &[&add, &list, &status]);
+    let watch = cli(&bus, &home, &["watch", "--no-desktop"], "");
+    let said = text(&watch);
+    println!("watch without a keyring said: {said}");
+    assert!(!watch.status.success(), "{said}");
+    assert!(said.contains("no Secret Service"), "{said}");
+
+    assert_no_plaintext(&home, &[&add, &list, &status, &watch]);
 }
 
 #[test]
@@ -330,6 +336,13 @@ fn a_locked_keyring_is_a_clear_error_and_nothing_is_stored() {
     let problem = state["keyring"]["problem"].as_str().unwrap_or_default();
     assert!(problem.contains("the keyring is locked"), "{state}");
 
+    // watch stops at once with the same words (it would otherwise wait on an unlock prompt).
+    let watch = cli(&bus, &home, &["watch", "--no-desktop"], "");
+    let said = text(&watch);
+    println!("watch with a locked keyring said: {said}");
+    assert!(!watch.status.success(), "{said}");
+    assert!(said.contains("the keyring is locked"), "{said}");
+
     let list = cli(&bus, &home, &["--json", "caps", "list"], "");
     let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let labels: Vec<&str> = listed
@@ -340,5 +353,5 @@ fn a_locked_keyring_is_a_clear_error_and_nothing_is_stored() {
         .collect();
     assert_eq!(labels, ["Before"], "the refused cap must not be listed");
 
-    assert_no_plaintext(&home, &[&added, &add, &status, &list]);
+    assert_no_plaintext(&home, &[&added, &add, &status, &watch, &list]);
 }

@@ -86,6 +86,11 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
         Err(_) => time::UtcOffset::UTC,
     };
     ctx.ensure_dirs()?;
+    // An absent or locked keyring would leave every cap unwatched, or block on an unlock prompt
+    // nobody may be there to answer: say so and stop (the tray app shows the same as a state).
+    ctx.secrets()
+        .check_usable()
+        .context("cannot watch: the caps and server keys are in the keyring")?;
     let sink: Option<Arc<dyn NotificationSink>> = if args.no_desktop {
         None
     } else {
