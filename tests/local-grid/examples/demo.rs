@@ -79,7 +79,11 @@ impl Drop for Children {
     fn drop(&mut self) {
         // Last started, first stopped: the notifier goes before the servers it talks to.
         for (name, child) in self.0.iter_mut().rev() {
-            // SIGTERM first: the updates servers and the engine shut down cleanly on it.
+            // The updates servers run with --exit-when-stdin-closes: closing it is their clean
+            // stop. SIGTERM alone left each one waiting on its stdin reader at exit until the
+            // 5 s below ran out (Ctrl-C took 15 s).
+            drop(child.stdin.take());
+            // SIGTERM too: the tray app and `watch` shut down on it.
             let _ = Command::new("kill").arg(child.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
