@@ -103,9 +103,14 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match cli.command {
+    let result = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
-    }
+    };
+    // Everything has been closed by now. Tokio reads stdin on a blocking thread that no one can
+    // interrupt: waiting for it (as dropping the runtime does) hung a SIGTERM-ed server whose
+    // stdin was still open, until it was killed.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -824,3 +824,43 @@ async fn slowloris_connections_do_not_stop_a_legitimate_client_and_are_dropped()
     // And the legitimate client is still served.
     latencies(&server, &mut legit, hot, 12, 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sessions_with_1001_and_exits_even_while_stdin_stays_open() {
+    let slot = StorageIndex::from_bytes([7; 16]);
+    let mut server = Server::start(&[slot], &[]).await;
+    let mut client = server.connect().await;
+    client
+        .send(Message::Text(
+            ClientMessage::subscribe(vec![slot]).to_json().into(),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut client, Duration::from_secs(10)).await,
+        Next::Message(ServerMessage::Status(_))
+    ));
+    // Stdin stays open (held in `server`): only the signal may stop it.
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    match next(&mut client, Duration::from_secs(10)).await {
+        Next::Closed(Some(CloseCode::Away)) => {}
+        other => panic!("expected close 1001 on SIGTERM, got {other:?}"),
+    }
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server did not exit after SIGTERM while its stdin was open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    println!("exited {:?} after the close frame", started.elapsed());
+}
