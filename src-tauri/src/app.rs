@@ -47,6 +47,11 @@ pub struct Core {
     settings: Mutex<Settings>,
     engine: Mutex<Option<tokio::sync::mpsc::Sender<EngineCommand>>>,
     engine_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    bridge_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The magic-folder bridge's last word per folder name, for the Settings page.
+    folder_activity: Mutex<std::collections::HashMap<String, String>>,
+    /// Held while the engine restarts: two restarts at once would orphan an engine.
+    restarting: Mutex<()>,
     pending_target: Mutex<Option<String>>,
     last_tray: Mutex<Option<(TrayState, String)>>,
 }
@@ -93,6 +98,9 @@ impl Core {
             settings: Mutex::new(settings),
             engine: Mutex::new(None),
             engine_thread: Mutex::new(None),
+            bridge_thread: Mutex::new(None),
+            folder_activity: Mutex::new(std::collections::HashMap::new()),
+            restarting: Mutex::new(()),
             pending_target: Mutex::new(None),
             last_tray: Mutex::new(None),
         })
@@ -161,7 +169,8 @@ impl Core {
         }
     }
 
-    /// Stops the engine, if running, and waits for its thread.
+    /// Stops the engine, if running, and waits for its thread and the magic-folder bridge's
+    /// (which ends once the engine's event pump stops forwarding changes to it).
     pub fn stop_engine(&self) {
         if let Some(commands) = lock(&self.engine).take() {
             let _ = commands.try_send(EngineCommand::Shutdown);
@@ -169,12 +178,26 @@ impl Core {
         if let Some(thread) = lock(&self.engine_thread).take() {
             let _ = thread.join();
         }
+        if let Some(thread) = lock(&self.bridge_thread).take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Records the bridge's last word about a linked folder.
+    pub fn set_folder_activity(&self, folder: &str, text: String) {
+        lock(&self.folder_activity).insert(folder.to_owned(), text);
+    }
+
+    /// The bridge's last word about a linked folder, if any since the app started.
+    pub fn folder_activity(&self, folder: &str) -> Option<String> {
+        lock(&self.folder_activity).get(folder).cloned()
     }
 }
 
 /// Starts (or restarts) the engine with the current settings, and a thread that folds its
 /// events into the live state and redraws the tray and the page.
 pub fn start_engine(app: &AppHandle, core: &Arc<Core>, sink: Arc<dyn NotificationSink>) {
+    let _restarting = lock(&core.restarting);
     core.stop_engine();
     core.live().reset_engine_view();
     // Without a usable keyring the engine could read no cap (or would block on an unlock
@@ -206,7 +229,7 @@ pub fn start_engine(app: &AppHandle, core: &Arc<Core>, sink: Arc<dyn Notificatio
     // Quiet hours and "news only" are the engine's policy; the pause stays in the app's sink.
     options.policy.quiet_hours = settings.quiet_hours().ok().flatten();
     options.policy.news_only = settings.notify_for == crate::settings::NotifyFor::NewsOnly;
-    match spawn_engine(options, Some(sink)) {
+    match spawn_engine(options, Some(Arc::clone(&sink))) {
         Ok(handle) => {
             core.live().engine_error = None;
             let EngineHandle {
@@ -214,8 +237,12 @@ pub fn start_engine(app: &AppHandle, core: &Arc<Core>, sink: Arc<dyn Notificatio
                 events,
                 join,
             } = handle;
+            // Linked magic-folder folders: the bridge runs beside the engine, as in `watch`.
+            let bridge = crate::magic_folder::spawn_bridge(app, core, sink, commands.clone());
+            let changes = bridge.as_ref().map(|b| b.changes.clone());
+            *lock(&core.bridge_thread) = bridge.map(|b| b.thread);
             *lock(&core.engine) = Some(commands);
-            let pump = pump_events(app.clone(), Arc::clone(core), events, join);
+            let pump = pump_events(app.clone(), Arc::clone(core), events, join, changes);
             *lock(&core.engine_thread) = pump;
         }
         Err(error) => {
@@ -293,17 +320,26 @@ fn pump_events(
     core: Arc<Core>,
     mut events: tokio::sync::mpsc::Receiver<EngineEvent>,
     engine: std::thread::JoinHandle<Result<(), notifier_core::engine::EngineError>>,
+    bridge_changes: Option<tokio::sync::mpsc::Sender<notifier_core::engine::ChangeReport>>,
 ) -> Option<std::thread::JoinHandle<()>> {
     let spawned = std::thread::Builder::new()
         .name("engine-events".to_owned())
         .spawn(move || {
             while let Some(event) = events.blocking_recv() {
                 log_event(&event);
+                if let (EngineEvent::Changed(report), Some(bridge)) = (&event, &bridge_changes) {
+                    // Never wait on the bridge here: the tray and the page follow this loop.
+                    if let Err(error) = bridge.try_send(report.clone()) {
+                        tracing::warn!(%error, "the magic-folder bridge did not take a change");
+                    }
+                }
                 core.live().apply(&event);
                 let new_change = matches!(event, EngineEvent::Changed(_));
                 crate::tray::refresh_with_menu(&app, &core, new_change);
                 let _ = app.emit(CHANGED_EVENT, ());
             }
+            // The engine stopped: so does the bridge, once it sees the channel closed.
+            drop(bridge_changes);
             match engine.join() {
                 Ok(Ok(())) => tracing::info!("the engine stopped"),
                 Ok(Err(error)) => {

@@ -28,7 +28,8 @@ use crate::tray::{self, Pause};
 pub struct CommandError(String);
 
 impl CommandError {
-    fn new(error: impl std::fmt::Display) -> Self {
+    /// The error's sentence (never a secret: every error type of notifier-core leaves caps out).
+    pub fn new(error: impl std::fmt::Display) -> Self {
         Self(error.to_string())
     }
 }
@@ -503,7 +504,7 @@ fn restart(app: &AppHandle, core: &Arc<Core>) {
     app::restart_engine(app, core);
 }
 
-fn expand_home(path: &str) -> PathBuf {
+pub(crate) fn expand_home(path: &str) -> PathBuf {
     match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => PathBuf::from(path),

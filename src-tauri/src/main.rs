@@ -7,6 +7,7 @@
 //! - `notify.rs`: the notification sink (pause, quiet hours, click to open)
 //! - `state.rs`: what the engine's events add up to
 //! - `settings.rs`: the app's preferences
+//! - `magic_folder.rs`: the magic-folder bridge beside the engine, and Settings' link commands
 //! - `keyring_state.rs`: whether the keyring can be used (absent, locked), without prompting
 //!
 //! Usage: `tahoe-notifier-app [--tray] [--home DIR] [--keyring secret-service|keyutils]`.
@@ -18,6 +19,7 @@
 mod app;
 mod commands;
 mod keyring_state;
+mod magic_folder;
 mod notify;
 mod settings;
 mod state;
@@ -142,6 +144,11 @@ fn run(local_offset: time::UtcOffset) -> anyhow::Result<()> {
             commands::pause,
             commands::take_open_target,
             commands::close_window,
+            magic_folder::list_magic_folders,
+            magic_folder::link_magic_folders,
+            magic_folder::unlink_magic_folder,
+            magic_folder::set_magic_folder_conflicts_only,
+            magic_folder::apply_magic_folder_poll_interval,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

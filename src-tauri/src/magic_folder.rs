@@ -1,0 +1,458 @@
+//! magic-folder in the app: the bridge running beside the engine (what `tahoe-notifier watch`
+//! does, see `docs/magic-folder.md`), and the Settings page's commands to link, list and unlink
+//! a daemon's folders. The page gets folder names, participant names, counts and paths of
+//! config directories — never a cap or the daemon's API token.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notifier_core::config::ConfigFile;
+use notifier_core::engine::{ChangeReport, EngineCommand};
+use notifier_core::magic_folder::bridge::{Bridge, BridgeEvent, BridgeOptions};
+use notifier_core::magic_folder::poll_interval::{
+    self, PollCost, MEASURED_BYTES_PER_DIRECTORY_READ, SUGGESTED_POLL_INTERVAL_SECS,
+};
+use notifier_core::magic_folder::{self as mf, MagicFolderClient, MagicFolderError};
+use notifier_core::notify::NotificationSink;
+use notifier_core::snapshot::human_size;
+use serde::Serialize;
+use tauri::{AppHandle, Emitter as _, State};
+use tokio::sync::mpsc;
+
+use crate::app::{self, Core, CHANGED_EVENT};
+
+/// How long the Settings page waits for a daemon's folder list before calling it unreachable.
+const DAEMON_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The bridge of a running engine: the channel the engine's change reports go to, and the
+/// bridge's thread (it ends once that channel closes).
+pub struct RunningBridge {
+    /// Where the event pump forwards `EngineEvent::Changed`.
+    pub changes: mpsc::Sender<ChangeReport>,
+    /// The bridge's thread.
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Opens the bridge over the linked folders and runs it on a thread of its own, beside the
+/// engine. `None` when nothing is linked (or the links cannot be read, which is logged and
+/// shown as a notice): the engine then notifies for every cap itself.
+pub fn spawn_bridge(
+    app: &AppHandle,
+    core: &Arc<Core>,
+    sink: Arc<dyn NotificationSink>,
+    commands: mpsc::Sender<EngineCommand>,
+) -> Option<RunningBridge> {
+    let settings = core.settings();
+    let options = BridgeOptions {
+        quiet_hours: settings.quiet_hours().ok().flatten(),
+        news_only: settings.notify_for == crate::settings::NotifyFor::NewsOnly,
+        local_offset: core.local_offset,
+        ..BridgeOptions::new(core.paths.clone(), Arc::clone(&core.secrets), Some(sink))
+    };
+    let bridge = match Bridge::open(options) {
+        Ok(bridge) => bridge,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the magic-folder links");
+            core.live().last_notice = Some(format!("magic-folder: {error}"));
+            return None;
+        }
+    };
+    if bridge.is_empty() {
+        return None;
+    }
+    let (changes, changes_rx) = mpsc::channel(1024);
+    let (app, core) = (app.clone(), Arc::clone(core));
+    let spawned = std::thread::Builder::new()
+        .name("magic-folder-bridge".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!(%error, "cannot start the magic-folder bridge's runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                // First thing the engine reads after its start: the linked caps' notifications
+                // are the bridge's, so the user gets one, not also the engine's.
+                for delegation in bridge.delegations() {
+                    if commands.send(delegation).await.is_err() {
+                        return;
+                    }
+                }
+                let (events_tx, mut events) = mpsc::channel(256);
+                let shown = async {
+                    while let Some(event) = events.recv().await {
+                        show_bridge_event(&app, &core, &event);
+                    }
+                };
+                tokio::join!(bridge.run(changes_rx, commands, events_tx), shown);
+            });
+        });
+    match spawned {
+        Ok(thread) => Some(RunningBridge { changes, thread }),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the magic-folder bridge");
+            None
+        }
+    }
+}
+
+/// Folds a bridge event into what the page shows: the folder's last activity, and a notice
+/// (status line, tray tooltip) when the daemon could not be asked to poll.
+fn show_bridge_event(app: &AppHandle, core: &Arc<Core>, event: &BridgeEvent) {
+    let (folder, text, notice) = match event {
+        BridgeEvent::Poked {
+            folder,
+            participant,
+            elapsed,
+        } => (
+            Some(folder),
+            format!(
+                "fetched {participant}'s change {:.1} s after it was pushed",
+                elapsed.as_secs_f64()
+            ),
+            false,
+        ),
+        BridgeEvent::PokeFailed { folder, reason } => (
+            Some(folder),
+            format!("could not ask the daemon to fetch a change now ({reason}); it will at its next poll"),
+            true,
+        ),
+        BridgeEvent::Participants {
+            folder,
+            added,
+            removed,
+        } => {
+            let mut parts = Vec::new();
+            if !added.is_empty() {
+                parts.push(format!("now watching {}", added.join(", ")));
+            }
+            if !removed.is_empty() {
+                parts.push(format!("no longer watching {}", removed.join(", ")));
+            }
+            (Some(folder), parts.join("; "), false)
+        }
+        BridgeEvent::Notified { .. } => {
+            tracing::info!("magic-folder notification raised");
+            return;
+        }
+        BridgeEvent::Notice(text) => (None, text.clone(), true),
+    };
+    tracing::info!(kind = event_kind(event), "magic-folder bridge event");
+    if let Some(folder) = folder {
+        core.set_folder_activity(folder, text.clone());
+    }
+    if notice {
+        let line = match folder {
+            Some(folder) => format!("magic-folder \"{folder}\": {text}"),
+            None => format!("magic-folder: {text}"),
+        };
+        core.live().last_notice = Some(line);
+        crate::tray::refresh(app, core);
+    }
+    let _ = app.emit(CHANGED_EVENT, ());
+}
+
+fn event_kind(event: &BridgeEvent) -> &'static str {
+    match event {
+        BridgeEvent::Poked { .. } => "poked",
+        BridgeEvent::PokeFailed { .. } => "poke failed",
+        BridgeEvent::Participants { .. } => "participants",
+        BridgeEvent::Notified { .. } => "notified",
+        BridgeEvent::Notice(_) => "notice",
+    }
+}
+
+/* ---------- commands ---------- */
+
+type Shared<'a> = State<'a, Arc<Core>>;
+type Result<T> = std::result::Result<T, crate::commands::CommandError>;
+
+fn error(error: impl std::fmt::Display) -> crate::commands::CommandError {
+    crate::commands::CommandError::new(error)
+}
+
+/// magic-folder's own default config directory (`magic-folder --config` defaults to the
+/// platform's user config dir: `$XDG_CONFIG_HOME/magic-folder`, else `~/.config/magic-folder`).
+fn default_config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .map(|base| base.join("magic-folder"))
+}
+
+fn config_dir_from(text: &str) -> Result<PathBuf> {
+    let text = text.trim();
+    if text.is_empty() {
+        return default_config_dir().ok_or_else(|| {
+            error("enter the magic-folder config directory (what `magic-folder --config DIR` is given)")
+        });
+    }
+    let path = crate::commands::expand_home(text);
+    if !path.is_dir() {
+        return Err(error(format!(
+            "{} is not a directory: enter the magic-folder config directory (what \
+             `magic-folder --config DIR` is given)",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// The poll-interval suggestion of one folder.
+#[derive(Debug, Serialize)]
+pub struct PollView {
+    current_secs: u64,
+    suggested_secs: u64,
+    polls_per_hour_now: f64,
+    directory_reads_per_poll: u64,
+    traffic_now: String,
+    traffic_suggested: String,
+    traffic_saved: String,
+    /// The exact command that applies it (with the daemon stopped).
+    command: String,
+}
+
+/// One linked folder for the Settings page.
+#[derive(Debug, Serialize)]
+pub struct LinkedFolderView {
+    config_dir: String,
+    folder: String,
+    own_name: String,
+    participants: Vec<String>,
+    conflicts_only: bool,
+    /// `running`, `stopped` or `unreachable`.
+    daemon: &'static str,
+    daemon_error: Option<String>,
+    poll: Option<PollView>,
+    /// The bridge's last word about this folder.
+    activity: Option<String>,
+}
+
+/// The Settings page's magic-folder section.
+#[derive(Debug, Serialize)]
+pub struct MagicFolderView {
+    default_config_dir: Option<String>,
+    folders: Vec<LinkedFolderView>,
+}
+
+fn poll_view(config_dir: &Path, folder: &str, others: u64, current: u64) -> PollView {
+    let cost = PollCost::estimate(
+        others,
+        current,
+        SUGGESTED_POLL_INTERVAL_SECS,
+        MEASURED_BYTES_PER_DIRECTORY_READ,
+    );
+    PollView {
+        current_secs: current,
+        suggested_secs: SUGGESTED_POLL_INTERVAL_SECS,
+        polls_per_hour_now: cost.polls_per_hour_now,
+        directory_reads_per_poll: cost.reads_per_poll,
+        traffic_now: human_size(cost.bytes_per_hour_now),
+        traffic_suggested: human_size(cost.bytes_per_hour_suggested),
+        traffic_saved: human_size(cost.bytes_per_hour_saved()),
+        command: format!(
+            "tahoe-notifier magic-folder poll-interval --config {} --folder {folder:?} --set {}",
+            config_dir.display(),
+            SUGGESTED_POLL_INTERVAL_SECS
+        ),
+    }
+}
+
+/// What a linked folder's daemon answered.
+enum DaemonState {
+    /// Running: its folders, name → poll interval in seconds.
+    Running(BTreeMap<String, u64>),
+    /// Stopped (`api_client_endpoint` says `not running`).
+    Stopped,
+    /// It should run but did not answer as expected: why.
+    Unreachable(String),
+}
+
+async fn daemon_state(config_dir: &Path) -> DaemonState {
+    if !poll_interval::daemon_running(config_dir) {
+        return DaemonState::Stopped;
+    }
+    let client = match MagicFolderClient::new(config_dir) {
+        Ok(client) => client,
+        Err(MagicFolderError::NotRunning { .. }) => return DaemonState::Stopped,
+        Err(e) => return DaemonState::Unreachable(e.to_string()),
+    };
+    match tokio::time::timeout(DAEMON_QUERY_TIMEOUT, client.folders()).await {
+        Ok(Ok(folders)) => DaemonState::Running(
+            folders
+                .into_iter()
+                .map(|f| (f.name, f.poll_interval))
+                .collect(),
+        ),
+        Ok(Err(MagicFolderError::NotRunning { .. })) => DaemonState::Stopped,
+        Ok(Err(e)) => DaemonState::Unreachable(e.to_string()),
+        Err(_) => DaemonState::Unreachable(format!(
+            "the daemon did not answer within {} s",
+            DAEMON_QUERY_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// The linked folders, each with its daemon's state and the poll-interval suggestion.
+#[tauri::command]
+pub async fn list_magic_folders(core: Shared<'_>) -> Result<MagicFolderView> {
+    let links = mf::linked_folders(&ConfigFile::new(core.paths.config_file())).map_err(error)?;
+    let mut daemons: BTreeMap<PathBuf, DaemonState> = BTreeMap::new();
+    for link in &links {
+        if !daemons.contains_key(&link.config_dir) {
+            let state = daemon_state(&link.config_dir).await;
+            daemons.insert(link.config_dir.clone(), state);
+        }
+    }
+    let folders = links
+        .into_iter()
+        .map(|link| {
+            let others = link.participants.len() as u64;
+            let (daemon, daemon_error, poll) = match daemons.get(&link.config_dir) {
+                Some(DaemonState::Running(folders)) => (
+                    "running",
+                    None,
+                    folders
+                        .get(&link.folder)
+                        .map(|current| poll_view(&link.config_dir, &link.folder, others, *current)),
+                ),
+                Some(DaemonState::Stopped) => ("stopped", None, None),
+                Some(DaemonState::Unreachable(reason)) => {
+                    ("unreachable", Some(reason.clone()), None)
+                }
+                None => ("unreachable", None, None),
+            };
+            LinkedFolderView {
+                config_dir: link.config_dir.display().to_string(),
+                activity: core.folder_activity(&link.folder),
+                folder: link.folder,
+                own_name: link.own_name,
+                participants: link.participants.into_iter().map(|p| p.name).collect(),
+                conflicts_only: link.conflicts_only,
+                daemon,
+                daemon_error,
+                poll,
+            }
+        })
+        .collect();
+    Ok(MagicFolderView {
+        default_config_dir: default_config_dir().map(|p| p.display().to_string()),
+        folders,
+    })
+}
+
+/// What linking did, per folder.
+#[derive(Debug, Serialize)]
+pub struct LinkedView {
+    folder: String,
+    own_name: String,
+    participants: usize,
+    new_caps: usize,
+}
+
+/// Links every folder of the daemon at `config_dir` (empty: magic-folder's default), then
+/// restarts the engine and the bridge so they watch the new caps.
+#[tauri::command]
+pub async fn link_magic_folders(
+    app: AppHandle,
+    core: Shared<'_>,
+    config_dir: String,
+    conflicts_only: bool,
+) -> Result<Vec<LinkedView>> {
+    let dir = config_dir_from(&config_dir)?;
+    app::require_keyring(&app, &core).map_err(crate::commands::CommandError::new)?;
+    let client = MagicFolderClient::new(&dir).map_err(error)?;
+    let config = ConfigFile::new(core.paths.config_file());
+    let outcomes = mf::link_folders(&client, &core.caps, &config, None, conflicts_only)
+        .await
+        .map_err(error)?;
+    if outcomes.is_empty() {
+        return Err(error(format!(
+            "the magic-folder daemon of {} has no folder yet: add or join one first \
+             (`magic-folder add` / `magic-folder join`)",
+            dir.display()
+        )));
+    }
+    tracing::info!(folders = outcomes.len(), "magic-folder linked");
+    restart(&app, &core);
+    Ok(outcomes
+        .into_iter()
+        .map(|o| LinkedView {
+            folder: o.folder,
+            own_name: o.own_name,
+            participants: o.participants.len(),
+            new_caps: o.added_cap_ids.len(),
+        })
+        .collect())
+}
+
+/// Unlinks one folder (the caps linking added are no longer watched); returns how many caps
+/// were removed.
+#[tauri::command(async)]
+pub fn unlink_magic_folder(
+    app: AppHandle,
+    core: Shared<'_>,
+    config_dir: String,
+    folder: String,
+) -> Result<usize> {
+    let config = ConfigFile::new(core.paths.config_file());
+    let removed =
+        mf::unlink_folder(&core.caps, &config, Path::new(&config_dir), &folder).map_err(error)?;
+    for id in &removed {
+        core.live().caps.remove(id);
+    }
+    tracing::info!(removed = removed.len(), "magic-folder unlinked");
+    restart(&app, &core);
+    Ok(removed.len())
+}
+
+/// Turns "only tell me about conflicts" on or off for one folder.
+#[tauri::command(async)]
+pub fn set_magic_folder_conflicts_only(
+    app: AppHandle,
+    core: Shared<'_>,
+    config_dir: String,
+    folder: String,
+    conflicts_only: bool,
+) -> Result<()> {
+    let config = ConfigFile::new(core.paths.config_file());
+    mf::set_conflicts_only(&config, Path::new(&config_dir), &folder, conflicts_only)
+        .map_err(error)?;
+    // The bridge reads the choice when it opens.
+    restart(&app, &core);
+    Ok(())
+}
+
+/// Sets a folder's poll interval to the suggested one, with its daemon stopped (the page asks
+/// first; the library refuses while the daemon runs). Returns the previous interval.
+#[tauri::command(async)]
+pub fn apply_magic_folder_poll_interval(config_dir: String, folder: String) -> Result<u64> {
+    poll_interval::apply(
+        Path::new(&config_dir),
+        &folder,
+        SUGGESTED_POLL_INTERVAL_SECS,
+    )
+    .map_err(error)
+}
+
+fn restart(app: &AppHandle, core: &Arc<Core>) {
+    // Stopping waits for the engine's threads: off the async runtime's worker.
+    let (app, core) = (app.clone(), Arc::clone(core));
+    let spawned = std::thread::Builder::new()
+        .name("engine-restart".to_owned())
+        .spawn(move || {
+            app::restart_engine(&app, &core);
+            let _ = app.emit(CHANGED_EVENT, ());
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot restart the engine");
+    }
+}
