@@ -529,7 +529,7 @@ function pollSuggestion(f) {
     ", saving ", el("strong", "mf-saved", `≈${p.traffic_saved}/hour`), ".",
   );
   const how = el("p", "mf-poll-how");
-  how.append("magic-folder cannot change it while it runs: stop the daemon, run", el("code", "mf-command", p.command), "then start the daemon again.");
+  how.append("magic-folder cannot change it while it runs: stop the daemon, run", el("code", "mf-command", p.command), "then start the daemon again. (With the daemon stopped, this page offers to set it for you.)");
   box.append(line, how);
   return box;
 }
@@ -593,7 +593,7 @@ async function refreshMagicFolder() {
     toggle.append(box, " Only tell me about conflicts");
     actions.append(toggle, button("Unlink", "ghost small mf-unlink", () => unlinkFolder(f), `Unlink ${f.folder}`));
     row.append(dot, title, actions, meta);
-    if (f.activity) row.append(el("div", "mf-activity", f.activity));
+    if (f.activity) row.append(el("div", `mf-activity${f.activity_failed ? " failed" : ""}`, f.activity));
     if (f.daemon_error && f.daemon !== "stopped") row.append(el("div", "error-text", f.daemon_error));
     const poll = pollSuggestion(f);
     if (poll) row.append(poll);

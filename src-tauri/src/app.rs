@@ -49,7 +49,7 @@ pub struct Core {
     engine_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     bridge_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The magic-folder bridge's last word per folder name, for the Settings page.
-    folder_activity: Mutex<std::collections::HashMap<String, String>>,
+    folder_activity: Mutex<std::collections::HashMap<String, (String, bool)>>,
     /// Held while the engine restarts: two restarts at once would orphan an engine.
     restarting: Mutex<()>,
     pending_target: Mutex<Option<String>>,
@@ -183,13 +183,14 @@ impl Core {
         }
     }
 
-    /// Records the bridge's last word about a linked folder.
-    pub fn set_folder_activity(&self, folder: &str, text: String) {
-        lock(&self.folder_activity).insert(folder.to_owned(), text);
+    /// Records the bridge's last word about a linked folder, and whether it is a failure.
+    pub fn set_folder_activity(&self, folder: &str, text: String, failed: bool) {
+        lock(&self.folder_activity).insert(folder.to_owned(), (text, failed));
     }
 
-    /// The bridge's last word about a linked folder, if any since the app started.
-    pub fn folder_activity(&self, folder: &str) -> Option<String> {
+    /// The bridge's last word about a linked folder (and whether it is a failure), if any
+    /// since the app started.
+    pub fn folder_activity(&self, folder: &str) -> Option<(String, bool)> {
         lock(&self.folder_activity).get(folder).cloned()
     }
 }

@@ -146,7 +146,7 @@ fn show_bridge_event(app: &AppHandle, core: &Arc<Core>, event: &BridgeEvent) {
     };
     tracing::info!(kind = event_kind(event), "magic-folder bridge event");
     if let Some(folder) = folder {
-        core.set_folder_activity(folder, text.clone());
+        core.set_folder_activity(folder, text.clone(), notice);
     }
     if notice {
         let line = match folder {
@@ -234,6 +234,8 @@ pub struct LinkedFolderView {
     poll: Option<PollView>,
     /// The bridge's last word about this folder.
     activity: Option<String>,
+    /// Whether that word is a failure (the daemon could not be asked to poll).
+    activity_failed: bool,
 }
 
 /// The Settings page's magic-folder section.
@@ -316,6 +318,7 @@ pub async fn list_magic_folders(core: Shared<'_>) -> Result<MagicFolderView> {
         .into_iter()
         .map(|link| {
             let others = link.participants.len() as u64;
+            let activity = core.folder_activity(&link.folder);
             let (daemon, daemon_error, poll) = match daemons.get(&link.config_dir) {
                 Some(DaemonState::Running(folders)) => (
                     "running",
@@ -332,7 +335,8 @@ pub async fn list_magic_folders(core: Shared<'_>) -> Result<MagicFolderView> {
             };
             LinkedFolderView {
                 config_dir: link.config_dir.display().to_string(),
-                activity: core.folder_activity(&link.folder),
+                activity: activity.as_ref().map(|(text, _)| text.clone()),
+                activity_failed: activity.is_some_and(|(_, failed)| failed),
                 folder: link.folder,
                 own_name: link.own_name,
                 participants: link.participants.into_iter().map(|p| p.name).collect(),

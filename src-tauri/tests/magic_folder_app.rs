@@ -8,7 +8,8 @@
 //! folder listed with alice watched and "you are bob", the poll-interval suggestion shown;
 //! Alice writes a file → it arrives in Bob's folder (the app's bridge told Bob's daemon to
 //! poll; the page shows it) and exactly one desktop Notify names alice and the file; a
-//! screenshot `docs/screenshots/settings-magic-folder.png`; "only conflicts" toggled; unlink
+//! screenshot `docs/screenshots/settings-magic-folder.png`; Bob's daemon stopped → the 1-hour
+//! poll applied from the page once confirmed; "only conflicts" toggled; unlink
 //! → the list is empty and the config holds no link. Neither a cap nor the daemon's API token
 //! is in the page, the config file or the app's log.
 //!
@@ -316,8 +317,9 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
+impl Daemon {
+    /// Stops the daemon cleanly (it writes `not running` into `api_client_endpoint`).
+    fn stop(&mut self) {
         drop(self.child.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -328,6 +330,12 @@ impl Drop for Daemon {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -389,14 +397,21 @@ async fn invoke(client: &Client, command: &str, args: Value) -> Value {
         .unwrap()
 }
 
+/// Clicks `css`, finding it again if the page redrew it in between (the lists are redrawn on
+/// every event).
 async fn click(client: &Client, css: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    let mut last_error = String::new();
+    for _ in 0..20 {
+        match client.find(Locator::Css(css)).await {
+            Ok(element) => match element.click().await {
+                Ok(()) => return,
+                Err(e) => last_error = e.to_string(),
+            },
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    panic!("cannot click {css}: {last_error}");
 }
 
 async fn type_into(client: &Client, css: &str, text: &str) {
@@ -433,7 +448,7 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
     // Alice's and Bob's daemons share "Shared": Alice made it (scanning every second, so her
     // own scan is quick), Bob joined with magic-folder's defaults (poll every 60 s).
     let started = Instant::now();
-    let (mailbox, alice, bob) = tokio::task::spawn_blocking({
+    let (mailbox, alice, mut bob) = tokio::task::spawn_blocking({
         let base = work.path().to_owned();
         move || {
             let (mailbox, url) = start_mailbox(&base, grid);
@@ -688,6 +703,32 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
         }
         assert!(!text.contains(&token), "the API token in {what}");
     }
+
+    // Bob's daemon stopped: the page offers the 1-hour poll, applied once confirmed.
+    tokio::task::block_in_place(|| bob.stop());
+    click(&client, "#tab-settings").await;
+    wait_for("the apply button", Duration::from_secs(20), || async {
+        client
+            .find(Locator::Css(".mf-row .mf-apply"))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    click(&client, ".mf-row .mf-apply").await;
+    click(&client, "#confirm-ok").await;
+    let applied = wait_for(
+        "the poll interval applied",
+        Duration::from_secs(20),
+        || async {
+            text_of(&client, "#mf-feedback.ok")
+                .await
+                .filter(|t| t.contains("polls every hour"))
+        },
+    )
+    .await;
+    println!("apply: {applied}");
+    assert!(applied.contains("it was every 60 s"), "{applied}");
 
     // "Only conflicts", then unlink.
     click(&client, ".mf-row .mf-conflicts").await;
