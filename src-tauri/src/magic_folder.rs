@@ -62,6 +62,18 @@ pub fn spawn_bridge(
     if bridge.is_empty() {
         return None;
     }
+    // Queued at once, before the engine has loaded its caps, so that it never notifies for a
+    // linked cap itself (the user gets one notification, the bridge's); what the command
+    // channel cannot hold now is sent first thing on the bridge's thread.
+    let mut delegations = bridge.delegations().into_iter();
+    let mut pending = Vec::new();
+    for delegation in delegations.by_ref() {
+        if let Err(mpsc::error::TrySendError::Full(delegation)) = commands.try_send(delegation) {
+            pending.push(delegation);
+            break;
+        }
+    }
+    pending.extend(delegations);
     let (changes, changes_rx) = mpsc::channel(1024);
     let (app, core) = (app.clone(), Arc::clone(core));
     let spawned = std::thread::Builder::new()
@@ -78,9 +90,7 @@ pub fn spawn_bridge(
                 }
             };
             runtime.block_on(async move {
-                // First thing the engine reads after its start: the linked caps' notifications
-                // are the bridge's, so the user gets one, not also the engine's.
-                for delegation in bridge.delegations() {
+                for delegation in pending {
                     if commands.send(delegation).await.is_err() {
                         return;
                     }
