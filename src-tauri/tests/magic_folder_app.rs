@@ -8,7 +8,8 @@
 //! folder listed with alice watched and "you are bob", the poll-interval suggestion shown;
 //! Alice writes a file → it arrives in Bob's folder (the app's bridge told Bob's daemon to
 //! poll; the page shows it) and exactly one desktop Notify names alice and the file; a
-//! screenshot `docs/screenshots/settings-magic-folder.png`; Bob's daemon stopped → the 1-hour
+//! screenshot `docs/screenshots/settings-magic-folder.png`; Bob's daemon stopped → Alice's next
+//! file shows the failed poll request on the folder's row, and the 1-hour
 //! poll applied from the page once confirmed; "only conflicts" toggled; unlink
 //! → the list is empty and the config holds no link. Neither a cap nor the daemon's API token
 //! is in the page, the config file or the app's log.
@@ -706,6 +707,20 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
 
     // Bob's daemon stopped: the page offers the 1-hour poll, applied once confirmed.
     tokio::task::block_in_place(|| bob.stop());
+    // Alice writes while Bob's daemon is down: the bridge cannot ask it to poll, and the
+    // folder's row says so in red.
+    std::fs::write(alice.folder.join("while-bob-is-down.txt"), b"later\n").unwrap();
+    let failed = wait_for(
+        "the failed poll on the page",
+        Duration::from_secs(60),
+        || async {
+            text_of(&client, ".mf-row .mf-activity.failed")
+                .await
+                .filter(|t| t.contains("could not ask the daemon"))
+        },
+    )
+    .await;
+    println!("page, Bob's daemon down: {failed}");
     click(&client, "#tab-settings").await;
     wait_for("the apply button", Duration::from_secs(20), || async {
         client
