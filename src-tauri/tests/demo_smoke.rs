@@ -13,22 +13,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::target_dir;
 
 /// Grid start-up may take minutes on a loaded 2-core machine (local-grid allows 180 s).
 const FIRST_NOTIFICATION_WITHIN: Duration = Duration::from_secs(360);
 const EXIT_WITHIN: Duration = Duration::from_secs(90);
-
-fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tahoe-notifier-app"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -23,14 +23,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::Write as _;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use local_grid::{Format, Grid};
@@ -39,201 +40,15 @@ use notifier_core::config::ConfigFile;
 use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
 use notifier_core::paths::Paths;
 use notifier_core::servers::{parse_grid_file, ServerStore};
-use serde_json::{json, Value};
+use serde_json::json;
+use support::{
+    click, invoke, read_cap_of, screenshots_dir, start_updates_servers, text_of, wait_for,
+    wait_port, workspace_binary, Guard, NotifyMonitor,
+};
 use tahoe_caps::Cap;
 
 const DRIVER_PORT: u16 = 4444;
 const NATIVE_PORT: u16 = 4445;
-
-/// A child process killed (and reaped) when dropped.
-struct Guard {
-    name: &'static str,
-    child: Child,
-}
-
-impl Guard {
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // Updates servers run with --exit-when-stdin-closes: closing it is their clean stop.
-        drop(self.child.stdin.take());
-        // SIGTERM first: tauri-driver then stops WebKitWebDriver, and servers exit cleanly.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!("e2e: {} needed SIGKILL", self.name);
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tahoe-notifier-app"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The workspace's other binaries, built if this test runs alone (`cargo test -p`).
-fn workspace_binary(name: &str) -> PathBuf {
-    let path = target_dir().join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "updates-server",
-                "-p",
-                "notifier-core",
-                "--bins",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build {name}");
-    }
-    path
-}
-
-fn screenshots_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn wait_port(port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_updates_servers(grid: &Grid, work: &Path) -> (Vec<Guard>, Vec<String>) {
-    let server_bin = workspace_binary("tahoe-updates-server");
-    let mut guards = Vec::new();
-    let mut nurls = Vec::new();
-    for node in grid.storage_nodes() {
-        let nurl_file = work.join(format!("{}.nurl", node.name));
-        let child = Command::new(&server_bin)
-            .args(["run", "--listen", "127.0.0.1:0", "--exit-when-stdin-closes"])
-            .arg("--node-dir")
-            .arg(&node.dir)
-            .arg("--nurl-file")
-            .arg(&nurl_file)
-            // Every level, into files the secrets scan reads.
-            .env("RUST_LOG", "trace")
-            .stdin(Stdio::piped())
-            .stdout(std::fs::File::create(work.join(format!("{}.server.out", node.name))).unwrap())
-            .stderr(std::fs::File::create(work.join(format!("{}.server.log", node.name))).unwrap())
-            .spawn()
-            .unwrap();
-        guards.push(Guard {
-            name: "tahoe-updates-server",
-            child,
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&nurl_file) {
-                if !text.trim().is_empty() {
-                    nurls.push(text.trim().to_owned());
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "updates server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    (guards, nurls)
-}
-
-fn read_cap_of(grid: &Grid, dircap: &str) -> String {
-    grid.list_dir_json(dircap).unwrap()[1]["ro_uri"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Records the Notify calls on the session bus.
-struct NotifyMonitor {
-    _guard: Guard,
-    log: PathBuf,
-}
-
-impl NotifyMonitor {
-    fn start(dir: &Path) -> Self {
-        let log = dir.join("notify.log");
-        let child = Command::new("dbus-monitor")
-            .args([
-                "--session",
-                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
-            ])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        Self {
-            _guard: Guard {
-                name: "dbus-monitor",
-                child,
-            },
-            log,
-        }
-    }
-
-    fn calls_containing(&self, needle: &str) -> usize {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.split("method call")
-            .filter(|call| call.contains("member=Notify") && call.contains(needle))
-            .count()
-    }
-}
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
-async fn text_of(client: &Client, css: &str) -> Option<String> {
-    let element = client.find(Locator::Css(css)).await.ok()?;
-    element.text().await.ok()
-}
-
-async fn invoke(client: &Client, command: &str, args: Value) -> Value {
-    client
-        .execute_async(
-            "const [cmd, args, done] = arguments; \
-             window.__TAURI__.core.invoke(cmd, args).then(done, e => done({error: String(e)}));",
-            vec![json!(command), args],
-        )
-        .await
-        .unwrap()
-}
 
 async fn tray_state(client: &Client) -> String {
     invoke(client, "app_status", json!({})).await["tray_state"]
@@ -249,16 +64,6 @@ async fn wait_tray(client: &Client, want: &str) {
         || async { (tray_state(client).await == want).then_some(()) },
     )
     .await;
-}
-
-async fn click(client: &Client, css: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
 }
 
 /// The DOM of every page shown (WebDriver page source), for the secrets scan.
@@ -415,7 +220,7 @@ async fn the_app_in_its_real_webview() {
     let home = work.path().join("home");
 
     // The grid: updates servers, a folder, a news directory, and the grid file imported.
-    let (mut servers, nurls) = start_updates_servers(grid, work.path());
+    let (mut servers, nurls) = start_updates_servers(grid, work.path(), "trace");
     let folder = grid.create_mutable_dir(Format::Sdmf).unwrap();
     grid.put_child(&folder, "welcome.txt", b"hello").unwrap();
     let folder_read = read_cap_of(grid, &folder);
@@ -463,23 +268,19 @@ async fn the_app_in_its_real_webview() {
         .stderr(Stdio::null())
         .spawn()
         .ok()
-        .map(|child| Guard {
-            name: "trayer",
-            child,
-        });
+        .map(Guard);
     let monitor = NotifyMonitor::start(work.path());
     let cmdlines = CmdlineSampler::start();
     // Everything on the session bus, for the secrets scan: the caps and NURLs the app stores
     // and reads travel to the Secret Service encrypted (keyring's DH session), never plain.
-    let whole_bus = Guard {
-        name: "dbus-monitor (whole bus)",
-        child: Command::new("dbus-monitor")
+    let whole_bus = Guard(
+        Command::new("dbus-monitor")
             .arg("--session")
             .stdout(std::fs::File::create(work.path().join("bus.log")).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    };
+    );
 
     let driver = Command::new("tauri-driver")
         .env("TAHOE_NOTIFIER_HOME", &home)
@@ -489,10 +290,7 @@ async fn the_app_in_its_real_webview() {
         .stderr(std::fs::File::create(work.path().join("app.log")).unwrap())
         .spawn()
         .expect("tauri-driver (cargo install tauri-driver --locked; tests/bootstrap.sh does)");
-    let mut driver = Guard {
-        name: "tauri-driver",
-        child: driver,
-    };
+    let mut driver = Guard(driver);
     // tauri-driver accepts before its WebKitWebDriver listens: wait for both.
     wait_port(DRIVER_PORT, Duration::from_secs(20));
     wait_port(NATIVE_PORT, Duration::from_secs(20));
@@ -839,7 +637,7 @@ async fn run_steps(
     wait_for(
         "a Notify naming report.pdf",
         Duration::from_secs(30),
-        || async { (monitor.calls_containing("report.pdf") >= 1).then_some(()) },
+        || async { (monitor.calls_containing(&["report.pdf"]) >= 1).then_some(()) },
     )
     .await;
     wait_tray(client, "unread").await;

@@ -15,46 +15,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::Write as _;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
+use serde_json::json;
+use support::{invoke, screenshots_dir, text_of, wait_for, wait_port, wait_port_free, Guard};
 
 const DRIVER_PORT: u16 = 4444;
 const NATIVE_PORT: u16 = 4445;
 const DIR_RO: &str =
     "URI:DIR2-RO:rvbf3wlbpjwgh3wkcd7n2irdhi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a";
-
-/// A child stopped (SIGTERM, then SIGKILL) and reaped when dropped.
-struct Guard(Child);
-
-impl Guard {
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// A private session bus with no activatable services.
 struct PrivateBus {
@@ -183,28 +158,6 @@ impl PrivateBus {
     }
 }
 
-fn wait_port(port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_port_free(port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
-        assert!(Instant::now() < deadline, "port {port} is still taken");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn screenshots_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// tauri-driver (and so the app) on `bus`, with the app's data under `home`.
 async fn start_app(bus: &PrivateBus, home: &Path, log_dir: &Path) -> (Guard, Client) {
     wait_port_free(DRIVER_PORT, Duration::from_secs(20));
@@ -231,36 +184,6 @@ async fn start_app(bus: &PrivateBus, home: &Path, log_dir: &Path) -> (Guard, Cli
         .await
         .expect("a WebDriver session with the app");
     (driver, client)
-}
-
-async fn invoke(client: &Client, command: &str, args: Value) -> Value {
-    client
-        .execute_async(
-            "const [cmd, args, done] = arguments; \
-             window.__TAURI__.core.invoke(cmd, args).then(done, e => done({error: String(e)}));",
-            vec![json!(command), args],
-        )
-        .await
-        .unwrap()
-}
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
-async fn text_of(client: &Client, css: &str) -> Option<String> {
-    client.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
 
 async fn banner_title(client: &Client) -> Option<String> {

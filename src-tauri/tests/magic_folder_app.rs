@@ -19,13 +19,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpStream;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use local_grid::magic_folder::{MagicFolderDaemon, WormholeMailbox};
 use local_grid::Grid;
 use notifier_core::caps::CapStore;
 use notifier_core::config::ConfigFile;
@@ -33,387 +35,13 @@ use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretSto
 use notifier_core::magic_folder::linked_folders;
 use notifier_core::paths::Paths;
 use notifier_core::servers::{parse_grid_file, ServerStore};
-use serde_json::{json, Value};
+use serde_json::json;
+use support::{
+    click, free_port, invoke, start_updates_servers, text_of, wait_for, wait_port, Guard,
+    NotifyMonitor,
+};
 
 const FOLDER: &str = "Shared";
-
-/// A child process stopped (SIGTERM, then SIGKILL) and reaped when dropped.
-struct Guard {
-    name: &'static str,
-    child: Child,
-}
-
-impl Guard {
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        drop(self.child.stdin.take());
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!("magic_folder_app: {} needed SIGKILL", self.name);
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tahoe-notifier-app"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The updates server's binary, built if this test runs alone (`cargo test -p`).
-fn updates_server_binary() -> PathBuf {
-    let path = target_dir().join("tahoe-updates-server");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "updates-server", "--bins"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build tahoe-updates-server");
-    }
-    path
-}
-
-/// A port nothing listens on now: tauri-driver's own defaults (4444, 4445) may be taken by
-/// another run of the app's tests on the same machine.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_updates_servers(grid: &Grid, work: &Path) -> (Vec<Guard>, Vec<String>) {
-    let server_bin = updates_server_binary();
-    let mut guards = Vec::new();
-    let mut nurls = Vec::new();
-    for node in grid.storage_nodes() {
-        let nurl_file = work.join(format!("{}.nurl", node.name));
-        let child = Command::new(&server_bin)
-            .args(["run", "--listen", "127.0.0.1:0", "--exit-when-stdin-closes"])
-            .arg("--node-dir")
-            .arg(&node.dir)
-            .arg("--nurl-file")
-            .arg(&nurl_file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.join(format!("{}.server.log", node.name))).unwrap())
-            .spawn()
-            .unwrap();
-        guards.push(Guard {
-            name: "tahoe-updates-server",
-            child,
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&nurl_file) {
-                if !text.trim().is_empty() {
-                    nurls.push(text.trim().to_owned());
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "updates server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    (guards, nurls)
-}
-
-/// Records the Notify calls on the session bus.
-struct NotifyMonitor {
-    _guard: Guard,
-    log: PathBuf,
-}
-
-impl NotifyMonitor {
-    fn start(dir: &Path) -> Self {
-        let log = dir.join("notify.log");
-        let child = Command::new("dbus-monitor")
-            .args([
-                "--session",
-                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
-            ])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        Self {
-            _guard: Guard {
-                name: "dbus-monitor",
-                child,
-            },
-            log,
-        }
-    }
-
-    fn calls_containing(&self, needles: &[&str]) -> usize {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.split("method call")
-            .filter(|call| {
-                call.contains("member=Notify") && needles.iter().all(|n| call.contains(n))
-            })
-            .count()
-    }
-}
-
-/// A running `magic-folder run` daemon with its config directory and local folder.
-struct Daemon {
-    config: PathBuf,
-    folder: PathBuf,
-    bin: PathBuf,
-    child: Child,
-}
-
-impl Daemon {
-    /// `magic-folder init` on the grid's gateway node, then `magic-folder run`.
-    fn start(base: &Path, name: &str, grid: &Grid, mailbox_url: &str) -> Daemon {
-        let bin = grid.tahoe_bin().with_file_name("magic-folder");
-        assert!(
-            bin.is_file(),
-            "{} missing: run tests/bootstrap-python.sh (installs magic-folder 24.3.0)",
-            bin.display()
-        );
-        let config = base.join(format!("{name}-config"));
-        let folder = base.join(format!("{name}-folder"));
-        std::fs::create_dir_all(&folder).unwrap();
-        let init = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .args(["init", "--listen-endpoint", "tcp:0:interface=127.0.0.1"])
-            .arg("--node-directory")
-            .arg(grid.gateway_dir())
-            .arg("--mailbox")
-            .arg(mailbox_url)
-            .output()
-            .unwrap();
-        assert!(
-            init.status.success(),
-            "magic-folder init failed: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
-        let log = std::fs::File::create(base.join(format!("{name}.log"))).unwrap();
-        // The daemon stops when its stdin closes: the pipe is held until the test drops it.
-        let child = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let daemon = Daemon {
-            config,
-            folder,
-            bin,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !std::fs::read_to_string(daemon.config.join("api_client_endpoint"))
-            .unwrap_or_default()
-            .starts_with("tcp:")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the magic-folder daemon {name} did not start within 90 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        // Invites are an experimental feature of 24.3.0, off by default.
-        daemon.cli(&["set-config", "--enable", "invites"]);
-        daemon
-    }
-
-    fn cli(&self, args: &[&str]) {
-        let out = Command::new(&self.bin)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "magic-folder {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.config.join("api_token"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    async fn api(&self, path: &str, body: Value) -> Value {
-        let endpoint = std::fs::read_to_string(self.config.join("api_client_endpoint")).unwrap();
-        let port = endpoint.trim().rsplit(':').next().unwrap().to_owned();
-        let response = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}{path}"))
-            .bearer_auth(self.token())
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert!(status.is_success(), "{path} answered {status}: {text}");
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// Invites `guest` (read-write) into our folder and has it accept through the mailbox.
-    async fn invite(&self, guest: &Daemon, name: &str) {
-        let invite = self
-            .api(
-                &format!("/experimental/magic-folder/{FOLDER}/invite"),
-                json!({"participant-name": name, "mode": "read-write"}),
-            )
-            .await;
-        let code = invite["wormhole-code"].as_str().unwrap();
-        let joined = guest
-            .api(
-                &format!("/experimental/magic-folder/{FOLDER}/join"),
-                json!({
-                    "invite-code": code,
-                    "local-directory": guest.folder,
-                    "author": name,
-                    "poll-interval": 60,
-                    "scan-interval": 60,
-                }),
-            )
-            .await;
-        assert_eq!(
-            joined["success"],
-            json!(true),
-            "{name} did not join: {joined}"
-        );
-    }
-}
-
-impl Daemon {
-    /// Stops the daemon cleanly (it writes `not running` into `api_client_endpoint`).
-    fn stop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A magic-wormhole mailbox server on loopback, for magic-folder's invites.
-fn start_mailbox(base: &Path, grid: &Grid) -> (Guard, String) {
-    let bin = grid.tahoe_bin().with_file_name("twist");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(&bin)
-        .args([
-            "wormhole-mailbox",
-            "--port",
-            &format!("tcp:{port}:interface=127.0.0.1"),
-            "--channel-db",
-        ])
-        .arg(base.join("relay.sqlite"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(base.join("mailbox.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let guard = Guard {
-        name: "mailbox",
-        child,
-    };
-    wait_port(port, Duration::from_secs(60));
-    (guard, format!("ws://127.0.0.1:{port}/v1"))
-}
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
-async fn text_of(client: &Client, css: &str) -> Option<String> {
-    client.find(Locator::Css(css)).await.ok()?.text().await.ok()
-}
-
-async fn invoke(client: &Client, command: &str, args: Value) -> Value {
-    client
-        .execute_async(
-            "const [cmd, args, done] = arguments; \
-             window.__TAURI__.core.invoke(cmd, args).then(done, e => done({error: String(e)}));",
-            vec![json!(command), args],
-        )
-        .await
-        .unwrap()
-}
-
-/// Clicks `css`, finding it again if the page redrew it in between (the lists are redrawn on
-/// every event).
-async fn click(client: &Client, css: &str) {
-    let mut last_error = String::new();
-    for _ in 0..20 {
-        match client.find(Locator::Css(css)).await {
-            Ok(element) => match element.click().await {
-                Ok(()) => return,
-                Err(e) => last_error = e.to_string(),
-            },
-            Err(e) => last_error = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    panic!("cannot click {css}: {last_error}");
-}
 
 async fn type_into(client: &Client, css: &str, text: &str) {
     let field = client.find(Locator::Css(css)).await.unwrap();
@@ -452,33 +80,35 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
     let (mailbox, alice, mut bob) = tokio::task::spawn_blocking({
         let base = work.path().to_owned();
         move || {
-            let (mailbox, url) = start_mailbox(&base, grid);
-            let alice = Daemon::start(&base, "alice", grid, &url);
-            let bob = Daemon::start(&base, "bob", grid, &url);
-            let alice_folder = alice.folder.to_str().unwrap().to_owned();
-            alice.cli(&[
-                "add",
-                "--name",
-                FOLDER,
-                "--author",
-                "alice",
-                "--scan-interval",
-                "1",
-                &alice_folder,
-            ]);
+            let mailbox = WormholeMailbox::start(grid, &base).unwrap();
+            let alice = MagicFolderDaemon::start(grid, &base, "alice", mailbox.url()).unwrap();
+            let bob = MagicFolderDaemon::start(grid, &base, "bob", mailbox.url()).unwrap();
+            let alice_folder = alice.folder().to_str().unwrap().to_owned();
+            alice
+                .cli(&[
+                    "add",
+                    "--name",
+                    FOLDER,
+                    "--author",
+                    "alice",
+                    "--scan-interval",
+                    "1",
+                    &alice_folder,
+                ])
+                .unwrap();
             (mailbox, alice, bob)
         }
     })
     .await
     .unwrap();
-    alice.invite(&bob, "bob").await;
+    tokio::task::block_in_place(|| alice.invite(FOLDER, &bob, "bob", false)).unwrap();
     println!(
         "two magic-folder daemons sharing {FOLDER:?} after {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
     // The notifier's home with the grid imported.
-    let (servers, nurls) = start_updates_servers(grid, work.path());
+    let (servers, nurls) = start_updates_servers(grid, work.path(), "info");
     let paths = Paths::under(&home);
     paths.ensure_dirs().unwrap();
     let secrets: Arc<dyn SecretStore> =
@@ -506,10 +136,7 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
         .stderr(std::fs::File::create(&app_log).unwrap())
         .spawn()
         .expect("tauri-driver (cargo install tauri-driver --locked; tests/bootstrap.sh does)");
-    let _driver = Guard {
-        name: "tauri-driver",
-        child: driver,
-    };
+    let _driver = Guard(driver);
     wait_port(driver_port, Duration::from_secs(20));
     wait_port(native_port, Duration::from_secs(20));
     let mut capabilities = serde_json::Map::new();
@@ -572,7 +199,7 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
     );
 
     // Bob's daemon, linked through the page.
-    type_into(&client, "#mf-config", bob.config.to_str().unwrap()).await;
+    type_into(&client, "#mf-config", bob.config_dir().to_str().unwrap()).await;
     click(&client, "#mf-link").await;
     let linked = wait_for("the link", Duration::from_secs(60), || async {
         text_of(&client, "#mf-feedback.ok")
@@ -629,14 +256,14 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
     // notification names alice and the file.
     let relpath = "docs/report.txt";
     let contents = b"figures for the app\n";
-    std::fs::create_dir_all(alice.folder.join("docs")).unwrap();
+    std::fs::create_dir_all(alice.folder().join("docs")).unwrap();
     let written = Instant::now();
-    std::fs::write(alice.folder.join(relpath), contents).unwrap();
+    std::fs::write(alice.folder().join(relpath), contents).unwrap();
     let arrived = wait_for(
         "the file in Bob's folder",
         Duration::from_secs(120),
         || async {
-            (std::fs::read(bob.folder.join(relpath)).ok().as_deref() == Some(&contents[..]))
+            (std::fs::read(bob.folder().join(relpath)).ok().as_deref() == Some(&contents[..]))
                 .then(|| written.elapsed())
         },
     )
@@ -685,7 +312,7 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
     // No cap and no API token on the page or in the config file.
     let source = client.source().await.unwrap();
     let config_text = std::fs::read_to_string(paths.config_file()).unwrap();
-    let token = bob.token();
+    let token = bob.token().unwrap();
     // Each linked cap's key (the part after `URI:DIR2-RO:`), read back from the keyring.
     let cap_store = CapStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets));
     let cap_keys: Vec<String> = linked_folders(&ConfigFile::new(paths.config_file()))
@@ -709,7 +336,7 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
     tokio::task::block_in_place(|| bob.stop());
     // Alice writes while Bob's daemon is down: the bridge cannot ask it to poll, and the
     // folder's row says so in red.
-    std::fs::write(alice.folder.join("while-bob-is-down.txt"), b"later\n").unwrap();
+    std::fs::write(alice.folder().join("while-bob-is-down.txt"), b"later\n").unwrap();
     let failed = wait_for(
         "the failed poll on the page",
         Duration::from_secs(60),

@@ -28,9 +28,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,98 +43,12 @@ use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretSto
 use notifier_core::paths::Paths;
 use notifier_core::servers::{parse_grid_file, ServerStore};
 use serde_json::json;
+use support::{read_cap_of, start_updates_servers, Guard};
 use tahoe_caps::Cap;
 
 /// Far above any figure seen; catches only a runaway.
 const SANITY_BOUND_KIB: u64 = 600 * 1024;
 const SETTLE: Duration = Duration::from_secs(8);
-
-struct Guard(Child);
-
-impl Guard {
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
-            return;
-        }
-        drop(self.0.stdin.take());
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tahoe-notifier-app"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn workspace_binary(name: &str) -> PathBuf {
-    let path = target_dir().join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "updates-server", "--bins"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build {name}");
-    }
-    path
-}
-
-fn start_updates_servers(grid: &Grid, work: &Path) -> (Vec<Guard>, Vec<String>) {
-    let server_bin = workspace_binary("tahoe-updates-server");
-    let mut guards = Vec::new();
-    let mut nurls = Vec::new();
-    for node in grid.storage_nodes() {
-        let nurl_file = work.join(format!("{}.nurl", node.name));
-        let child = Command::new(&server_bin)
-            .args(["run", "--listen", "127.0.0.1:0", "--exit-when-stdin-closes"])
-            .arg("--node-dir")
-            .arg(&node.dir)
-            .arg("--nurl-file")
-            .arg(&nurl_file)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        guards.push(Guard(child));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&nurl_file) {
-                if !text.trim().is_empty() {
-                    nurls.push(text.trim().to_owned());
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "updates server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    (guards, nurls)
-}
-
-fn read_cap_of(grid: &Grid, dircap: &str) -> String {
-    grid.list_dir_json(dircap).unwrap()[1]["ro_uri"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 /// `(pid, ppid, comm, rss KiB)` of every process.
 fn processes() -> Vec<(u32, u32, String, u64)> {
@@ -362,7 +278,7 @@ struct Watching {
 
 fn watching(grid: &Grid, work: &Path) -> Watching {
     let home = work.join("home");
-    let (servers, nurls) = start_updates_servers(grid, work);
+    let (servers, nurls) = start_updates_servers(grid, work, "warn");
     let news = grid.create_mutable_dir(Format::Sdmf).unwrap();
     let paths = Paths::under(&home);
     paths.ensure_dirs().unwrap();

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use local_grid::Grid;
+use local_grid::magic_folder::{MagicFolderDaemon, WormholeMailbox};
 use notifier_core::config::ConfigFile;
 use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
 use notifier_core::link::LinkTiming;
@@ -100,264 +100,6 @@ impl NotifyMonitor {
 }
 
 impl Drop for NotifyMonitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A running `magic-folder run` daemon with its config directory and local folder.
-struct Daemon {
-    name: String,
-    config: PathBuf,
-    folder: PathBuf,
-    bin: PathBuf,
-    child: Child,
-}
-
-impl Daemon {
-    /// `magic-folder init` on the grid's gateway node, then `magic-folder run`.
-    fn start(base: &Path, name: &str, grid: &Grid, mailbox_url: &str) -> Daemon {
-        let bin = grid.tahoe_bin().with_file_name("magic-folder");
-        assert!(
-            bin.is_file(),
-            "{} missing: run tests/bootstrap-python.sh (installs magic-folder 24.3.0)",
-            bin.display()
-        );
-        let config = base.join(format!("{name}-config"));
-        let folder = base.join(format!("{name}-folder"));
-        std::fs::create_dir_all(&folder).unwrap();
-        let init = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .args(["init", "--listen-endpoint", "tcp:0:interface=127.0.0.1"])
-            .arg("--node-directory")
-            .arg(grid.gateway_dir())
-            .arg("--mailbox")
-            .arg(mailbox_url)
-            .output()
-            .unwrap();
-        assert!(
-            init.status.success(),
-            "magic-folder init failed: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
-        let child = Self::spawn_run(&bin, &config, &base.join(format!("{name}.log")));
-        let daemon = Daemon {
-            name: name.to_owned(),
-            config,
-            folder,
-            bin,
-            child,
-        };
-        // Invites are an experimental feature of 24.3.0, off by default.
-        daemon.cli(&["set-config", "--enable", "invites"]);
-        daemon
-    }
-
-    /// Invites `guest` into our folder and has it accept through the mailbox (the API's
-    /// `invite` and `join`, what `magic-folder invite` / `join` do).
-    async fn invite(&self, guest: &Daemon, name: &str, read_only: bool) {
-        let mode = if read_only { "read-only" } else { "read-write" };
-        let invite = self
-            .api(
-                reqwest::Method::POST,
-                &format!("/experimental/magic-folder/{FOLDER}/invite"),
-                Some(serde_json::json!({"participant-name": name, "mode": mode}).to_string()),
-            )
-            .await;
-        let invite: serde_json::Value = serde_json::from_str(&invite).unwrap();
-        let code = invite["wormhole-code"].as_str().unwrap();
-        let joined = guest
-            .api(
-                reqwest::Method::POST,
-                &format!("/experimental/magic-folder/{FOLDER}/join"),
-                Some(
-                    serde_json::json!({
-                        "invite-code": code,
-                        "local-directory": guest.folder,
-                        "author": name,
-                        "poll-interval": 60,
-                        "scan-interval": 60,
-                    })
-                    .to_string(),
-                ),
-            )
-            .await;
-        assert!(
-            joined.contains(r#""success": true"#),
-            "{name} did not join: {joined}"
-        );
-    }
-
-    /// `magic-folder run`, waiting until it serves its API.
-    // The child is returned: `Daemon::stop` (and so its `Drop`) waits for it.
-    #[allow(clippy::zombie_processes)]
-    fn spawn_run(bin: &Path, config: &Path, log: &Path) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        // The daemon stops when its stdin closes: the pipe is held until the test drops it.
-        let mut child = Command::new(bin)
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let endpoint =
-                std::fs::read_to_string(config.join("api_client_endpoint")).unwrap_or_default();
-            if endpoint.starts_with("tcp:") {
-                return child;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the magic-folder daemon of {} did not start within 90 s",
-                    config.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Stops the daemon cleanly (it writes `not running` into `api_client_endpoint`).
-    fn stop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts the daemon again after [`Daemon::stop`].
-    fn restart(&mut self) {
-        let log = self.config.with_file_name(format!("{}.log", self.name));
-        self.child = Self::spawn_run(&self.bin, &self.config, &log);
-    }
-
-    /// Runs a `magic-folder --config … <args>` command against the running daemon.
-    fn cli(&self, args: &[&str]) {
-        let out = Command::new(&self.bin)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "magic-folder {args:?} for {} failed: {}{}",
-            self.name,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn base_url(&self) -> String {
-        let endpoint = std::fs::read_to_string(self.config.join("api_client_endpoint")).unwrap();
-        let port = endpoint.trim().rsplit(':').next().unwrap().to_owned();
-        format!("http://127.0.0.1:{port}")
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.config.join("api_token"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    async fn api(&self, method: reqwest::Method, path: &str, body: Option<String>) -> String {
-        let client = reqwest::Client::new();
-        let mut request = client
-            .request(method, format!("{}{path}", self.base_url()))
-            .bearer_auth(self.token());
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert!(status.is_success(), "{path} answered {status}: {text}");
-        text
-    }
-
-    /// Adds a participant to our collective directly (an admin's API call).
-    async fn add_participant(&self, name: &str, personal_dmd: &str) {
-        let body = serde_json::json!({"author": {"name": name}, "personal_dmd": personal_dmd});
-        self.api(
-            reqwest::Method::POST,
-            &format!("/v1/magic-folder/{FOLDER}/participants"),
-            Some(body.to_string()),
-        )
-        .await;
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A magic-wormhole mailbox server on loopback, for magic-folder's invites.
-struct Mailbox {
-    url: String,
-    child: Child,
-}
-
-impl Mailbox {
-    fn start(base: &Path, grid: &Grid) -> Mailbox {
-        let bin = grid.tahoe_bin().with_file_name("twist");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(&bin)
-            .args([
-                "wormhole-mailbox",
-                "--port",
-                &format!("tcp:{port}:interface=127.0.0.1"),
-                "--channel-db",
-            ])
-            .arg(base.join("relay.sqlite"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(base.join("mailbox.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() >= deadline || child.try_wait().unwrap().is_some() {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the mailbox server did not start (run tests/bootstrap-python.sh: it installs \
-                     magic-wormhole-mailbox-server); see {}",
-                    base.join("mailbox.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Mailbox {
-            url: format!("ws://127.0.0.1:{port}/v1"),
-            child,
-        }
-    }
-}
-
-impl Drop for Mailbox {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -448,26 +190,28 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     let (mailbox, alice, mut bob) = tokio::task::spawn_blocking({
         let base = base.path().to_owned();
         move || {
-            let mailbox = Mailbox::start(&base, grid);
-            let alice = Daemon::start(&base, "alice", grid, &mailbox.url);
-            let bob = Daemon::start(&base, "bob", grid, &mailbox.url);
-            let alice_folder = alice.folder.to_str().unwrap().to_owned();
-            alice.cli(&[
-                "add",
-                "--name",
-                FOLDER,
-                "--author",
-                "alice",
-                "--scan-interval",
-                "1",
-                &alice_folder,
-            ]);
+            let mailbox = WormholeMailbox::start(grid, &base).unwrap();
+            let alice = MagicFolderDaemon::start(grid, &base, "alice", mailbox.url()).unwrap();
+            let bob = MagicFolderDaemon::start(grid, &base, "bob", mailbox.url()).unwrap();
+            let alice_folder = alice.folder().to_str().unwrap().to_owned();
+            alice
+                .cli(&[
+                    "add",
+                    "--name",
+                    FOLDER,
+                    "--author",
+                    "alice",
+                    "--scan-interval",
+                    "1",
+                    &alice_folder,
+                ])
+                .unwrap();
             (mailbox, alice, bob)
         }
     })
     .await
     .unwrap();
-    alice.invite(&bob, "bob", false).await;
+    tokio::task::block_in_place(|| alice.invite(FOLDER, &bob, "bob", false)).unwrap();
 
     // The notifier's home: the grid imported, updates servers beside the storage nodes.
     let home = tempfile::tempdir().unwrap();
@@ -497,7 +241,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
         .arg("--home")
         .arg(home.path())
         .args(["--keyring", keyring, "magic-folder", "link", "--config"])
-        .arg(&bob.config)
+        .arg(bob.config_dir())
         .output()
         .unwrap();
     let link_stdout = String::from_utf8_lossy(&link.stdout).into_owned();
@@ -514,7 +258,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     );
     let config_text = std::fs::read_to_string(paths.config_file()).unwrap();
     assert!(
-        !config_text.contains("URI:") && !config_text.contains(&bob.token()),
+        !config_text.contains("URI:") && !config_text.contains(&bob.token().unwrap()),
         "the config file holds a cap or the API token"
     );
     let links = linked_folders(&ConfigFile::new(paths.config_file())).unwrap();
@@ -616,12 +360,12 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
                     format!("report-{i}.txt")
                 };
                 let contents = format!("figures {i}\n").into_bytes();
-                let source = alice.folder.join(&relpath);
+                let source = alice.folder().join(&relpath);
                 std::fs::create_dir_all(source.parent().unwrap()).unwrap();
                 let written = Instant::now();
                 std::fs::write(&source, &contents).unwrap();
                 let took = wait_for_file(
-                    &bob.folder.join(&relpath),
+                    &bob.folder().join(&relpath),
                     &contents,
                     written,
                     Duration::from_secs(120),
@@ -647,7 +391,8 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
                 .unwrap()
                 .read_only()
                 .to_string();
-            alice.add_participant("carol", &carol_ro).await;
+            // A short blocking call on the engine's thread: the daemon does not need the engine.
+            alice.add_participant(FOLDER, "carol", &carol_ro).unwrap();
             let added_at = Instant::now();
             while !joined.lock().unwrap().iter().any(|name| name == "carol") {
                 assert!(
@@ -783,9 +528,9 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
         });
         let contents = b"through watch\n".to_vec();
         let written = Instant::now();
-        std::fs::write(alice.folder.join("from-watch.txt"), &contents).unwrap();
+        std::fs::write(alice.folder().join("from-watch.txt"), &contents).unwrap();
         let took = wait_for_file(
-            &bob.folder.join("from-watch.txt"),
+            &bob.folder().join("from-watch.txt"),
             &contents,
             written,
             Duration::from_secs(120),
@@ -860,12 +605,12 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
         );
         for (i, (relpath, contents, written, arrived)) in files.iter_mut().enumerate() {
             if written.is_none() && Instant::now() >= start + spacing * i as u32 {
-                std::fs::write(alice.folder.join(&*relpath), &*contents).unwrap();
+                std::fs::write(alice.folder().join(&*relpath), &*contents).unwrap();
                 *written = Some(Instant::now());
             }
             if written.is_some()
                 && arrived.is_none()
-                && std::fs::read(bob.folder.join(&*relpath)).is_ok_and(|got| got == *contents)
+                && std::fs::read(bob.folder().join(&*relpath)).is_ok_and(|got| got == *contents)
             {
                 *arrived = Some(Instant::now());
             }
@@ -908,12 +653,14 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
         for _ in 0..5 {
             let before = io().unwrap_or(0);
             let started = Instant::now();
-            bob.api(
-                reqwest::Method::PUT,
-                &format!("/v1/magic-folder/{FOLDER}/poll-remote"),
-                None,
-            )
-            .await;
+            tokio::task::block_in_place(|| {
+                bob.api(
+                    "PUT",
+                    &format!("/v1/magic-folder/{FOLDER}/poll-remote"),
+                    None,
+                )
+            })
+            .unwrap();
             let took = started.elapsed().as_secs_f64();
             let bytes = io().unwrap_or(0).saturating_sub(before);
             println!("forced poll: {bytes} B in {took:.2} s");
@@ -941,12 +688,12 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     // give its collective's cap, yet linking it watches the others.
     let dave = tokio::task::spawn_blocking({
         let base = base.path().to_owned();
-        let url = mailbox.url.clone();
-        move || Daemon::start(&base, "dave", grid, &url)
+        let url = mailbox.url().to_owned();
+        move || MagicFolderDaemon::start(grid, &base, "dave", &url).unwrap()
     })
     .await
     .unwrap();
-    alice.invite(&dave, "dave", true).await;
+    tokio::task::block_in_place(|| alice.invite(FOLDER, &dave, "dave", true)).unwrap();
     let dave_home = tempfile::tempdir().unwrap();
     let dave_link = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
         .arg("--home")
@@ -959,7 +706,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
             "link",
             "--config",
         ])
-        .arg(&dave.config)
+        .arg(dave.config_dir())
         .output()
         .unwrap();
     assert!(
@@ -978,7 +725,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
         .arg("--home")
         .arg(dave_home.path())
         .args(["--keyring", keyring, "magic-folder", "unlink", "--config"])
-        .arg(&dave.config)
+        .arg(dave.config_dir())
         .args(["--folder", FOLDER])
         .output()
         .unwrap();
@@ -992,7 +739,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
 
     // The consent step, for real: magic-folder has no API to change a folder's poll interval,
     // so the CLI edits the stopped daemon's state and the restarted daemon reports the value.
-    let poll_interval = |bob: &Daemon, extra: &[&str]| {
+    let poll_interval = |bob: &MagicFolderDaemon, extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
             .arg("--home")
             .arg(home.path())
@@ -1003,7 +750,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
                 "poll-interval",
                 "--config",
             ])
-            .arg(&bob.config)
+            .arg(bob.config_dir())
             .args(["--folder", FOLDER])
             .args(extra)
             .output()
@@ -1031,16 +778,12 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     println!("{}", String::from_utf8_lossy(&applied.stdout).trim());
     let mut bob = bob;
     let bob = tokio::task::spawn_blocking(move || {
-        bob.restart();
+        bob.restart().unwrap();
         bob
     })
     .await
     .unwrap();
-    let folders: serde_json::Value = serde_json::from_str(
-        &bob.api(reqwest::Method::GET, "/v1/magic-folder", None)
-            .await,
-    )
-    .unwrap();
+    let folders = tokio::task::block_in_place(|| bob.api("GET", "/v1/magic-folder", None)).unwrap();
     assert_eq!(folders[FOLDER]["poll_interval"], 3600);
     let report = poll_interval(&bob, &[]);
     println!("{}", String::from_utf8_lossy(&report.stdout).trim());

@@ -24,6 +24,7 @@ pub(crate) fn request(
     port: u16,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> io::Result<Response> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -32,9 +33,13 @@ pub(crate) fn request(
     stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
 
     let body = body.unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Length: {}\r\n\r\n",
+         {extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;

@@ -40,6 +40,7 @@ use tempfile::TempDir;
 
 mod http;
 mod logs;
+pub mod magic_folder;
 mod process;
 
 use process::{Janitor, Launcher, Supervised};
@@ -817,7 +818,7 @@ impl Grid {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>, GridError> {
-        let resp = http::request(self.gateway_port, method, path, body)
+        let resp = http::request(self.gateway_port, method, path, &[], body)
             .map_err(|e| GridError::io(format!("{operation}: talking to the gateway"), e))?;
         if (200..300).contains(&resp.status) {
             return Ok(resp.body);

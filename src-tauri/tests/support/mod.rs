@@ -1,0 +1,241 @@
+//! What the app's test binaries share: child processes stopped on drop, the workspace's other
+//! binaries, updates servers beside a real grid's storage nodes, the session bus's Notify calls,
+//! and the WebDriver steps every real-webview test takes. Each test binary uses part of it.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, Locator};
+use local_grid::Grid;
+use serde_json::{json, Value};
+
+/// A child process stopped (and reaped) when dropped: its stdin closed (the updates servers'
+/// `--exit-when-stdin-closes` stop), then SIGTERM (tauri-driver then stops WebKitWebDriver),
+/// then SIGKILL after 5 s.
+pub struct Guard(pub Child);
+
+impl Guard {
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        drop(self.0.stdin.take());
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        eprintln!("process {} needed SIGKILL", self.0.id());
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Where cargo put this package's binaries (and the workspace's others).
+pub fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tahoe-notifier-app"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The workspace's other binaries, built if this test runs alone (`cargo test -p`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "updates-server",
+                "-p",
+                "notifier-core",
+                "--bins",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build {name}");
+    }
+    path
+}
+
+pub fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn wait_port_free(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "port {port} is still taken");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The real `tahoe-updates-server` beside each storage node of `grid`, logging at `rust_log`
+/// into `<node>.server.out` / `<node>.server.log` under `work`; returns them and their NURLs.
+pub fn start_updates_servers(
+    grid: &Grid,
+    work: &Path,
+    rust_log: &str,
+) -> (Vec<Guard>, Vec<String>) {
+    let server_bin = workspace_binary("tahoe-updates-server");
+    let mut guards = Vec::new();
+    let mut nurls = Vec::new();
+    for node in grid.storage_nodes() {
+        let nurl_file = work.join(format!("{}.nurl", node.name));
+        let child = Command::new(&server_bin)
+            .args(["run", "--listen", "127.0.0.1:0", "--exit-when-stdin-closes"])
+            .arg("--node-dir")
+            .arg(&node.dir)
+            .arg("--nurl-file")
+            .arg(&nurl_file)
+            .env("RUST_LOG", rust_log)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(work.join(format!("{}.server.out", node.name))).unwrap())
+            .stderr(std::fs::File::create(work.join(format!("{}.server.log", node.name))).unwrap())
+            .spawn()
+            .unwrap();
+        guards.push(Guard(child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&nurl_file) {
+                if !text.trim().is_empty() {
+                    nurls.push(text.trim().to_owned());
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "updates server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    (guards, nurls)
+}
+
+/// The read-cap of a directory made through the gateway.
+pub fn read_cap_of(grid: &Grid, dircap: &str) -> String {
+    grid.list_dir_json(dircap).unwrap()[1]["ro_uri"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Records the Notify calls on the session bus.
+pub struct NotifyMonitor {
+    _guard: Guard,
+    log: PathBuf,
+}
+
+impl NotifyMonitor {
+    pub fn start(dir: &Path) -> Self {
+        let log = dir.join("notify.log");
+        let child = Command::new("dbus-monitor")
+            .args([
+                "--session",
+                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
+            ])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        Self {
+            _guard: Guard(child),
+            log,
+        }
+    }
+
+    /// Notify calls whose arguments contain every one of `needles`.
+    pub fn calls_containing(&self, needles: &[&str]) -> usize {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.split("method call")
+            .filter(|call| {
+                call.contains("member=Notify") && needles.iter().all(|n| call.contains(n))
+            })
+            .count()
+    }
+
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+}
+
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+pub async fn text_of(client: &Client, css: &str) -> Option<String> {
+    client.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+/// Calls a Tauri command from the page, as the UI does.
+pub async fn invoke(client: &Client, command: &str, args: Value) -> Value {
+    client
+        .execute_async(
+            "const [cmd, args, done] = arguments; \
+             window.__TAURI__.core.invoke(cmd, args).then(done, e => done({error: String(e)}));",
+            vec![json!(command), args],
+        )
+        .await
+        .unwrap()
+}
+
+/// Clicks `css`, finding it again if the page redrew it in between (the lists are redrawn on
+/// every event).
+pub async fn click(client: &Client, css: &str) {
+    let mut last_error = String::new();
+    for _ in 0..20 {
+        match client.find(Locator::Css(css)).await {
+            Ok(element) => match element.click().await {
+                Ok(()) => return,
+                Err(e) => last_error = e.to_string(),
+            },
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    panic!("cannot click {css}: {last_error}");
+}
