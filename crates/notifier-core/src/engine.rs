@@ -58,7 +58,7 @@ pub struct EngineOptions {
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
 
 /// First listings fetched at once through the gateway (see [`Engine::fetch_queued_baselines`]).
-const MAX_BASELINE_FETCHES: usize = 4;
+const MAX_BASELINE_FETCHES: usize = crate::gateway::MAX_CONCURRENT_REQUESTS;
 
 impl EngineOptions {
     /// Options with the defaults: the grid's gateway, 5-minute polling, default link timing,

@@ -18,6 +18,10 @@ use thiserror::Error;
 use crate::snapshot::{self, Snapshot, SnapshotError, MAX_LISTING_BYTES};
 use crate::text::clean_line;
 
+/// Requests its callers keep in flight at once (the engine's first listings): the connection
+/// pool keeps as many idle sockets and no more.
+pub const MAX_CONCURRENT_REQUESTS: usize = 4;
+
 /// How long one request may take, from connecting to the last byte of the answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -152,9 +156,9 @@ impl Gateway {
             .timeout(timeout)
             .connect_timeout(timeout)
             .no_proxy()
-            // The engine fetches a few listings at a time; idle sockets beyond that only hold
-            // buffers (and the gateway's file descriptors).
-            .pool_max_idle_per_host(4)
+            // Idle sockets beyond what callers use at once only hold buffers (and the gateway's
+            // file descriptors).
+            .pool_max_idle_per_host(MAX_CONCURRENT_REQUESTS)
             .pool_idle_timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tahoe-notifier/", env!("CARGO_PKG_VERSION")))

@@ -125,6 +125,7 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let json = ctx.json();
     let cap_store = ctx.cap_store();
+    let config_file = ctx.paths().config_file();
     runtime.block_on(async move {
         // Queued before the engine runs, so that it never notifies for a linked cap itself.
         let delegations = bridge.delegations();
@@ -155,7 +156,7 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
             wait_for_stop_signal().await;
             let _ = commands.send(EngineCommand::Shutdown).await;
         };
-        let follower = follow_cap_store(cap_store, commands.clone());
+        let follower = follow_cap_store(cap_store, config_file, commands.clone());
         // The engine owns the SQLite history, which is not thread-safe: it runs on this thread,
         // beside the printer and the signal handler.
         let (result, (), (), (), ()) = tokio::join!(
@@ -181,11 +182,19 @@ const CAP_STORE_CHECK: Duration = Duration::from_secs(2);
 
 /// Tells the engine about caps that other `tahoe-notifier` commands (or the app) add, remove,
 /// rename or mute while `watch` runs: they share the config file, so its cap list is compared
-/// every [`CAP_STORE_CHECK`] with the one seen before.
+/// every [`CAP_STORE_CHECK`] with the one seen before, when the file's modification time or
+/// size says it was written.
 async fn follow_cap_store(
     store: notifier_core::caps::CapStore,
+    config_file: std::path::PathBuf,
     commands: tokio::sync::mpsc::Sender<EngineCommand>,
 ) {
+    let written = || {
+        std::fs::metadata(&config_file)
+            .ok()
+            .map(|meta| (meta.modified().ok(), meta.len()))
+    };
+    let mut last_written = written();
     let read = |store: &notifier_core::caps::CapStore| {
         store.list().ok().map(|entries| {
             entries
@@ -199,8 +208,13 @@ async fn follow_cap_store(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        let now_written = written();
+        if now_written == last_written {
+            continue;
+        }
         // A config being rewritten (or unreadable for a moment) is looked at again next time.
         let Some(now) = read(&store) else { continue };
+        last_written = now_written;
         for (id, (label, muted)) in &now {
             let command = match seen.get(id) {
                 None => EngineCommand::CapAdded(id.clone()),
