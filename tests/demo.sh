@@ -21,7 +21,7 @@ if [ -n "${TAHOE_NOTIFIER_DEMO_TARGET_DIR:-}" ]; then
   done
 else
   echo "demo: building (the first build takes a few minutes)"
-  cargo build --quiet -p updates-server -p notifier-core --bins
+  cargo build --quiet -p updates-server -p tahoe-notifier-cli --bins
   # The tray app; the demo falls back to `tahoe-notifier watch` with --no-app.
   cargo build --quiet -p tahoe-notifier-app
   cargo build --quiet -p local-grid --example demo

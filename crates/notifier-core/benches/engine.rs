@@ -353,7 +353,7 @@ fn main() {
             sis.push(added.storage_index.to_string());
         }
         let spawned = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
+        let mut child = Command::new(local_grid::bins::workspace_binary("tahoe-notifier"))
             .arg("--home")
             .arg(dir.path())
             .args(["--keyring", "keyutils", "--json", "watch"])

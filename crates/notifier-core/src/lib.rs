@@ -36,4 +36,5 @@ pub mod paths;
 pub mod seqnum;
 pub mod servers;
 pub mod snapshot;
+pub mod tahoe_node;
 pub mod text;

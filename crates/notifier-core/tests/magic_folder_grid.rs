@@ -237,7 +237,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     } else {
         "keyutils"
     };
-    let link = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
+    let link = Command::new(local_grid::bins::workspace_binary("tahoe-notifier"))
         .arg("--home")
         .arg(home.path())
         .args(["--keyring", keyring, "magic-folder", "link", "--config"])
@@ -485,7 +485,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     // The same through the product itself: `tahoe-notifier watch` runs the bridge for the
     // linked folder (one more file, one notification, one poll).
     {
-        let mut watch = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
+        let mut watch = Command::new(local_grid::bins::workspace_binary("tahoe-notifier"))
             .arg("--home")
             .arg(home.path())
             .args(["--keyring", keyring, "--json", "watch"])
@@ -695,7 +695,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     .unwrap();
     tokio::task::block_in_place(|| alice.invite(FOLDER, &dave, "dave", true)).unwrap();
     let dave_home = tempfile::tempdir().unwrap();
-    let dave_link = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
+    let dave_link = Command::new(local_grid::bins::workspace_binary("tahoe-notifier"))
         .arg("--home")
         .arg(dave_home.path())
         .args([
@@ -721,7 +721,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
         dave_link["linked"][0]["participants"],
         serde_json::json!(["alice", "bob", "carol"])
     );
-    let unlinked = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
+    let unlinked = Command::new(local_grid::bins::workspace_binary("tahoe-notifier"))
         .arg("--home")
         .arg(dave_home.path())
         .args(["--keyring", keyring, "magic-folder", "unlink", "--config"])
@@ -740,7 +740,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
     // The consent step, for real: magic-folder has no API to change a folder's poll interval,
     // so the CLI edits the stopped daemon's state and the restarted daemon reports the value.
     let poll_interval = |bob: &MagicFolderDaemon, extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
+        Command::new(local_grid::bins::workspace_binary("tahoe-notifier"))
             .arg("--home")
             .arg(home.path())
             .args([

@@ -54,24 +54,7 @@ pub fn target_dir() -> PathBuf {
 
 /// The workspace's other binaries, built if this test runs alone (`cargo test -p`).
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let path = target_dir().join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "updates-server",
-                "-p",
-                "notifier-core",
-                "--bins",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build {name}");
-    }
-    path
+    local_grid::bins::workspace_binary(name)
 }
 
 pub fn screenshots_dir() -> PathBuf {

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod bins;
 mod http;
 mod logs;
 pub mod magic_folder;

@@ -3,43 +3,16 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use local_grid::StorageNode;
 use mutable_updates::nurl::{Nurl, Swissnum};
 
-/// The `tahoe-updates-server` binary of this workspace.
-///
-/// `env!("CARGO_BIN_EXE_…")` only names binaries of the test's own package, so this looks beside
-/// `tahoe-notifier` in the same target directory, builds it there if it is missing (a lone
-/// `cargo test -p notifier-core`), and takes `TAHOE_UPDATES_SERVER_BIN` if set.
+/// The `tahoe-updates-server` binary of this workspace (`TAHOE_UPDATES_SERVER_BIN` if set).
 pub fn updates_server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("TAHOE_UPDATES_SERVER_BIN") {
-        return PathBuf::from(path);
-    }
-    let dir = Path::new(env!("CARGO_BIN_EXE_tahoe-notifier"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = dir.join("tahoe-updates-server");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "updates-server",
-                "--bin",
-                "tahoe-updates-server",
-            ])
-            .status()
-            .expect("run cargo build for tahoe-updates-server");
-        assert!(status.success(), "cannot build tahoe-updates-server");
-    }
-    path
+    local_grid::bins::workspace_binary("tahoe-updates-server")
 }
 
 /// One server process (or none, while killed).

@@ -10,7 +10,7 @@
 //! ```sh
 //! dbus-run-session -- keyctl session - bash -c 'export H=$(mktemp -d); \
 //!   printf pw | HOME=$H XDG_DATA_HOME=$H/.local/share gnome-keyring-daemon --unlock --components=secrets >/dev/null; \
-//!   cargo test -p notifier-core --test cli_commands'
+//!   cargo test -p tahoe-notifier-cli --test cli_commands'
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/mod.rs"]
+#[path = "../../notifier-core/tests/support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader, Write};

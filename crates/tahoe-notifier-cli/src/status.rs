@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 
 use crate::caps::entry_json;
 use crate::context::Context;
-use crate::node_dir::NodeDir;
 use crate::output::{print_json, print_text, shown, table};
 use crate::servers::{grid_json, server_json, server_table};
+use notifier_core::tahoe_node::NodeDir;
 
 /// Show the configured grids, gateway, updates servers and caps (with mute flags and unread
 /// counts) and whether the keyring is reachable. Does not contact any server.

@@ -18,7 +18,6 @@ mod history;
 mod input;
 mod magic_folder;
 mod news;
-mod node_dir;
 mod output;
 mod servers;
 mod si;

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use crate::caps::check_id;
 use crate::context::Context;
 use crate::input::read_secret;
-use crate::node_dir::{nickname_for, NodeDir, StorageAnnouncement};
 use crate::output::{print_json, print_text, shown, table};
+use notifier_core::tahoe_node::{nickname_for, NodeDir, StorageAnnouncement};
 
 /// Far more than any grid file; a bound keeps a wrong path (a disk image…) from filling memory.
 const MAX_GRID_FILE_BYTES: u64 = 1024 * 1024;
@@ -90,7 +90,7 @@ pub fn run(ctx: &Context, args: &ServersArgs) -> anyhow::Result<ExitCode> {
 /// The storage announcements of the node directory in use, or none.
 fn announcements(node: Option<&NodeDir>) -> anyhow::Result<Vec<StorageAnnouncement>> {
     match node {
-        Some(node) => node.storage_announcements(),
+        Some(node) => Ok(node.storage_announcements()?),
         None => Ok(Vec::new()),
     }
 }

@@ -1,7 +1,10 @@
 //! What a local Tahoe-LAFS node directory (`~/.tahoe` or `--node-dir`) tells us: the gateway
-//! URL (`node.url`) and the storage servers' announcements
-//! (`private/introducer_default_cache.yaml`), whose nicknames name the updates servers that share
-//! a storage server's certificate.
+//! URL (`node.url`), the user's aliases (`private/aliases`, as `tahoe create-alias` writes
+//! them) and the storage servers' announcements (`private/introducer_default_cache.yaml`),
+//! whose nicknames name the updates servers that share a storage server's certificate.
+//!
+//! Aliases usually hold write-caps. [`NodeDir::aliases`] reduces each to its read-cap the moment
+//! it is parsed and drops the write-cap: nothing above this module ever holds one.
 //!
 //! The announcement cache is YAML written by Tahoe (PyYAML `safe_dump`, block style):
 //!
@@ -21,14 +24,33 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-use notifier_core::text::clean_line;
+use tahoe_caps::Cap;
+use thiserror::Error;
+
+use crate::text::clean_line;
 
 /// Longest nickname kept, in characters (as for server names in the config).
 const MAX_NICKNAME_CHARS: usize = 100;
 /// Bigger than any real cache (a few KiB per server); a bound keeps a stray file from filling
 /// memory.
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Why a node directory could not be used. Names the file, never its contents (the node's
+/// files hold swissnums and caps).
+#[derive(Debug, Error)]
+pub enum NodeDirError {
+    /// The directory named explicitly does not exist.
+    #[error("the Tahoe node directory {} does not exist", .0.display())]
+    Missing(PathBuf),
+    /// A file of the node could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
 
 /// A Tahoe node directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +70,11 @@ pub struct StorageAnnouncement {
 impl NodeDir {
     /// The node directory to use: `explicit` (`--node-dir`, which must exist), else `~/.tahoe`
     /// if it exists, else none.
-    pub fn find(explicit: Option<&Path>) -> anyhow::Result<Option<Self>> {
+    pub fn find(explicit: Option<&Path>) -> Result<Option<Self>, NodeDirError> {
         if let Some(path) = explicit {
-            anyhow::ensure!(
-                path.is_dir(),
-                "the Tahoe node directory {} does not exist (given with --node-dir)",
-                path.display()
-            );
+            if !path.is_dir() {
+                return Err(NodeDirError::Missing(path.to_path_buf()));
+            }
             return Ok(Some(Self {
                 path: path.to_path_buf(),
             }));
@@ -75,7 +95,7 @@ impl NodeDir {
 
     /// The gateway URL from `node.url` (written by a running or once-run node); `None` when the
     /// file is absent or empty.
-    pub fn gateway_url(&self) -> anyhow::Result<Option<String>> {
+    pub fn gateway_url(&self) -> Result<Option<String>, NodeDirError> {
         let path = self.node_url_file();
         Ok(read_optional(&path)?
             .map(|text| text.trim().to_owned())
@@ -83,7 +103,7 @@ impl NodeDir {
     }
 
     /// The storage servers the node heard of from its introducer; empty when it has no cache.
-    pub fn storage_announcements(&self) -> anyhow::Result<Vec<StorageAnnouncement>> {
+    pub fn storage_announcements(&self) -> Result<Vec<StorageAnnouncement>, NodeDirError> {
         let path = self
             .path
             .join("private")
@@ -92,6 +112,92 @@ impl NodeDir {
             .map(|text| parse_announcements(&text))
             .unwrap_or_default())
     }
+}
+
+/// One of the user's Tahoe aliases, reduced to what watching needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// The alias's name (without the trailing `:`), cleaned for display.
+    pub name: String,
+    /// The read-only form of the alias's cap (a write-cap is attenuated on parsing).
+    pub read_cap: Cap,
+}
+
+impl std::fmt::Debug for Alias {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The read-cap is a secret too.
+        f.debug_struct("Alias")
+            .field("name", &self.name)
+            .field("kind", &self.read_cap.kind().short_name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Longest alias name kept, in characters.
+const MAX_ALIAS_CHARS: usize = 100;
+
+impl NodeDir {
+    /// The user's aliases: `private/aliases` (`name: cap` per line, as `tahoe create-alias` and
+    /// `tahoe add-alias` write it) and, as Tahoe does, `private/root_dir.cap` as the alias
+    /// `tahoe` unless `private/aliases` names one. Lines that are not an alias with a cap Tahoe
+    /// would accept are skipped (Tahoe's own `tahoe ls` fails on them); the result is sorted by
+    /// name. Every cap is reduced to its read-cap here.
+    pub fn aliases(&self) -> Result<Vec<Alias>, NodeDirError> {
+        let private = self.path.join("private");
+        let mut aliases = read_optional(&private.join("aliases"))?
+            .map(|text| parse_aliases(&text))
+            .unwrap_or_default();
+        if !aliases.iter().any(|a| a.name == "tahoe") {
+            if let Some(root) = read_optional(&private.join("root_dir.cap"))? {
+                if let Ok(cap) = Cap::parse(root.trim()) {
+                    aliases.push(Alias {
+                        name: "tahoe".to_owned(),
+                        read_cap: cap.read_only(),
+                    });
+                }
+            }
+        }
+        aliases.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(aliases)
+    }
+
+    /// The alias called `name` (with or without its trailing `:`).
+    pub fn alias(&self, name: &str) -> Result<Option<Alias>, NodeDirError> {
+        let name = name.strip_suffix(':').unwrap_or(name);
+        Ok(self.aliases()?.into_iter().find(|a| a.name == name))
+    }
+}
+
+/// Parses the text of `private/aliases`. Tahoe reads it the same way (`allmydata.scripts.common
+/// .get_aliases`): strip each line, skip blanks and `#` comments, split at the first `:`. A
+/// later line of the same name wins, as in Tahoe's dict.
+pub fn parse_aliases(text: &str) -> Vec<Alias> {
+    let mut out: Vec<Alias> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, cap)) = line.split_once(':') else {
+            continue;
+        };
+        let name = clean_line(name.trim(), MAX_ALIAS_CHARS);
+        let Ok(cap) = Cap::parse(cap.trim()) else {
+            continue;
+        };
+        if name.is_empty() {
+            continue;
+        }
+        let alias = Alias {
+            name,
+            read_cap: cap.read_only(),
+        };
+        match out.iter_mut().find(|a| a.name == alias.name) {
+            Some(existing) => *existing = alias,
+            None => out.push(alias),
+        }
+    }
+    out
 }
 
 /// The nickname of the storage server announcing `spki_hash`, if any.
@@ -105,17 +211,21 @@ pub fn nickname_for<'a>(
         .and_then(|a| a.nickname.as_deref())
 }
 
-fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
+fn read_optional(path: &Path) -> Result<Option<String>, NodeDirError> {
     use std::io::Read;
+    let read_error = |source| NodeDirError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => return Err(read_error(e)),
     };
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES)
         .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .map_err(read_error)?;
     // Lossy: a stray non-UTF-8 byte in someone's nickname should not hide every other server.
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
@@ -268,6 +378,56 @@ fn unescape_double_quoted(inner: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write-cap and its read-cap from Tahoe 1.20 (`shared/vectors/caps.json`, random keys).
+    const DIR_WRITE: &str =
+        "URI:DIR2:rvbf3wlbpjwgh3wkcd7n2irdhi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a";
+    const DIR_READ: &str =
+        "URI:DIR2-RO:uk4r3cnhlj2wyiah6zcj3ndhwi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a";
+
+    #[test]
+    fn aliases_are_reduced_to_read_caps_on_parsing() {
+        let write = Cap::parse(DIR_WRITE).unwrap();
+        let text = format!(
+            "# my aliases\n\nwork: {DIR_WRITE}\nbroken: URI:DIR2:nope\nnocolon\n  docs : {}\n",
+            write.read_only()
+        );
+        let aliases = parse_aliases(&text);
+        let names: Vec<&str> = aliases.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["work", "docs"]);
+        for alias in &aliases {
+            assert!(alias.read_cap.is_readonly(), "{alias:?}");
+            assert_eq!(alias.read_cap, write.read_only());
+            assert_eq!(alias.read_cap.to_string(), DIR_READ);
+            assert!(!format!("{alias:?}").contains("URI:"));
+        }
+    }
+
+    #[test]
+    fn later_alias_of_the_same_name_wins_and_root_dir_cap_is_tahoe() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("private")).unwrap();
+        let write = Cap::parse(DIR_WRITE).unwrap();
+        std::fs::write(
+            dir.path().join("private/root_dir.cap"),
+            format!("{DIR_WRITE}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("private/aliases"),
+            format!("a: {DIR_WRITE}\na: {}\n", write.read_only()),
+        )
+        .unwrap();
+        let node = NodeDir::find(Some(dir.path())).unwrap().unwrap();
+        let aliases = node.aliases().unwrap();
+        let names: Vec<&str> = aliases.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["a", "tahoe"]);
+        assert_eq!(
+            node.alias("tahoe:").unwrap().unwrap().read_cap,
+            write.read_only()
+        );
+        assert!(node.alias("missing").unwrap().is_none());
+    }
 
     const H0: &str = "5qwv44mvU6xpT4lJDQfZ4WCMW1JstiW-37bIwPhaXd0";
     const H1: &str = "mXj7DC6pvt4kOsosX335D-jfRcVygzb6Ki0yq11rr1c";
