@@ -8,8 +8,8 @@ use std::sync::Arc;
 use notifier_core::caps::CapStoreError;
 use notifier_core::config::{CapEntry, CapKind};
 use notifier_core::engine::EngineCommand;
+use notifier_core::grid_file::parse_grid_file;
 use notifier_core::history::ChangeFilter;
-use notifier_core::servers::parse_grid_file;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tahoe_caps::{Cap, CapRole};
@@ -47,7 +47,7 @@ macro_rules! command_error_from {
 command_error_from!(
     CapStoreError,
     notifier_core::servers::ServerStoreError,
-    notifier_core::servers::GridFileError,
+    notifier_core::grid_file::GridFileError,
     notifier_core::history::HistoryError,
     crate::settings::SettingsError,
     tauri_plugin_autostart::Error,

@@ -37,9 +37,10 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use local_grid::{Format, Grid};
 use notifier_core::caps::CapStore;
 use notifier_core::config::ConfigFile;
+use notifier_core::grid_file::parse_grid_file;
 use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
 use notifier_core::paths::Paths;
-use notifier_core::servers::{parse_grid_file, ServerStore};
+use notifier_core::servers::ServerStore;
 use serde_json::json;
 use support::{
     click, invoke, read_cap_of, screenshots_dir, start_updates_servers, text_of, wait_for,

@@ -31,10 +31,11 @@ use local_grid::magic_folder::{MagicFolderDaemon, WormholeMailbox};
 use local_grid::Grid;
 use notifier_core::caps::CapStore;
 use notifier_core::config::ConfigFile;
+use notifier_core::grid_file::parse_grid_file;
 use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
 use notifier_core::magic_folder::linked_folders;
 use notifier_core::paths::Paths;
-use notifier_core::servers::{parse_grid_file, ServerStore};
+use notifier_core::servers::ServerStore;
 use serde_json::json;
 use support::{
     click, free_port, invoke, start_updates_servers, text_of, wait_for, wait_port, Guard,

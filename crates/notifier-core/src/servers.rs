@@ -1,40 +1,25 @@
-//! Updates servers and grids (data model; no networking yet).
+//! The server store: updates servers and grids.
 //!
 //! An updates server is named by a NURL, `pb://<spki-hash>@<host>:<port>/<swissnum>#v=1`. The
 //! swissnum is a secret (it authorizes requests), so the whole NURL goes to the keyring and the
-//! config keeps only the non-secret parts: host, port, SPKI hash and a name.
-//!
-//! A grid file imports a grid in one go. It is a JSON object:
-//!
-//! ```json
-//! {
-//!   "name": "Bob's Storage Company",
-//!   "gateway_url": "http://127.0.0.1:3456/",
-//!   "updates_servers": ["pb://<hash>@updates.example:8443/<swissnum>#v=1"],
-//!   "newscap": "URI:DIR2-RO:…"
-//! }
-//! ```
-//!
-//! `name` may also be spelled `nickname` and `newscap` is optional, as in Gridsync invites; other
-//! keys (an invite's `introducer`, `shares-needed`, …) are ignored.
+//! config keeps only the non-secret parts: host, port, SPKI hash and a name. A grid (its
+//! description, [`crate::grid_file`]) is imported in one go: its servers, its gateway and its
+//! news cap.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use tahoe_caps::{Cap, CapRole, StorageIndex};
+use tahoe_caps::{Cap, StorageIndex};
 use thiserror::Error;
 
 /// NURLs are the protocol crate's: one parser for the client and the server.
 pub use mutable_updates::nurl::{Nurl, NurlError};
 
 use crate::config::{ConfigError, ConfigFile};
+use crate::grid_file::{GridFile, MAX_NAME_CHARS};
 use crate::ids::{self, IdError};
 use crate::keyring_store::{SecretError, SecretStore};
 use crate::text::clean_line;
-
-/// Longest grid or server name kept, in characters.
-const MAX_NAME_CHARS: usize = 100;
 
 /// A known updates server, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,177 +53,6 @@ pub struct GridEntry {
     /// Storage index of the news directory, if it has one.
     #[serde(default)]
     pub news_storage_index: Option<StorageIndex>,
-}
-
-/// A parsed grid file. Holds secrets (NURLs, news cap): keep it out of logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GridFile {
-    /// The grid's name.
-    pub name: String,
-    /// The gateway URL (`http://` or `https://`, no credentials).
-    pub gateway_url: String,
-    /// The updates servers.
-    pub updates_servers: Vec<Nurl>,
-    /// The news read-cap (always a read-only directory cap), if any.
-    pub newscap: Option<Cap>,
-}
-
-/// Why a grid file is not usable. Never quotes secrets.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum GridFileError {
-    /// Not JSON.
-    #[error("the grid file is not valid JSON (line {line}, column {column})")]
-    NotJson {
-        /// Line.
-        line: usize,
-        /// Column.
-        column: usize,
-    },
-    /// Not a JSON object.
-    #[error("the grid file must be a JSON object")]
-    NotObject,
-    /// A required key is absent.
-    #[error("the grid file has no `{0}`")]
-    Missing(&'static str),
-    /// A key has the wrong JSON type.
-    #[error("in the grid file, `{key}` must be {expected}")]
-    WrongType {
-        /// The key.
-        key: &'static str,
-        /// What it must be.
-        expected: &'static str,
-    },
-    /// The grid name is empty or has control characters.
-    #[error("the grid name must be non-empty text of at most {MAX_NAME_CHARS} characters without control characters")]
-    BadName,
-    /// The gateway URL is not usable.
-    #[error("the grid file's `gateway_url` {0}")]
-    BadGateway(&'static str),
-    /// An updates-server entry is not a NURL.
-    #[error("the grid file's updates server #{index} is not a valid NURL: {reason}")]
-    BadNurl {
-        /// 1-based position in the list.
-        index: usize,
-        /// What is wrong.
-        reason: NurlError,
-    },
-    /// The news cap is not usable.
-    #[error("the grid file's `newscap` {0}")]
-    BadNewscap(String),
-}
-
-/// Parses a grid file's text.
-pub fn parse_grid_file(text: &str) -> Result<GridFile, GridFileError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| GridFileError::NotJson {
-        line: e.line(),
-        column: e.column(),
-    })?;
-    let obj = value.as_object().ok_or(GridFileError::NotObject)?;
-
-    let name = match (string_key(obj, "name")?, string_key(obj, "nickname")?) {
-        (Some(n), _) | (None, Some(n)) => n,
-        (None, None) => return Err(GridFileError::Missing("name")),
-    };
-    let clean = clean_line(name, usize::MAX);
-    if clean.is_empty() || clean != name.trim() || clean.chars().count() > MAX_NAME_CHARS {
-        return Err(GridFileError::BadName);
-    }
-
-    let gateway_url =
-        string_key(obj, "gateway_url")?.ok_or(GridFileError::Missing("gateway_url"))?;
-    let gateway_url = check_gateway_url(gateway_url)?;
-
-    let servers = obj
-        .get("updates_servers")
-        .ok_or(GridFileError::Missing("updates_servers"))?
-        .as_array()
-        .ok_or(GridFileError::WrongType {
-            key: "updates_servers",
-            expected: "a list of NURL strings",
-        })?;
-    if servers.is_empty() {
-        return Err(GridFileError::WrongType {
-            key: "updates_servers",
-            expected: "a non-empty list of NURL strings",
-        });
-    }
-    let mut updates_servers: Vec<Nurl> = Vec::new();
-    for (i, s) in servers.iter().enumerate() {
-        let s = s.as_str().ok_or(GridFileError::WrongType {
-            key: "updates_servers",
-            expected: "a list of NURL strings",
-        })?;
-        let nurl: Nurl = s.trim().parse().map_err(|reason| GridFileError::BadNurl {
-            index: i + 1,
-            reason,
-        })?;
-        if !updates_servers.contains(&nurl) {
-            updates_servers.push(nurl);
-        }
-    }
-
-    let newscap = match string_key(obj, "newscap")? {
-        None => None,
-        Some(text) => {
-            let cap = Cap::parse(text.trim())
-                .map_err(|e| GridFileError::BadNewscap(format!("is not a cap: {e}")))?;
-            if !cap.is_directory() || !cap.is_mutable() || cap.role() == CapRole::Verify {
-                return Err(GridFileError::BadNewscap(
-                    "must be a read-cap of a mutable directory (URI:DIR2-RO:… or URI:DIR2-MDMF-RO:…)"
-                        .to_owned(),
-                ));
-            }
-            // Only reading is ever needed: never keep more authority than that.
-            Some(cap.read_only())
-        }
-    };
-
-    Ok(GridFile {
-        name: clean,
-        gateway_url,
-        updates_servers,
-        newscap,
-    })
-}
-
-fn string_key<'a>(
-    obj: &'a Map<String, Value>,
-    key: &'static str,
-) -> Result<Option<&'a str>, GridFileError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(GridFileError::WrongType {
-            key,
-            expected: "a string",
-        }),
-    }
-}
-
-fn check_gateway_url(url: &str) -> Result<String, GridFileError> {
-    let url = url.trim();
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or(GridFileError::BadGateway(
-            "must start with http:// or https://",
-        ))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(GridFileError::BadGateway("has no host"));
-    }
-    if authority.contains('@') {
-        // Credentials in a URL would end up in the (non-secret) config file.
-        return Err(GridFileError::BadGateway(
-            "must not contain a user name or password",
-        ));
-    }
-    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(GridFileError::BadGateway(
-            "contains spaces or control characters",
-        ));
-    }
-    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Why a server or grid operation failed.
@@ -278,6 +92,9 @@ pub enum ServerStoreError {
     /// The keyring holds something that is no longer a cap.
     #[error("the keyring entry {0} does not hold a valid news cap any more; remove the grid and import it again")]
     StoredCapInvalid(String),
+    /// The description says "use your own gateway" and no gateway was chosen for it.
+    #[error("the grid {0:?} uses each user's own Tahoe node as its gateway, and none was given")]
+    GatewayNotChosen(String),
 }
 
 /// Known servers and grids: the config for the public parts, the keyring for the secrets.
@@ -381,8 +198,13 @@ impl ServerStore {
     }
 
     /// Imports a grid: each updates server and the news cap go to the keyring, the rest to the
-    /// config, all in one config write. On failure nothing is kept.
+    /// config, all in one config write. On failure nothing is kept. A grid whose description
+    /// leaves the gateway to each user ([`crate::grid_file::GridGateway::OwnNode`]) must have
+    /// one chosen first ([`GridFile::gateway`] set to a URL).
     pub fn import_grid(&self, grid: &GridFile) -> Result<GridEntry, ServerStoreError> {
+        if grid.gateway.url().is_none() {
+            return Err(ServerStoreError::GatewayNotChosen(grid.name.clone()));
+        }
         let config = self.config.load()?;
         if config.grids.iter().any(|g| g.name == grid.name) {
             return Err(ServerStoreError::DuplicateGrid(grid.name.clone()));
@@ -427,7 +249,7 @@ impl ServerStore {
         };
         let entry = GridEntry {
             name: grid.name.clone(),
-            gateway_url: grid.gateway_url.clone(),
+            gateway_url: grid.gateway.url().unwrap_or_default().to_owned(),
             news_id,
             news_storage_index,
         };
@@ -497,6 +319,7 @@ impl ServerStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grid_file::{parse_grid_file, GridGateway};
     use crate::keyring_store::MemorySecretStore;
 
     const HASH: &str = "zXQ2QdHjQpJljyvOPSdaH3H6I4mnm31J-TnuX08zJPE";
@@ -521,99 +344,6 @@ mod tests {
             secrets.clone(),
         );
         (tmp, store, secrets)
-    }
-
-    #[test]
-    fn a_grid_files_nurls_are_parsed_and_bad_ones_named_without_the_swissnum() {
-        let g = parse_grid_file(&grid_json("")).unwrap();
-        let n = &g.updates_servers[0];
-        assert_eq!(n.spki_hash_base64(), HASH);
-        assert_eq!((n.host.as_str(), n.port), ("127.0.0.1", 47002));
-        assert_eq!(n.to_string(), NURL);
-        assert!(!format!("{n:?}").contains(SWISS));
-        let bad = grid_json("").replacen(":47002/", ":0/", 1);
-        let err = parse_grid_file(&bad).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                GridFileError::BadNurl {
-                    reason: NurlError::BadPort,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(!err.to_string().contains(SWISS), "{err}");
-    }
-
-    #[test]
-    fn parses_a_grid_file() {
-        let newscap = DIR_RW;
-        let g = parse_grid_file(&grid_json(&format!(r#", "newscap": "{newscap}""#))).unwrap();
-        assert_eq!(g.name, "Bob's Grid");
-        assert_eq!(g.gateway_url, "http://127.0.0.1:3456");
-        assert_eq!(g.updates_servers.len(), 1, "duplicates are merged");
-        let cap = g.newscap.unwrap();
-        assert!(cap.is_readonly(), "the news cap is kept read-only");
-        assert!(cap.is_directory());
-        assert!(parse_grid_file(&grid_json("")).unwrap().newscap.is_none());
-    }
-
-    #[test]
-    fn grid_file_errors_are_clear() {
-        let check = |text: &str, want: &str| {
-            let err = parse_grid_file(text).unwrap_err().to_string();
-            assert!(err.contains(want), "{err} should contain {want}");
-            assert!(!err.contains(SWISS) && !err.contains("rvbf3wlb"), "{err}");
-        };
-        check("{", "not valid JSON");
-        check("[]", "must be a JSON object");
-        check(
-            r#"{"gateway_url": "http://x", "updates_servers": []}"#,
-            "no `name`",
-        );
-        check(
-            r#"{"name": "G", "updates_servers": []}"#,
-            "no `gateway_url`",
-        );
-        check(
-            r#"{"name": "G", "gateway_url": "ftp://x"}"#,
-            "http:// or https://",
-        );
-        check(
-            r#"{"name": "G", "gateway_url": "http://u:p@x"}"#,
-            "user name or password",
-        );
-        check(
-            r#"{"name": "G", "gateway_url": "http://x"}"#,
-            "no `updates_servers`",
-        );
-        check(
-            r#"{"name": "G", "gateway_url": "http://x", "updates_servers": []}"#,
-            "non-empty",
-        );
-        check(
-            r#"{"name": 5, "gateway_url": "http://x", "updates_servers": []}"#,
-            "`name` must be a string",
-        );
-        check(
-            r#"{"name": "a\nb", "gateway_url": "http://x", "updates_servers": []}"#,
-            "grid name",
-        );
-        check(
-            &format!(
-                r#"{{"name": "G", "gateway_url": "http://x", "updates_servers": ["{NURL}", "pb://{HASH}@h:1/{SWISS}#v=9"]}}"#
-            ),
-            "updates server #2 is not a valid NURL: the NURL's version is not 1",
-        );
-        check(
-            &grid_json(r#", "newscap": "URI:DIR2-RO:garbage""#),
-            "`newscap` is not a cap",
-        );
-        check(
-            &grid_json(r#", "newscap": "URI:LIT:nbswy3dp""#),
-            "read-cap of a mutable directory",
-        );
     }
 
     #[test]
@@ -681,5 +411,25 @@ mod tests {
         assert!(store.import_grid(&g).is_err());
         assert!(store.grids().unwrap().is_empty());
         assert!(secrets.all().is_empty());
+    }
+
+    #[test]
+    fn a_grid_on_the_users_own_gateway_needs_one_chosen_first() {
+        let (_tmp, store, secrets) = store();
+        let mut g =
+            parse_grid_file(&grid_json("").replace(r#""http://127.0.0.1:3456/""#, "null")).unwrap();
+        assert_eq!(g.gateway, GridGateway::OwnNode);
+        let err = store.import_grid(&g).unwrap_err();
+        assert!(
+            matches!(err, ServerStoreError::GatewayNotChosen(_)),
+            "{err}"
+        );
+        assert!(store.grids().unwrap().is_empty());
+        assert!(secrets.all().is_empty());
+        g.gateway = GridGateway::Url("http://127.0.0.1:4567".to_owned());
+        assert_eq!(
+            store.import_grid(&g).unwrap().gateway_url,
+            "http://127.0.0.1:4567"
+        );
     }
 }

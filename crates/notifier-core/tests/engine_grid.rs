@@ -14,6 +14,7 @@ use local_grid::{Format, Grid};
 use notifier_core::caps::CapStore;
 use notifier_core::config::ConfigFile;
 use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
+use notifier_core::grid_file::parse_grid_file;
 use notifier_core::keyring_store::SecretStore;
 use notifier_core::link::{LinkState, LinkTiming};
 use notifier_core::notify::{
@@ -21,7 +22,7 @@ use notifier_core::notify::{
     RecordingSink, Urgency,
 };
 use notifier_core::paths::Paths;
-use notifier_core::servers::{parse_grid_file, ServerStore};
+use notifier_core::servers::ServerStore;
 use support::{secrets, InProcessServer};
 use tahoe_caps::Cap;
 use tokio::sync::mpsc;

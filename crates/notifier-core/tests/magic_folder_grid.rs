@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use local_grid::magic_folder::{MagicFolderDaemon, WormholeMailbox};
 use notifier_core::config::ConfigFile;
 use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
+use notifier_core::grid_file::parse_grid_file;
 use notifier_core::link::LinkTiming;
 use notifier_core::magic_folder::bridge::{Bridge, BridgeEvent, BridgeOptions};
 use notifier_core::magic_folder::linked_folders;
@@ -34,7 +35,7 @@ use notifier_core::notify::{
     RecordingSink,
 };
 use notifier_core::paths::Paths;
-use notifier_core::servers::{parse_grid_file, ServerStore};
+use notifier_core::servers::ServerStore;
 use support::{secrets, InProcessServer};
 use tokio::sync::mpsc;
 

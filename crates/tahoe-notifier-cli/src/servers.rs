@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 use notifier_core::config::ConfigError;
-use notifier_core::servers::{parse_grid_file, GridEntry, GridFileError, Nurl, ServerEntry};
+use notifier_core::grid_file::{parse_grid_file, GridFileError};
+use notifier_core::servers::{GridEntry, Nurl, ServerEntry};
 use serde_json::{json, Value};
 
 use crate::caps::check_id;
