@@ -17,6 +17,9 @@
 //!   certificate whose SubjectPublicKeyInfo hashes to the NURL's pin, and servers load Tahoe's
 //!   `node.pem`. Always the *ring* provider, never a process default.
 //! - [`client`]: `connect(&nurl, PATH)` — TCP, pinned TLS, authenticated WebSocket upgrade.
+//! - [`proof`]: verifying a slot's seqnum without trusting the server: a mutable share's signed
+//!   prefix, Tahoe's RSA-PSS signature over it and the verification key, checked against the
+//!   cap's fingerprint (pure; real Tahoe 1.20 shares as test fixtures).
 //!
 //! ```
 //! use mutable_updates::{ClientMessage, ServerMessage, Status, SubscriptionStatus, ErrorCode, Nurl};
@@ -66,6 +69,7 @@ pub mod client;
 pub mod message;
 pub mod nurl;
 pub mod pinning;
+pub mod proof;
 
 pub use client::{connect, connect_insecure_loopback, ConnectError};
 pub use message::{
@@ -78,3 +82,4 @@ pub use pinning::{
     pinned_client_config, server_config_from_pem, spki_hash_of_pem, spki_sha256, CertificateError,
     TlsSetupError,
 };
+pub use proof::{Freshness, ProofError, ShareError, SlotProof, VerificationKey, VerifiedSlot};

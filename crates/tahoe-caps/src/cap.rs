@@ -135,6 +135,20 @@ impl Cap {
         }
     }
 
+    /// The fingerprint of a mutable slot's verification (RSA public) key, carried by every
+    /// mutable cap: Tahoe's `ssk_pubkey_fingerprint_hash`, a tagged SHA-256d of the key's DER
+    /// SubjectPublicKeyInfo (see [`hash::mutable_pubkey_fingerprint`]). It is what lets a holder
+    /// of any cap check that a share's key, and so its signed seqnum, belongs to this slot.
+    /// Not secret (verify-caps carry it too). `None` for immutable and literal caps.
+    pub fn fingerprint(&self) -> Option<[u8; 32]> {
+        match &self.body {
+            Body::MutableWrite { fingerprint, .. }
+            | Body::MutableRead { fingerprint, .. }
+            | Body::MutableVerify { fingerprint, .. } => Some(*fingerprint),
+            _ => None,
+        }
+    }
+
     /// The erasure-coding parameters and size of an immutable (CHK) cap; `None` for other kinds.
     pub fn chk_parameters(&self) -> Option<ChkParameters> {
         match &self.body {
@@ -308,6 +322,22 @@ mod tests {
             assert!(!debug.contains(secret), "{debug}");
         }
         assert!(!format!("{:#?}", cap.body).contains("rvbf3"));
+    }
+
+    #[test]
+    fn every_mutable_form_carries_the_same_fingerprint() {
+        let cap = Cap::parse(DIR_WRITE).unwrap();
+        // base32 s7yrvzsra4cq… decoded by Tahoe's own base32.a2b.
+        let expected: [u8; 32] = [
+            0x97, 0xf1, 0x1a, 0xe6, 0x51, 0x07, 0x05, 0x06, 0xa6, 0x8a, 0x02, 0xf0, 0xe1, 0x61,
+            0xaf, 0x37, 0xf8, 0x6c, 0xb9, 0x07, 0x87, 0x38, 0xc3, 0x70, 0xf0, 0x7e, 0x8d, 0x3b,
+            0x58, 0x3b, 0xad, 0x38,
+        ];
+        assert_eq!(cap.fingerprint(), Some(expected));
+        assert_eq!(cap.read_only().fingerprint(), Some(expected));
+        assert_eq!(cap.verify_cap().unwrap().fingerprint(), Some(expected));
+        let literal = Cap::parse("URI:LIT:nbswy3dp").unwrap();
+        assert_eq!(literal.fingerprint(), None);
     }
 
     #[test]

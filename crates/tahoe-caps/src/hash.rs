@@ -13,6 +13,10 @@ pub const MUTABLE_STORAGE_INDEX_TAG: &[u8] = b"allmydata_mutable_readkey_to_stor
 /// Tag for CHK encryption key → storage index of an immutable file.
 pub const IMMUTABLE_STORAGE_INDEX_TAG: &[u8] = b"allmydata_immutable_key_to_storage_index_v1";
 
+/// Tag for a mutable slot's verification key (DER SubjectPublicKeyInfo) → the fingerprint in
+/// its caps (Tahoe's `MUTABLE_PUBKEY_TAG`).
+pub const MUTABLE_PUBKEY_TAG: &[u8] = b"allmydata_mutable_pubkey_to_fingerprint_v1";
+
 /// `len:bytes,`: how Tahoe frames a tag so that no tag is a prefix of another.
 pub fn netstring(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 24);
@@ -55,6 +59,13 @@ pub fn mutable_storage_index(read_key: &[u8; 16]) -> StorageIndex {
     StorageIndex::from_bytes(tagged_hash_16(MUTABLE_STORAGE_INDEX_TAG, read_key))
 }
 
+/// Fingerprint of a mutable slot's verification key, as in its caps: Tahoe's
+/// `ssk_pubkey_fingerprint_hash`, the full 32-byte tagged hash of the key's DER
+/// SubjectPublicKeyInfo bytes exactly as stored in the slot's shares.
+pub fn mutable_pubkey_fingerprint(verification_key_der: &[u8]) -> [u8; 32] {
+    tagged_hash(MUTABLE_PUBKEY_TAG, verification_key_der)
+}
+
 /// Storage index of an immutable (CHK) file from its encryption key.
 pub fn immutable_storage_index(encryption_key: &[u8; 16]) -> StorageIndex {
     StorageIndex::from_bytes(tagged_hash_16(IMMUTABLE_STORAGE_INDEX_TAG, encryption_key))
@@ -63,6 +74,17 @@ pub fn immutable_storage_index(encryption_key: &[u8; 16]) -> StorageIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pubkey_fingerprint_matches_tahoe() {
+        // allmydata.util.hashutil.ssk_pubkey_fingerprint_hash(b"not a real key") in Tahoe 1.20.
+        let expected = "5c6fac5d1eaec92541a8293c38cdc8dcd7d1c63bc47616164adbcd2081c002bd";
+        let got: String = mutable_pubkey_fingerprint(b"not a real key")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(got, expected);
+    }
 
     #[test]
     fn netstring_frames_length() {
