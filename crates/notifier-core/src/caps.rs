@@ -73,6 +73,8 @@ pub struct AddedCap {
     pub id: String,
     /// The slot's storage index (what to subscribe to).
     pub storage_index: StorageIndex,
+    /// The kind of cap kept in the keyring (always a read-cap), e.g. `DIR2-RO`.
+    pub stored_kind: &'static str,
 }
 
 /// Watched caps over a config file and a secret store.
@@ -88,10 +90,11 @@ impl CapStore {
         Self { config, secrets }
     }
 
-    /// Starts watching `cap` under `label`. Stores the read-only form unless `keep_write`.
+    /// Starts watching `cap` under `label`. Stores only its read-only form: watching needs no
+    /// more, and a write-cap in the keyring would let anyone who can read it change the content.
     /// Refuses immutable caps (they never change), verify caps (they cannot read what changed)
     /// and a slot already watched.
-    pub fn add(&self, cap: &Cap, label: &str, keep_write: bool) -> Result<AddedCap, CapStoreError> {
+    pub fn add(&self, cap: &Cap, label: &str) -> Result<AddedCap, CapStoreError> {
         let kind_name = cap.kind().short_name();
         if !cap.is_mutable() {
             return Err(CapStoreError::Immutable { kind: kind_name });
@@ -115,11 +118,7 @@ impl CapStore {
             });
         }
 
-        let stored = if keep_write {
-            cap.clone()
-        } else {
-            cap.read_only()
-        };
+        let stored = cap.read_only();
         let entry = CapEntry {
             id: ids::new_id("cap-")?,
             label,
@@ -129,7 +128,6 @@ impl CapStore {
                 CapKind::File
             },
             storage_index,
-            writable: !stored.is_readonly(),
             muted: false,
             created: OffsetDateTime::now_utc(),
         };
@@ -147,6 +145,7 @@ impl CapStore {
         Ok(AddedCap {
             id: entry.id,
             storage_index,
+            stored_kind: stored.kind().short_name(),
         })
     }
 
@@ -164,15 +163,24 @@ impl CapStore {
             .ok_or_else(|| CapStoreError::UnknownId(id.to_owned()))
     }
 
-    /// The cap of entry `id`, from the keyring. Checked against the recorded storage index, so a
-    /// keyring entry changed behind our back is not silently used.
+    /// The cap of entry `id`, from the keyring, read-only. Checked against the recorded storage
+    /// index, so a keyring entry changed behind our back is not silently used. A write-cap that
+    /// an older version kept (it had a `--keep-write`) is replaced by its read-cap in the
+    /// keyring here, the first time it is read.
     pub fn get_cap(&self, id: &str) -> Result<Cap, CapStoreError> {
         let entry = self.entry(id)?;
         let text = self.secrets.get(id)?;
-        match Cap::parse(&text) {
-            Ok(cap) if cap.storage_index() == Some(entry.storage_index) => Ok(cap),
-            _ => Err(CapStoreError::StoredCapMismatch(id.to_owned())),
+        let cap = match Cap::parse(&text) {
+            Ok(cap) if cap.storage_index() == Some(entry.storage_index) => cap,
+            _ => return Err(CapStoreError::StoredCapMismatch(id.to_owned())),
+        };
+        if cap.is_readonly() {
+            return Ok(cap);
         }
+        let read_cap = cap.read_only();
+        self.secrets.put(id, &read_cap.to_string())?;
+        tracing::info!(id, "a stored write-cap was reduced to its read-cap");
+        Ok(read_cap)
     }
 
     /// Stops watching `id`: deletes the keyring entry, then the config entry.
@@ -252,7 +260,7 @@ mod tests {
     fn add_stores_read_only_form_in_keyring_only() {
         let (tmp, store, secrets) = setup();
         let cap = dir_cap();
-        let added = store.add(&cap, "  Team Docs ", false).unwrap();
+        let added = store.add(&cap, "  Team Docs ").unwrap();
         assert_eq!(Some(added.storage_index), cap.storage_index());
         assert!(added.id.starts_with("cap-"));
 
@@ -267,7 +275,6 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].label, "Team Docs");
         assert_eq!(entries[0].kind, CapKind::Directory);
-        assert!(!entries[0].writable);
         assert!(!entries[0].muted);
 
         // The config file holds neither form of the cap, nor its keys.
@@ -281,34 +288,39 @@ mod tests {
     }
 
     #[test]
-    fn keep_write_stores_the_write_cap() {
-        let (_tmp, store, _secrets) = setup();
-        let added = store.add(&dir_cap(), "RW", true).unwrap();
-        assert_eq!(store.get_cap(&added.id).unwrap(), dir_cap());
-        assert!(store.entry(&added.id).unwrap().writable);
+    fn a_write_cap_kept_by_an_older_version_is_reduced_when_read() {
+        let (_tmp, store, secrets) = setup();
+        let added = store.add(&dir_cap(), "RW").unwrap();
+        // What `--keep-write` used to leave in the keyring.
+        secrets.put(&added.id, &dir_cap().to_string()).unwrap();
+        assert_eq!(store.get_cap(&added.id).unwrap(), dir_cap().read_only());
+        assert_eq!(
+            secrets.all(),
+            vec![(added.id.clone(), dir_cap().read_only().to_string())]
+        );
     }
 
     #[test]
     fn refuses_immutable_verify_duplicate_and_bad_labels() {
         let (_tmp, store, secrets) = setup();
         let chk: Cap = CHK.parse().unwrap();
-        let err = store.add(&chk, "x", false).unwrap_err();
+        let err = store.add(&chk, "x").unwrap_err();
         assert!(matches!(err, CapStoreError::Immutable { .. }), "{err}");
         assert!(err.to_string().contains("never change"));
         let verify = dir_cap().verify_cap().unwrap();
         assert!(matches!(
-            store.add(&verify, "x", false).unwrap_err(),
+            store.add(&verify, "x").unwrap_err(),
             CapStoreError::VerifyOnly { .. }
         ));
         for bad in ["", "   ", "a\nb", &"x".repeat(101)] {
             assert!(matches!(
-                store.add(&dir_cap(), bad, false).unwrap_err(),
+                store.add(&dir_cap(), bad).unwrap_err(),
                 CapStoreError::BadLabel
             ));
         }
-        let first = store.add(&dir_cap(), "One", false).unwrap();
+        let first = store.add(&dir_cap(), "One").unwrap();
         // The read-only form of the same slot is the same watch.
-        let err = store.add(&dir_cap().read_only(), "Two", false).unwrap_err();
+        let err = store.add(&dir_cap().read_only(), "Two").unwrap_err();
         match err {
             CapStoreError::AlreadyWatched { id, label } => {
                 assert_eq!(id, first.id);
@@ -323,18 +335,16 @@ mod tests {
     fn file_caps_are_files() {
         let (_tmp, store, _secrets) = setup();
         let cap: Cap = OTHER_FILE_RO.parse().unwrap();
-        let added = store.add(&cap, "Notes", true).unwrap();
+        let added = store.add(&cap, "Notes").unwrap();
         let entry = store.entry(&added.id).unwrap();
         assert_eq!(entry.kind, CapKind::File);
-        // keep_write on a read cap keeps what there is: a read cap.
-        assert!(!entry.writable);
         assert_eq!(store.get_cap(&added.id).unwrap(), cap);
     }
 
     #[test]
     fn rename_mute_remove() {
         let (_tmp, store, secrets) = setup();
-        let added = store.add(&dir_cap(), "Docs", false).unwrap();
+        let added = store.add(&dir_cap(), "Docs").unwrap();
         store.rename(&added.id, "Team Docs").unwrap();
         store.set_muted(&added.id, true).unwrap();
         let e = store.entry(&added.id).unwrap();
@@ -361,7 +371,7 @@ mod tests {
             .fail_puts
             .store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(matches!(
-            store.add(&dir_cap(), "Docs", false),
+            store.add(&dir_cap(), "Docs"),
             Err(CapStoreError::Secret(_))
         ));
         assert!(store.list().unwrap().is_empty());
@@ -370,7 +380,7 @@ mod tests {
     #[test]
     fn tampered_keyring_entry_is_detected() {
         let (_tmp, store, secrets) = setup();
-        let added = store.add(&dir_cap(), "Docs", false).unwrap();
+        let added = store.add(&dir_cap(), "Docs").unwrap();
         secrets.put(&added.id, "garbage-secret").unwrap();
         let err = store.get_cap(&added.id).unwrap_err();
         assert!(matches!(err, CapStoreError::StoredCapMismatch(_)));
@@ -386,8 +396,8 @@ mod tests {
     #[test]
     fn errors_and_debug_never_show_the_cap() {
         let (_tmp, store, _secrets) = setup();
-        let added = store.add(&dir_cap(), "Docs", false).unwrap();
-        let dup = store.add(&dir_cap(), "Docs", false).unwrap_err();
+        let added = store.add(&dir_cap(), "Docs").unwrap();
+        let dup = store.add(&dir_cap(), "Docs").unwrap_err();
         for text in [
             format!("{dup} {dup:?}"),
             format!("{store:?}"),

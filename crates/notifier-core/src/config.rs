@@ -43,10 +43,6 @@ pub struct CapEntry {
     pub kind: CapKind,
     /// The storage index the servers know the slot by (not a secret).
     pub storage_index: StorageIndex,
-    /// Whether the keyring holds the write cap (the user asked to keep it) rather than the
-    /// read-only form.
-    #[serde(default)]
-    pub writable: bool,
     /// Muted caps are still tracked and recorded in the history but raise no notification.
     #[serde(default)]
     pub muted: bool,
@@ -334,7 +330,6 @@ mod tests {
             label: "Team Docs".into(),
             kind: CapKind::Directory,
             storage_index: "3zuybt32gbkka6auscupso6swe".parse().unwrap(),
-            writable: false,
             muted: false,
             created: time::macros::datetime!(2025-01-02 03:04:05 UTC),
         }

@@ -40,8 +40,11 @@ const CODE_WORDS: usize = 2;
 /// Version of the exchange described in the module documentation.
 const EXCHANGE_VERSION: u64 = 1;
 
-/// How long the user's side waits for the operator's side at each step.
-const PEER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the user's side waits for the operator's side at each step. The operator's side
+/// is waiting already when the user types the code, so it answers at once; an operator who
+/// cancelled (Ctrl-C) leaves the code claimed on the mailbox server without an answer, and
+/// this is how long the user waits to be told so.
+const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Longest reason for refusing that is passed on to the other side, in characters.
 const MAX_REASON_CHARS: usize = 300;
@@ -284,7 +287,9 @@ pub async fn accept<T, E: std::fmt::Display>(
     .map_err(|e| mailbox_error(mailbox_url, &e))?;
     let mut wormhole = tokio::time::timeout(PEER_TIMEOUT, Wormhole::connect(mailbox))
         .await
-        .map_err(|_| timed("did not answer within a minute: has the operator cancelled?"))?
+        .map_err(|_| {
+            timed("did not answer within 30 s: the invite was probably cancelled; ask for a new code")
+        })?
         .map_err(|e| peer_error(mailbox_url, e))?;
     if let Err(error) = check_peer_version(&wormhole) {
         let _ = wormhole.close().await;
@@ -294,7 +299,7 @@ pub async fn accept<T, E: std::fmt::Display>(
     let message = match message {
         Err(_) => {
             let _ = wormhole.close().await;
-            return Err(timed("sent no grid description within a minute"));
+            return Err(timed("sent no grid description within 30 s"));
         }
         Ok(received) => received
             .map_err(|e| peer_error(mailbox_url, e))?

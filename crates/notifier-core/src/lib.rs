@@ -37,6 +37,7 @@ pub mod notify;
 pub mod paths;
 pub mod seqnum;
 pub mod servers;
+pub mod service;
 pub mod snapshot;
 pub mod tahoe_node;
 pub mod text;

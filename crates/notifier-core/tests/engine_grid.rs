@@ -197,7 +197,7 @@ fn add_cap(setup: &Setup, cap: &str, label: &str) -> String {
         ConfigFile::new(setup.paths.config_file()),
         Arc::clone(&setup.secrets),
     )
-    .add(&cap, label, false)
+    .add(&cap, label)
     .unwrap()
     .id
 }

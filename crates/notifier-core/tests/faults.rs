@@ -553,7 +553,7 @@ async fn drive(plan: Plan, seed: u64) {
         let cap: Cap = write_cap.parse().unwrap();
         let storage_index = cap.storage_index().unwrap();
         let id = cap_store
-            .add(&cap, &format!("Folder {i}"), false)
+            .add(&cap, &format!("Folder {i}"))
             .unwrap()
             .id;
         caps.push(WatchedCap {
@@ -1059,7 +1059,7 @@ async fn polled_change_once() {
     let write_cap = blocking(move || grid.create_mutable_dir(Format::Sdmf).unwrap()).await;
     let cap_store = CapStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets));
     let cap_id = cap_store
-        .add(&write_cap.parse::<Cap>().unwrap(), "Polled Folder", false)
+        .add(&write_cap.parse::<Cap>().unwrap(), "Polled Folder")
         .unwrap()
         .id;
 

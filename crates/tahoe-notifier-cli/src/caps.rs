@@ -10,6 +10,8 @@ use notifier_core::ids;
 use serde_json::json;
 use tahoe_caps::Cap;
 
+use notifier_core::tahoe_node::NodeDir;
+
 use crate::context::Context;
 use crate::input::read_secret;
 use crate::output::{print_json, print_text, shown, table};
@@ -25,7 +27,9 @@ pub struct CapsArgs {
 enum CapsCommand {
     /// Start watching a mutable file or directory. The cap is read from stdin (the first
     /// non-empty line), or asked for without echo when stdin is a terminal; never give it as an
-    /// argument. Prints the new entry's id, label, kind and storage index.
+    /// argument. With --alias, the cap of one of your Tahoe aliases is watched instead. Only
+    /// the read-cap is ever kept: a write-cap is reduced to it first. Prints the new entry's
+    /// id, label, kind and storage index.
     Add(AddArgs),
     /// List the watched caps (never the caps themselves).
     List,
@@ -46,13 +50,17 @@ enum CapsCommand {
 
 #[derive(Debug, clap::Args)]
 struct AddArgs {
-    /// The name shown in notifications (default: the kind and the start of the storage index).
+    /// The name shown in notifications (default: the alias's name, else the kind and the
+    /// start of the storage index).
     #[arg(long)]
     label: Option<String>,
-    /// Keep the write-cap in the keyring instead of only its read-only form. Watching needs
-    /// only reading; a write-cap lets anyone who can read your keyring change the content.
-    #[arg(long)]
-    keep_write: bool,
+    /// Watch the directory of this Tahoe alias (as `tahoe list-aliases` shows it) instead of a
+    /// cap read from stdin.
+    #[arg(long, value_name = "NAME")]
+    alias: Option<String>,
+    /// The Tahoe node directory whose aliases --alias reads (default: ~/.tahoe).
+    #[arg(long, value_name = "DIR", requires = "alias")]
+    node_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,68 +95,55 @@ pub fn check_id(id: &str, example: &str) -> anyhow::Result<()> {
 }
 
 fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
-    let text = read_secret("cap", "tahoe-notifier caps add --label Docs < cap.txt")?;
-    let cap: Cap = text
-        .parse()
-        .context("cannot add the cap: what was given is not a valid Tahoe cap")?;
-    drop(text);
-    let label = match &args.label {
-        Some(label) => label.clone(),
-        None => default_label(&cap),
+    let notifier = ctx.notifier();
+    let (added, was_write_cap) = match &args.alias {
+        Some(alias) => {
+            let node = NodeDir::find(args.node_dir.as_deref())?.with_context(|| {
+                format!(
+                    "cannot add the alias {alias:?}: there is no Tahoe node directory at ~/.tahoe; give --node-dir"
+                )
+            })?;
+            let added = notifier
+                .add_alias(&node, alias, args.label.as_deref())
+                .with_context(|| format!("cannot add the alias {alias:?}"))?;
+            (added, false)
+        }
+        None => {
+            let text = read_secret("cap", "tahoe-notifier caps add --label Docs < cap.txt")?;
+            let cap: Cap = text
+                .parse()
+                .context("cannot add the cap: what was given is not a valid Tahoe cap")?;
+            drop(text);
+            let added = notifier
+                .add_cap(&cap, args.label.as_deref())
+                .context("cannot add the cap")?;
+            (added, !cap.is_readonly())
+        }
     };
-    ctx.ensure_dirs()?;
-    let added = ctx
-        .cap_store()
-        .add(&cap, &label, args.keep_write)
-        .context("cannot add the cap")?;
-    let entry = ctx
-        .cap_store()
+    let entry = notifier
+        .caps()
         .entry(&added.id)
         .context("the cap was added, but its entry cannot be read back")?;
-    let stored_kind = if entry.writable {
-        cap.kind().short_name()
-    } else {
-        cap.read_only().kind().short_name()
-    };
-    if entry.writable {
+    if was_write_cap {
         eprintln!(
-            "tahoe-notifier: warning: the write-cap is kept in the keyring as asked; it works \
-             like a password: anyone who can read your keyring can change this {}",
-            kind_word(entry.kind)
-        );
-    } else if !cap.is_readonly() {
-        eprintln!(
-            "tahoe-notifier: note: only the read-only form of this write-cap was kept (watching \
-             needs no more); use --keep-write to keep the write-cap"
+            "tahoe-notifier: note: that was a write-cap; only its read-cap was kept (watching \
+             needs no more)"
         );
     }
     if ctx.json() {
         let mut value = entry_json(&entry);
-        value["cap_kind"] = json!(stored_kind);
+        value["cap_kind"] = json!(added.stored_kind);
         print_json(&value)
     } else {
         print_text(&format!(
-            "added {}\nlabel:          {}\nkind:           {} ({stored_kind})\nstorage index:  {}\n",
+            "added {}\nlabel:          {}\nkind:           {} ({})\nstorage index:  {}\n",
             entry.id,
             shown(&entry.label),
             kind_word(entry.kind),
+            added.stored_kind,
             entry.storage_index,
         ))
     }
-}
-
-/// A label when the user gave none: enough to tell caps apart until renamed.
-fn default_label(cap: &Cap) -> String {
-    let kind = if cap.is_directory() {
-        "directory"
-    } else {
-        "file"
-    };
-    let si = cap
-        .storage_index()
-        .map(|si| si.to_string().chars().take(8).collect::<String>())
-        .unwrap_or_default();
-    format!("{kind} {si}")
 }
 
 fn kind_word(kind: CapKind) -> &'static str {
@@ -165,7 +160,6 @@ pub fn entry_json(entry: &CapEntry) -> serde_json::Value {
         "label": entry.label,
         "kind": kind_word(entry.kind),
         "storage_index": entry.storage_index.to_string(),
-        "writable": entry.writable,
         "muted": entry.muted,
         "created": entry.created.format(&time::format_description::well_known::Rfc3339).ok(),
     })
@@ -204,20 +198,9 @@ fn list(ctx: &Context) -> anyhow::Result<()> {
     ))
 }
 
-/// `muted`, `write` (write-cap kept), or `-`.
+/// `muted` or `-`.
 fn flags(entry: &CapEntry) -> String {
-    let mut flags = Vec::new();
-    if entry.muted {
-        flags.push("muted");
-    }
-    if entry.writable {
-        flags.push("write");
-    }
-    if flags.is_empty() {
-        "-".to_owned()
-    } else {
-        flags.join(",")
-    }
+    if entry.muted { "muted" } else { "-" }.to_owned()
 }
 
 fn remove(ctx: &Context, id: &str) -> anyhow::Result<()> {
@@ -294,12 +277,4 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 
-    #[test]
-    fn default_labels_name_kind_and_si() {
-        let cap: Cap =
-            "URI:DIR2-RO:uk4r3cnhlj2wyiah6zcj3ndhwi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a"
-                .parse()
-                .unwrap();
-        assert_eq!(default_label(&cap), "directory 3zuybt32");
-    }
 }

@@ -12,6 +12,7 @@ use notifier_core::history::History;
 use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretError, SecretStore};
 use notifier_core::paths::Paths;
 use notifier_core::servers::ServerStore;
+use notifier_core::service::Notifier;
 
 /// The global options, resolved.
 #[derive(Debug)]
@@ -79,6 +80,11 @@ impl Context {
     /// The cap store over the config file and the keyring.
     pub fn cap_store(&self) -> CapStore {
         CapStore::new(self.config_file(), self.secrets())
+    }
+
+    /// The use cases over the folders and the keyring.
+    pub fn notifier(&self) -> Notifier {
+        Notifier::new(self.paths.clone(), self.secrets())
     }
 
     /// The server store over the config file and the keyring.

@@ -8,9 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use notifier_core::config::ConfigError;
-use notifier_core::grid_file::{parse_grid_file, GridFileError};
+use notifier_core::grid_file::{
+    check_gateway_url, nurl_file_of_node, parse_grid_file, read_nurl_file, GridFile, GridGateway,
+};
+use notifier_core::invite::{Invitation, InviteCode, DEFAULT_MAILBOX_URL};
 use notifier_core::servers::{GridEntry, Nurl, ServerEntry};
+use notifier_core::service::{GatewayChoice, GatewaySource, ImportedGrid};
+use tahoe_caps::Cap;
 use serde_json::{json, Value};
 
 use crate::caps::check_id;
@@ -52,14 +56,26 @@ enum ServersCommand {
         /// The server's id (see `servers list`).
         id: String,
     },
-    /// Import a grid file: a JSON object with `name`, `gateway_url`, `updates_servers` (a list
-    /// of NURLs) and optionally `newscap`. The file's contents are secrets and go to the keyring.
+    /// Import a grid file: a JSON object with `name`, `gateway_url` (absent: your own Tahoe
+    /// node's), `updates_servers` (a list of NURLs) and optionally `newscap`. The file's
+    /// contents are secrets and go to the keyring.
     Import {
         /// The grid file.
         file: PathBuf,
         #[command(flatten)]
-        node: NodeDirArg,
+        gateway: GatewayArgs,
     },
+    /// Join a grid with an invite code from its operator (`servers invite` on their side). The
+    /// code is read from stdin, or asked for without echo in a terminal; never an argument.
+    Join {
+        #[command(flatten)]
+        mailbox: MailboxArg,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// For grid operators: describe a grid from its parts and hand it to one user with an
+    /// invite code (they run `servers join`), or write it as a grid file with --output.
+    Invite(InviteArgs),
     /// Remove an imported grid, its updates servers and its news cap.
     RemoveGrid {
         /// The grid's name, as `servers list` or `status` shows it.
@@ -76,13 +92,124 @@ struct NodeDirArg {
     node_dir: Option<PathBuf>,
 }
 
+/// Which gateway a grid that leaves it to each user gets.
+#[derive(Debug, clap::Args)]
+struct GatewayArgs {
+    /// Your Tahoe node directory (default: ~/.tahoe if it exists). A grid meant to be used
+    /// through your own node takes the gateway from its node.url; its storage-server
+    /// announcements name the updates servers.
+    #[arg(long, value_name = "DIR")]
+    node_dir: Option<PathBuf>,
+    /// The Tahoe web gateway to use for a grid meant to be used through your own node, instead
+    /// of the node directory's node.url.
+    #[arg(long, value_name = "URL")]
+    gateway_url: Option<String>,
+}
+
+impl GatewayArgs {
+    fn choice(&self) -> anyhow::Result<GatewayChoice> {
+        Ok(GatewayChoice {
+            url: self.gateway_url.clone(),
+            node: NodeDir::find(self.node_dir.as_deref())?,
+        })
+    }
+}
+
+/// The magic-wormhole mailbox server invites go through.
+#[derive(Debug, clap::Args)]
+struct MailboxArg {
+    /// The magic-wormhole mailbox server (both sides must use the same).
+    #[arg(long = "mailbox", value_name = "URL", env = "TAHOE_NOTIFIER_MAILBOX", default_value = DEFAULT_MAILBOX_URL)]
+    url: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct InviteArgs {
+    /// The grid's name, as users will see it.
+    #[arg(long)]
+    name: String,
+    /// A storage node's directory, where its tahoe-updates-server wrote its NURL
+    /// (private/updates-server.nurl). Repeat for each node.
+    #[arg(long = "storage-node-dir", value_name = "DIR")]
+    storage_node_dirs: Vec<PathBuf>,
+    /// An updates server's NURL file (what its --nurl-file names). Repeat for each server.
+    #[arg(long = "nurl-file", value_name = "FILE")]
+    nurl_files: Vec<PathBuf>,
+    /// The Tahoe web gateway users should fetch listings through.
+    #[arg(long, value_name = "URL", required_unless_present = "own_gateway")]
+    gateway_url: Option<String>,
+    /// Users fetch listings through their own Tahoe node instead of a gateway of yours.
+    #[arg(long, conflicts_with = "gateway_url")]
+    own_gateway: bool,
+    /// Also hand out the grid's news directory: its cap is read from stdin (or asked for
+    /// without echo); a write-cap is reduced to its read-cap first.
+    #[arg(long)]
+    news: bool,
+    /// Write the grid file here (created readable by you only) instead of making an invite.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    mailbox: MailboxArg,
+}
+
+impl InviteArgs {
+    /// The grid's description from the parts given.
+    fn description(&self) -> anyhow::Result<GridFile> {
+        let mut files: Vec<PathBuf> = self
+            .storage_node_dirs
+            .iter()
+            .map(|dir| nurl_file_of_node(dir))
+            .collect();
+        files.extend(self.nurl_files.iter().cloned());
+        anyhow::ensure!(
+            !files.is_empty(),
+            "name the grid's updates servers: --storage-node-dir DIR or --nurl-file FILE for each"
+        );
+        let mut updates_servers = Vec::new();
+        for file in &files {
+            let nurl = read_nurl_file(file)?;
+            if !updates_servers.contains(&nurl) {
+                updates_servers.push(nurl);
+            }
+        }
+        let gateway = match &self.gateway_url {
+            Some(url) => GridGateway::Url(
+                check_gateway_url(url).map_err(|e| anyhow::anyhow!("--gateway-url: {e}"))?,
+            ),
+            None => GridGateway::OwnNode,
+        };
+        let newscap = if self.news {
+            let text = read_secret(
+                "news directory's cap",
+                "tahoe-notifier servers invite --news … < newscap.txt",
+            )?;
+            let cap: Cap = text
+                .parse()
+                .context("the news directory's cap is not a valid Tahoe cap")?;
+            Some(cap.read_only())
+        } else {
+            None
+        };
+        let grid = GridFile {
+            name: self.name.trim().to_owned(),
+            gateway,
+            updates_servers,
+            newscap,
+        };
+        // The same checks a user's side makes, so that nothing unusable is handed out.
+        parse_grid_file(&grid.to_json()).context("the grid's description is not usable")
+    }
+}
+
 /// Runs a `servers` subcommand.
 pub fn run(ctx: &Context, args: &ServersArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         ServersCommand::Add { name, node } => add(ctx, name.as_deref(), node)?,
         ServersCommand::List { node } => list(ctx, node)?,
         ServersCommand::Remove { id } => remove(ctx, id)?,
-        ServersCommand::Import { file, node } => import(ctx, file, node)?,
+        ServersCommand::Import { file, gateway } => import(ctx, file, gateway)?,
+        ServersCommand::Join { mailbox, gateway } => join(ctx, mailbox, gateway)?,
+        ServersCommand::Invite(args) => invite(ctx, args)?,
         ServersCommand::RemoveGrid { name } => remove_grid(ctx, name)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -260,60 +387,43 @@ fn remove_grid(ctx: &Context, name: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Where the grid's gateway URL came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum GatewaySource {
-    GridFile,
-    NodeUrl(PathBuf),
+fn import(ctx: &Context, file: &Path, gateway: &GatewayArgs) -> anyhow::Result<()> {
+    let text = read_grid_file(file)?;
+    let grid = parse_grid_file(&text)
+        .with_context(|| format!("cannot import the grid file {}", file.display()))?;
+    drop(text);
+    let choice = gateway.choice()?;
+    let imported = ctx
+        .notifier()
+        .import_grid(grid, &choice)
+        .with_context(|| format!("cannot import the grid file {}", file.display()))?;
+    print_imported(ctx, &imported, &choice, "imported")
 }
 
-fn import(ctx: &Context, file: &Path, node: &NodeDirArg) -> anyhow::Result<()> {
-    let node = NodeDir::find(node.node_dir.as_deref())?;
-    let text = read_grid_file(file)?;
-    let node_gateway = match &node {
-        Some(node) => node.gateway_url()?.map(|url| (url, node.node_url_file())),
-        None => None,
+/// What `import` and `join` print: the grid, where its gateway came from, its servers.
+fn print_imported(
+    ctx: &Context,
+    imported: &ImportedGrid,
+    choice: &GatewayChoice,
+    verb: &str,
+) -> anyhow::Result<()> {
+    let announced = announcements(choice.node.as_ref())?;
+    let from = match &imported.gateway_source {
+        GatewaySource::GridDescription => "the grid's description".to_owned(),
+        GatewaySource::NodeUrl(path) => format!("your Tahoe node's {}", path.display()),
+        GatewaySource::Given => "--gateway-url".to_owned(),
     };
-    let (text, source) = fill_gateway_url(text, node_gateway);
-    let grid = parse_grid_file(&text).map_err(|e| {
-        let hint = if e == GridFileError::Missing("gateway_url") {
-            "; add one, or give --node-dir with a Tahoe node whose node.url names the gateway"
-        } else {
-            ""
-        };
-        anyhow::anyhow!("{e}{hint}")
-            .context(format!("cannot import the grid file {}", file.display()))
-    })?;
-    drop(text);
-
-    ctx.ensure_dirs()?;
-    let store = ctx.server_store();
-    let entry = store
-        .import_grid(&grid)
-        .with_context(|| format!("cannot import the grid file {}", file.display()))?;
-    let announced = announcements(node.as_ref())?;
-    name_servers(ctx, &entry.name, &announced)?;
-
-    let servers: Vec<ServerEntry> = store
-        .list()
-        .context("the grid was imported, but the servers cannot be listed")?
-        .into_iter()
-        .filter(|s| s.grid.as_deref() == Some(entry.name.as_str()))
-        .collect();
-    let from = match &source {
-        GatewaySource::GridFile => "the grid file".to_owned(),
-        GatewaySource::NodeUrl(path) => path.display().to_string(),
-    };
+    let entry = &imported.grid;
     if ctx.json() {
-        let mut grid = grid_json(&entry);
+        let mut grid = grid_json(entry);
         grid["gateway_url_from"] = json!(from);
         print_json(&json!({
             "grid": grid,
-            "servers": servers.iter().map(|s| server_json(s, &announced)).collect::<Vec<_>>(),
+            "servers": imported.servers.iter().map(|s| server_json(s, &announced)).collect::<Vec<_>>(),
         }))
     } else {
         let mut text = format!(
-            "imported the grid {}\ngateway:  {} (from {from})\nnews:     {}\n",
+            "{verb} the grid {}\ngateway:  {} (from {from})\nnews:     {}\n",
             shown(&entry.name),
             shown(&entry.gateway_url),
             if entry.news_id.is_some() {
@@ -322,7 +432,7 @@ fn import(ctx: &Context, file: &Path, node: &NodeDirArg) -> anyhow::Result<()> {
                 "none"
             }
         );
-        text.push_str(&server_table(&servers, &announced));
+        text.push_str(&server_table(&imported.servers, &announced));
         print_text(&text)
     }
 }
@@ -344,79 +454,98 @@ fn read_grid_file(file: &Path) -> anyhow::Result<String> {
         .map_err(|_| anyhow::anyhow!("the grid file {} is not UTF-8 text", file.display()))
 }
 
-/// Puts the node's gateway URL into a grid file that has none. Anything that is not a JSON
-/// object is left alone for [`parse_grid_file`] to report.
-fn fill_gateway_url(
-    text: String,
-    node_gateway: Option<(String, PathBuf)>,
-) -> (String, GatewaySource) {
-    let Some((url, from)) = node_gateway else {
-        return (text, GatewaySource::GridFile);
-    };
-    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&text) else {
-        return (text, GatewaySource::GridFile);
-    };
-    if !matches!(object.get("gateway_url"), None | Some(Value::Null)) {
-        return (text, GatewaySource::GridFile);
+fn join(ctx: &Context, mailbox: &MailboxArg, gateway: &GatewayArgs) -> anyhow::Result<()> {
+    let typed = read_secret(
+        "invite code",
+        "tahoe-notifier servers join < code.txt",
+    )?;
+    let code: InviteCode = typed.parse()?;
+    drop(typed);
+    let choice = gateway.choice()?;
+    let notifier = ctx.notifier();
+    if !ctx.json() {
+        eprintln!("tahoe-notifier: joining through the invite mailbox at {} …", mailbox.url);
     }
-    object.insert("gateway_url".to_owned(), Value::String(url));
-    match serde_json::to_string(&Value::Object(object)) {
-        Ok(filled) => (filled, GatewaySource::NodeUrl(from)),
-        Err(_) => (text, GatewaySource::GridFile),
-    }
+    let imported = runtime()?
+        .block_on(notifier.join_grid(&code, &mailbox.url, &choice))
+        .context("cannot join the grid")?;
+    print_imported(ctx, &imported, &choice, "joined")
 }
 
-/// Names the grid's unnamed servers after the storage servers sharing their certificate.
-fn name_servers(
-    ctx: &Context,
-    grid: &str,
-    announced: &[StorageAnnouncement],
-) -> anyhow::Result<()> {
-    if announced.is_empty() {
-        return Ok(());
-    }
-    ctx.config_file()
-        .update(|config| {
-            for server in config
-                .servers
-                .iter_mut()
-                .filter(|s| s.grid.as_deref() == Some(grid) && s.name.is_none())
-            {
-                server.name = nickname_for(announced, &server.spki_hash).map(str::to_owned);
-            }
-            Ok::<_, ConfigError>(())
-        })
-        .context("the grid was imported, but its servers could not be named")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gateway_url_is_filled_only_when_missing() {
-        let node = Some((
-            "http://127.0.0.1:3456/".to_owned(),
-            PathBuf::from("/n/node.url"),
+fn invite(ctx: &Context, args: &InviteArgs) -> anyhow::Result<()> {
+    let grid = args.description()?;
+    if let Some(output) = &args.output {
+        write_private_new_file(output, &grid.to_json())?;
+        if ctx.json() {
+            return print_json(&json!({ "written": output.display().to_string(), "updates_servers": grid.updates_servers.len() }));
+        }
+        return print_text(&format!(
+            "wrote the grid {} ({} updates servers{}) to {}; it holds the grid's secrets: hand it \
+             to users privately (they run `tahoe-notifier servers import FILE`)\n",
+            shown(&grid.name),
+            grid.updates_servers.len(),
+            if grid.newscap.is_some() { ", news" } else { "" },
+            output.display()
         ));
-        let (text, source) = fill_gateway_url(r#"{"name": "G"}"#.to_owned(), node.clone());
-        assert_eq!(source, GatewaySource::NodeUrl(PathBuf::from("/n/node.url")));
-        assert!(text.contains("http://127.0.0.1:3456/"));
-        let (text, source) = fill_gateway_url(r#"{"gateway_url": null}"#.to_owned(), node.clone());
-        assert_eq!(source, GatewaySource::NodeUrl(PathBuf::from("/n/node.url")));
-        assert!(text.contains("3456"));
-        let original = r#"{"gateway_url": "http://x"}"#.to_owned();
-        assert_eq!(
-            fill_gateway_url(original.clone(), node.clone()),
-            (original.clone(), GatewaySource::GridFile)
-        );
-        assert_eq!(
-            fill_gateway_url("not json".to_owned(), node),
-            ("not json".to_owned(), GatewaySource::GridFile)
-        );
-        assert_eq!(
-            fill_gateway_url(original.clone(), None),
-            (original, GatewaySource::GridFile)
-        );
     }
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let invitation = Invitation::create(&args.mailbox.url)
+            .await
+            .context("cannot make an invite")?;
+        let code = invitation.code();
+        if ctx.json() {
+            print_json(&json!({ "code": code.reveal(), "grid": grid.name }))?;
+        } else {
+            print_text(&format!(
+                "Invite code: {}\nGive it to one user, who runs `tahoe-notifier servers join` (or \
+                 \"Join a grid\" in the app) and types it in. Waiting for them; Ctrl-C cancels \
+                 the invite.\n",
+                code.reveal()
+            ))?;
+        }
+        drop(code);
+        let delivered = tokio::select! {
+            delivered = invitation.deliver(&grid) => delivered,
+            _ = tokio::signal::ctrl_c() => {
+                anyhow::bail!("the invite was cancelled; its code no longer works");
+            }
+        };
+        let joined = delivered.context("the invite did not go through")?;
+        if ctx.json() {
+            print_json(&json!({ "joined": joined.grid }))
+        } else {
+            print_text(&format!(
+                "The user has joined the grid {}.\n",
+                shown(&joined.grid)
+            ))
+        }
+    })
+}
+
+/// Creates `path` readable by the owner only; never replaces an existing file.
+fn write_private_new_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing file is never replaced)",
+                path.display()
+            )
+        })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }

@@ -27,7 +27,7 @@ use tahoe_caps::Cap;
 const DIR_RW: &str =
     "URI:DIR2:rvbf3wlbpjwgh3wkcd7n2irdhi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a";
 const DIR_SI: &str = "3zuybt32gbkka6auscupso6swe";
-/// MDMF file write-cap (keys of another vector slot), added with --keep-write.
+/// MDMF file write-cap (keys of another vector slot): only its read-cap may be kept.
 const FILE_RW: &str =
     "URI:MDMF:zjabb47hirxbr6tcoi3swypnue:qfuxzuc3njmabcmkt7ezyvdvted42ovcfwgjklw4c7gi3tgz2hxa";
 const FILE_SI: &str = "j3xzfarhegdwji7x5m5vbu34e4";
@@ -262,24 +262,22 @@ fn exercise(backend: KeyringBackend) {
         .to_owned();
     assert!(dir_id.starts_with("cap-"), "{added}");
 
-    // With --keep-write the write-cap is kept, with a warning that it is a password.
-    let output = cli.run(
-        &["--json", "caps", "add", "--label", "Notes", "--keep-write"],
-        FILE_RW,
-    );
+    // A write-cap is reduced to its read-cap, and the user is told; there is no way to keep it.
+    let output = cli.run(&["--json", "caps", "add", "--label", "Notes"], FILE_RW);
     assert!(output.status.success(), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("password"), "{stderr}");
+    assert!(stderr.contains("only its read-cap was kept"), "{stderr}");
     let file: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(file["storage_index"], FILE_SI);
     assert_eq!(file["kind"], "file");
-    assert_eq!(file["cap_kind"], "MDMF");
-    assert_eq!(file["writable"], true);
+    assert_eq!(file["cap_kind"], "MDMF-RO");
+    assert!(file.get("writable").is_none(), "{file}");
     let file_id = file["id"].as_str().unwrap().to_owned();
+    let refused = cli.fails(&["caps", "add", "--keep-write"], FILE_RW);
+    assert!(refused.contains("--keep-write"), "{refused}");
 
     let ssk = cli.json(&["caps", "add"], &format!("{SSK_RW}\n"));
     assert_eq!(ssk["storage_index"], SSK_SI);
-    assert_eq!(ssk["writable"], false);
     assert_eq!(ssk["label"], format!("file {}", &SSK_SI[..8]));
     let ssk_id = ssk["id"].as_str().unwrap().to_owned();
 
@@ -290,7 +288,11 @@ fn exercise(backend: KeyringBackend) {
         keyring.get(&dir_id).unwrap(),
         dir_cap.read_only().to_string()
     );
-    assert_eq!(keyring.get(&file_id).unwrap(), FILE_RW);
+    let file_cap: Cap = FILE_RW.parse().unwrap();
+    assert_eq!(
+        keyring.get(&file_id).unwrap(),
+        file_cap.read_only().to_string()
+    );
 
     // list shows the right storage indexes; text and JSON agree.
     let list = cli.json(&["caps", "list"], "");

@@ -669,10 +669,10 @@ mod tests {
         let config = ConfigFile::new(paths.config_file());
         let caps = CapStore::new(config.clone(), Arc::clone(&secrets));
         let collective = caps
-            .add(&Cap::parse(COLLECTIVE).unwrap(), "c", false)
+            .add(&Cap::parse(COLLECTIVE).unwrap(), "c")
             .unwrap();
         let alice = caps
-            .add(&Cap::parse(ALICE).unwrap(), "alice in Shared", false)
+            .add(&Cap::parse(ALICE).unwrap(), "alice in Shared")
             .unwrap();
         config
             .update(|c| {
