@@ -147,7 +147,6 @@ async function refreshWatched() {
     dot.setAttribute("aria-hidden", "true");
     const title = el("div", "title");
     title.append(el("span", "cap-label", c.label), el("span", "pill", c.kind));
-    if (c.writable) title.append(el("span", "pill write", "write-cap kept"));
     if (c.muted) title.append(el("span", "pill muted", "muted"));
     if (c.unread) title.append(el("span", "pill unread cap-unread", `${c.unread} unread`));
     const meta = el("div", "meta");
@@ -238,7 +237,7 @@ $("add-card").addEventListener("submit", async (e) => {
   if (!lastValidation || lastValidation.status !== "ok") return;
   const label = $("cap-label").value.trim() || (lastValidation.kind === "folder" ? "Shared folder" : "Shared file");
   try {
-    await invoke("add_cap", { text: $("cap-input").value, label, keepWrite: $("cap-keep-write").checked });
+    await invoke("add_cap", { text: $("cap-input").value, label });
     openAdd(false);
     refresh();
   } catch (err) {

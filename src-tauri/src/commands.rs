@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use notifier_core::caps::CapStoreError;
+use notifier_core::caps::{check_watchable, CapStoreError};
 use notifier_core::config::{CapEntry, CapKind};
 use notifier_core::engine::EngineCommand;
 use notifier_core::grid_file::parse_grid_file;
@@ -105,7 +105,6 @@ pub struct CapView {
     label: String,
     kind: &'static str,
     si: String,
-    writable: bool,
     muted: bool,
     created_ms: i64,
     subscribed_on: Option<usize>,
@@ -149,7 +148,6 @@ pub fn list_caps(core: Shared<'_>) -> Result<Vec<CapView>> {
                 .map_or(0, |(_, n)| *n),
             kind: kind_word(entry.kind),
             si: entry.storage_index.to_string(),
-            writable: entry.writable,
             muted: entry.muted,
             created_ms: (entry.created.unix_timestamp_nanos() / 1_000_000) as i64,
             subscribed_on: status.map(|s| s.subscribed_on),
@@ -214,13 +212,7 @@ pub fn validate_cap(text: String) -> Validation {
 /// Parses `text` and applies the cap store's rules (the same errors `add` would give).
 fn watchable(text: &str) -> std::result::Result<Cap, String> {
     let cap = Cap::parse(text.trim()).map_err(|e| e.to_string())?;
-    let kind = cap.kind().short_name();
-    if !cap.is_mutable() || cap.storage_index().is_none() {
-        return Err(CapStoreError::Immutable { kind }.to_string());
-    }
-    if cap.role() == CapRole::Verify {
-        return Err(CapStoreError::VerifyOnly { kind }.to_string());
-    }
+    check_watchable(&cap).map_err(|e| e.to_string())?;
     Ok(cap)
 }
 
@@ -231,18 +223,12 @@ pub struct Added {
     si: String,
 }
 
-/// Starts watching a pasted cap (its read-only form unless `keep_write`).
+/// Starts watching a pasted cap (only its read-only form is ever stored).
 #[tauri::command(async)]
-pub fn add_cap(
-    app: AppHandle,
-    core: Shared<'_>,
-    text: String,
-    label: String,
-    keep_write: bool,
-) -> Result<Added> {
+pub fn add_cap(app: AppHandle, core: Shared<'_>, text: String, label: String) -> Result<Added> {
     let cap = watchable(&text).map_err(CommandError)?;
     app::require_keyring(&app, &core).map_err(CommandError)?;
-    let added = core.caps.add(&cap, &label, keep_write)?;
+    let added = core.caps.add(&cap, &label)?;
     core.send(EngineCommand::CapAdded(added.id.clone()));
     changed(&app, &core);
     Ok(Added {

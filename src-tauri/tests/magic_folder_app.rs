@@ -124,7 +124,9 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
         .import_grid(&parse_grid_file(&grid_file).unwrap())
         .unwrap();
 
-    let monitor = NotifyMonitor::start(work.path());
+    let monitor = NotifyMonitor::start().expect(
+        "run under tests/with-desktop-services.sh: a notification daemon on the session bus",
+    );
     let app_log = work.path().join("app.log");
     let _log_on_panic = LogOnPanic(app_log.clone());
     let (driver_port, native_port) = (free_port(), free_port());

@@ -95,16 +95,7 @@ impl CapStore {
     /// Refuses immutable caps (they never change), verify caps (they cannot read what changed)
     /// and a slot already watched.
     pub fn add(&self, cap: &Cap, label: &str) -> Result<AddedCap, CapStoreError> {
-        let kind_name = cap.kind().short_name();
-        if !cap.is_mutable() {
-            return Err(CapStoreError::Immutable { kind: kind_name });
-        }
-        if cap.role() == CapRole::Verify {
-            return Err(CapStoreError::VerifyOnly { kind: kind_name });
-        }
-        let storage_index = cap
-            .storage_index()
-            .ok_or(CapStoreError::Immutable { kind: kind_name })?;
+        let storage_index = check_watchable(cap)?;
         let label = check_label(label)?;
         let config = self.config.load()?;
         if let Some(existing) = config
@@ -217,6 +208,19 @@ impl CapStore {
             Ok(())
         })
     }
+}
+
+/// Whether `cap` can be watched, with the same refusal [`CapStore::add`] would give: its
+/// storage index if so. Immutable caps never change; verify-caps cannot read what changed.
+pub fn check_watchable(cap: &Cap) -> Result<StorageIndex, CapStoreError> {
+    let kind = cap.kind().short_name();
+    if !cap.is_mutable() {
+        return Err(CapStoreError::Immutable { kind });
+    }
+    if cap.role() == CapRole::Verify {
+        return Err(CapStoreError::VerifyOnly { kind });
+    }
+    cap.storage_index().ok_or(CapStoreError::Immutable { kind })
 }
 
 fn check_label(label: &str) -> Result<String, CapStoreError> {

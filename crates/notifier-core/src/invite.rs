@@ -288,7 +288,9 @@ pub async fn accept<T, E: std::fmt::Display>(
     let mut wormhole = tokio::time::timeout(PEER_TIMEOUT, Wormhole::connect(mailbox))
         .await
         .map_err(|_| {
-            timed("did not answer within 30 s: the invite was probably cancelled; ask for a new code")
+            timed(
+                "did not answer within 30 s: the invite was probably cancelled; ask for a new code",
+            )
         })?
         .map_err(|e| peer_error(mailbox_url, e))?;
     if let Err(error) = check_peer_version(&wormhole) {
@@ -377,8 +379,8 @@ mod tests {
             "7-ünï-b",
         ] {
             let error = typed.parse::<InviteCode>().unwrap_err();
+            // One fixed text, which cannot quote what was typed.
             assert_eq!(error, InviteCodeError::Malformed, "{typed}");
-            assert!(!error.to_string().contains(typed.trim()) || typed.trim() == "7");
         }
     }
 }

@@ -298,7 +298,10 @@ mod tests {
     }
 
     fn own_gateway_grid() -> GridFile {
-        parse_grid_file(&format!(r#"{{"name": "G", "updates_servers": ["{NURL}"]}}"#)).unwrap()
+        parse_grid_file(&format!(
+            r#"{{"name": "G", "updates_servers": ["{NURL}"]}}"#
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -306,8 +309,14 @@ mod tests {
         let (tmp, notifier, secrets) = notifier();
         let write: Cap = DIR_WRITE.parse().unwrap();
         let added = notifier.add_cap(&write, None).unwrap();
-        assert_eq!(notifier.caps().get_cap(&added.id).unwrap(), write.read_only());
-        assert!(secrets.all().iter().all(|(_, secret)| !secret.contains(DIR_WRITE)));
+        assert_eq!(
+            notifier.caps().get_cap(&added.id).unwrap(),
+            write.read_only()
+        );
+        assert!(secrets
+            .all()
+            .iter()
+            .all(|(_, secret)| !secret.contains(DIR_WRITE)));
         let config = std::fs::read_to_string(tmp.path().join("config/config.json"))
             .or_else(|_| std::fs::read_to_string(notifier.paths().config_file()))
             .unwrap();
@@ -323,14 +332,24 @@ mod tests {
         let (tmp, notifier, secrets) = notifier();
         let node_dir = tmp.path().join("node");
         std::fs::create_dir_all(node_dir.join("private")).unwrap();
-        std::fs::write(node_dir.join("private/aliases"), format!("work: {DIR_WRITE}\n")).unwrap();
+        std::fs::write(
+            node_dir.join("private/aliases"),
+            format!("work: {DIR_WRITE}\n"),
+        )
+        .unwrap();
         let node = NodeDir::find(Some(&node_dir)).unwrap().unwrap();
         let added = notifier.add_alias(&node, "work:", None).unwrap();
         let entry = notifier.caps().entry(&added.id).unwrap();
         assert_eq!(entry.label, "work");
-        assert!(secrets.all().iter().all(|(_, secret)| !secret.contains(DIR_WRITE)));
+        assert!(secrets
+            .all()
+            .iter()
+            .all(|(_, secret)| !secret.contains(DIR_WRITE)));
         let missing = notifier.add_alias(&node, "play", None).unwrap_err();
-        assert!(missing.to_string().contains("no alias \"play\""), "{missing}");
+        assert!(
+            missing.to_string().contains("no alias \"play\""),
+            "{missing}"
+        );
     }
 
     #[test]
@@ -359,7 +378,10 @@ mod tests {
             url: Some("http://127.0.0.1:9999".to_owned()),
             node: Some(node),
         };
-        assert_eq!(resolve_gateway(&mut grid, &given).unwrap(), GatewaySource::Given);
+        assert_eq!(
+            resolve_gateway(&mut grid, &given).unwrap(),
+            GatewaySource::Given
+        );
         assert_eq!(grid.gateway.url(), Some("http://127.0.0.1:9999"));
 
         let mut grid = own_gateway_grid();

@@ -10,6 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use local_grid::desktop::NotifyMonitor;
 use local_grid::{Format, Grid};
 use notifier_core::caps::CapStore;
 use notifier_core::config::ConfigFile;
@@ -206,49 +207,6 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     tokio::task::spawn_blocking(work).await.unwrap()
 }
 
-/// Counts `Notify` calls seen on the session bus whose text contains `needle`.
-struct NotifyMonitor {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl NotifyMonitor {
-    fn start() -> Option<Self> {
-        std::env::var_os("TAHOE_NOTIFIER_DESKTOP_SERVICES")?;
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("notify.log");
-        let child = std::process::Command::new("dbus-monitor")
-            .args([
-                "--session",
-                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
-            ])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .ok()?;
-        std::thread::sleep(Duration::from_millis(300));
-        Some(Self {
-            child,
-            log,
-            _dir: dir,
-        })
-    }
-
-    fn calls_containing(&self, needle: &str) -> usize {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.split("method call")
-            .filter(|call| call.contains("member=Notify") && call.contains(needle))
-            .count()
-    }
-}
-
-impl Drop for NotifyMonitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn grid() -> &'static Grid {
     local_grid::shared().expect("a real Tahoe grid (run tests/bootstrap-python.sh?)")
 }
@@ -298,7 +256,7 @@ async fn a_child_added_through_the_gateway_is_one_change_and_one_notification_na
             assert!(!notes[0].summary.contains("URI:") && !notes[0].body.contains("URI:"));
             if let Some(monitor) = &monitor {
                 assert_eq!(
-                    monitor.calls_containing("report.pdf"),
+                    monitor.calls_containing(&["report.pdf"]),
                     1,
                     "exactly one D-Bus Notify naming the file"
                 );

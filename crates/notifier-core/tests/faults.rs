@@ -552,10 +552,7 @@ async fn drive(plan: Plan, seed: u64) {
     for (i, write_cap) in write_caps.into_iter().enumerate() {
         let cap: Cap = write_cap.parse().unwrap();
         let storage_index = cap.storage_index().unwrap();
-        let id = cap_store
-            .add(&cap, &format!("Folder {i}"))
-            .unwrap()
-            .id;
+        let id = cap_store.add(&cap, &format!("Folder {i}")).unwrap().id;
         caps.push(WatchedCap {
             id,
             write_cap,

@@ -18,11 +18,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use local_grid::desktop::NotifyMonitor;
 use local_grid::magic_folder::{MagicFolderDaemon, WormholeMailbox};
 use notifier_core::config::ConfigFile;
 use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
@@ -61,49 +62,6 @@ impl NotificationSink for TestSink {
             desktop.deliver(n)?;
         }
         self.recorded.deliver(n)
-    }
-}
-
-/// Counts `Notify` calls seen on the session bus whose text contains `needle`.
-struct NotifyMonitor {
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl NotifyMonitor {
-    fn start() -> Option<Self> {
-        std::env::var_os("TAHOE_NOTIFIER_DESKTOP_SERVICES")?;
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("notify.log");
-        let child = Command::new("dbus-monitor")
-            .args([
-                "--session",
-                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
-            ])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .ok()?;
-        std::thread::sleep(Duration::from_millis(300));
-        Some(Self {
-            child,
-            log,
-            _dir: dir,
-        })
-    }
-
-    fn calls_containing(&self, needle: &str) -> usize {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.split("method call")
-            .filter(|call| call.contains("member=Notify") && call.contains(needle))
-            .count()
-    }
-}
-
-impl Drop for NotifyMonitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -464,7 +422,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
         if let Some(monitor) = &monitor {
             let file_name = name.rsplit('/').next().unwrap();
             assert_eq!(
-                monitor.calls_containing(file_name),
+                monitor.calls_containing(&[file_name]),
                 1,
                 "{name}: expected one D-Bus Notify call"
             );
@@ -574,7 +532,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
             // The bridge's notification only: the engine's own ("alice in Shared: added
             // from-watch.txt") must not be shown.
             std::thread::sleep(Duration::from_millis(500));
-            assert_eq!(monitor.calls_containing("from-watch.txt"), 1);
+            assert_eq!(monitor.calls_containing(&["from-watch.txt"]), 1);
         }
     }
 

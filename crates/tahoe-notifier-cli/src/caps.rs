@@ -276,5 +276,4 @@ mod tests {
         let err = check_id("URI:DIR2-RO:secretsecret:more", "cap-").unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
     }
-
 }

@@ -13,9 +13,9 @@ use notifier_core::grid_file::{
 };
 use notifier_core::invite::{Invitation, InviteCode, DEFAULT_MAILBOX_URL};
 use notifier_core::servers::{GridEntry, Nurl, ServerEntry};
-use notifier_core::service::{GatewayChoice, GatewaySource, ImportedGrid};
-use tahoe_caps::Cap;
+use notifier_core::service::{GatewayChoice, GatewaySource, ImportedGrid, ServiceError};
 use serde_json::{json, Value};
+use tahoe_caps::Cap;
 
 use crate::caps::check_id;
 use crate::context::Context;
@@ -396,6 +396,7 @@ fn import(ctx: &Context, file: &Path, gateway: &GatewayArgs) -> anyhow::Result<(
     let imported = ctx
         .notifier()
         .import_grid(grid, &choice)
+        .map_err(with_flag_hint)
         .with_context(|| format!("cannot import the grid file {}", file.display()))?;
     print_imported(ctx, &imported, &choice, "imported")
 }
@@ -455,19 +456,20 @@ fn read_grid_file(file: &Path) -> anyhow::Result<String> {
 }
 
 fn join(ctx: &Context, mailbox: &MailboxArg, gateway: &GatewayArgs) -> anyhow::Result<()> {
-    let typed = read_secret(
-        "invite code",
-        "tahoe-notifier servers join < code.txt",
-    )?;
+    let typed = read_secret("invite code", "tahoe-notifier servers join < code.txt")?;
     let code: InviteCode = typed.parse()?;
     drop(typed);
     let choice = gateway.choice()?;
     let notifier = ctx.notifier();
     if !ctx.json() {
-        eprintln!("tahoe-notifier: joining through the invite mailbox at {} …", mailbox.url);
+        eprintln!(
+            "tahoe-notifier: joining through the invite mailbox at {} …",
+            mailbox.url
+        );
     }
     let imported = runtime()?
         .block_on(notifier.join_grid(&code, &mailbox.url, &choice))
+        .map_err(with_flag_hint)
         .context("cannot join the grid")?;
     print_imported(ctx, &imported, &choice, "joined")
 }
@@ -477,7 +479,9 @@ fn invite(ctx: &Context, args: &InviteArgs) -> anyhow::Result<()> {
     if let Some(output) = &args.output {
         write_private_new_file(output, &grid.to_json())?;
         if ctx.json() {
-            return print_json(&json!({ "written": output.display().to_string(), "updates_servers": grid.updates_servers.len() }));
+            return print_json(
+                &json!({ "written": output.display().to_string(), "updates_servers": grid.updates_servers.len() }),
+            );
         }
         return print_text(&format!(
             "wrote the grid {} ({} updates servers{}) to {}; it holds the grid's secrets: hand it \
@@ -541,6 +545,15 @@ fn write_private_new_file(path: &Path, text: &str) -> anyhow::Result<()> {
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Names this command's flags where the error asks for a gateway.
+fn with_flag_hint(error: ServiceError) -> anyhow::Error {
+    if matches!(error, ServiceError::NoOwnGateway { .. }) {
+        anyhow::anyhow!("{error} (--node-dir DIR or --gateway-url URL)")
+    } else {
+        anyhow::Error::new(error)
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -221,7 +221,7 @@ async fn run(args: Args) {
             seqnums[index] += 1;
             write_share(&storage, si, seqnums[index]);
             writes += 1;
-            if writes % 64 == 0 {
+            if writes.is_multiple_of(64) {
                 tokio::task::yield_now().await;
             }
         }

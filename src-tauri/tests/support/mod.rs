@@ -137,43 +137,8 @@ pub fn read_cap_of(grid: &Grid, dircap: &str) -> String {
 }
 
 /// Records the Notify calls on the session bus.
-pub struct NotifyMonitor {
-    _guard: Guard,
-    log: PathBuf,
-}
-
-impl NotifyMonitor {
-    pub fn start(dir: &Path) -> Self {
-        let log = dir.join("notify.log");
-        let child = Command::new("dbus-monitor")
-            .args([
-                "--session",
-                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
-            ])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        Self {
-            _guard: Guard(child),
-            log,
-        }
-    }
-
-    /// Notify calls whose arguments contain every one of `needles`.
-    pub fn calls_containing(&self, needles: &[&str]) -> usize {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.split("method call")
-            .filter(|call| {
-                call.contains("member=Notify") && needles.iter().all(|n| call.contains(n))
-            })
-            .count()
-    }
-
-    pub fn log(&self) -> &Path {
-        &self.log
-    }
-}
+#[allow(unused_imports)]
+pub use local_grid::desktop::NotifyMonitor;
 
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
 where

@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod bins;
+pub mod desktop;
 mod http;
 mod logs;
 pub mod magic_folder;
