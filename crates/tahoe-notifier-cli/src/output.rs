@@ -31,6 +31,14 @@ pub fn print_json(value: &Value) -> anyhow::Result<()> {
     print_text(&text)
 }
 
+/// Prints one event of a command that reports as it goes (`watch`, `servers invite`): one
+/// compact JSON object per line, so that a script can read them as they come.
+pub fn print_json_line(value: &Value) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string(value).context("cannot encode the output")?;
+    text.push('\n');
+    print_text(&text)
+}
+
 /// Untrusted or user-given text made safe for one line of a terminal: no control characters
 /// (which could move the cursor or recolour the screen), no bidi tricks, bounded length.
 pub fn shown(text: &str) -> String {

@@ -20,7 +20,7 @@ use tahoe_caps::Cap;
 use crate::caps::check_id;
 use crate::context::Context;
 use crate::input::read_secret;
-use crate::output::{print_json, print_text, shown, table};
+use crate::output::{print_json, print_json_line, print_text, shown, table};
 use notifier_core::tahoe_node::{nickname_for, NodeDir, StorageAnnouncement};
 
 /// Far more than any grid file; a bound keeps a wrong path (a disk image…) from filling memory.
@@ -499,7 +499,7 @@ fn invite(ctx: &Context, args: &InviteArgs) -> anyhow::Result<()> {
             .context("cannot make an invite")?;
         let code = invitation.code();
         if ctx.json() {
-            print_json(&json!({ "code": code.reveal(), "grid": grid.name }))?;
+            print_json_line(&json!({ "code": code.reveal(), "grid": grid.name }))?;
         } else {
             print_text(&format!(
                 "Invite code: {}\nGive it to one user, who runs `tahoe-notifier servers join` (or \
@@ -517,7 +517,7 @@ fn invite(ctx: &Context, args: &InviteArgs) -> anyhow::Result<()> {
         };
         let joined = delivered.context("the invite did not go through")?;
         if ctx.json() {
-            print_json(&json!({ "joined": joined.grid }))
+            print_json_line(&json!({ "joined": joined.grid }))
         } else {
             print_text(&format!(
                 "The user has joined the grid {}.\n",
