@@ -126,6 +126,19 @@ impl Core {
         *lock(&self.settings) = settings;
     }
 
+    /// The use cases over this app's folders and keyring.
+    pub fn notifier(&self) -> notifier_core::service::Notifier {
+        notifier_core::service::Notifier::new(self.paths.clone(), Arc::clone(&self.secrets))
+    }
+
+    /// The user's Tahoe node: the one chosen in the app, else `~/.tahoe` if it exists.
+    pub fn tahoe_node(
+        &self,
+    ) -> Result<Option<notifier_core::tahoe_node::NodeDir>, notifier_core::tahoe_node::NodeDirError>
+    {
+        notifier_core::tahoe_node::NodeDir::find(self.settings().tahoe_node_dir.as_deref())
+    }
+
     /// Unread changes plus unread news.
     pub fn unread(&self) -> Result<u64, HistoryError> {
         let counts = self.history().unread_counts()?;

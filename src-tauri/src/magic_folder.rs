@@ -205,7 +205,7 @@ fn config_dir_from(text: &str) -> Result<PathBuf> {
             error("enter the magic-folder config directory (what `magic-folder --config DIR` is given)")
         });
     }
-    let path = crate::commands::expand_home(text);
+    let path = crate::commands::servers::expand_home(text);
     if !path.is_dir() {
         return Err(error(format!(
             "{} is not a directory: enter the magic-folder config directory (what \

@@ -35,6 +35,9 @@ pub struct Settings {
     /// Which notifications to raise.
     #[serde(default)]
     pub notify_for: NotifyFor,
+    /// The user's Tahoe node directory, when it is not `~/.tahoe` (its aliases and gateway).
+    #[serde(default)]
+    pub tahoe_node_dir: Option<PathBuf>,
 }
 
 /// Why settings could not be read, checked or saved.
@@ -147,6 +150,7 @@ mod tests {
             gateway_url: Some("http://127.0.0.1:3456/".to_owned()),
             quiet_hours: Some(("22:00".to_owned(), "07:30".to_owned())),
             notify_for: NotifyFor::NewsOnly,
+            tahoe_node_dir: Some(dir.path().join("node")),
         };
         settings.validate().unwrap();
         settings.save(dir.path()).unwrap();

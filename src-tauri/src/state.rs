@@ -162,6 +162,11 @@ impl LiveState {
 
     /// The one-line summary for the tooltip and the menu's first line.
     pub fn summary(&self, unread: u64, now: OffsetDateTime) -> String {
+        format!("Tahoe Notifier: {}", self.status_line(unread, now))
+    }
+
+    /// The summary without the app's name, for the window's own status card.
+    pub fn status_line(&self, unread: u64, now: OffsetDateTime) -> String {
         let (connected, configured) = self.connected_servers();
         let servers = if let Some(problem) = &self.keyring_problem {
             problem.short().to_owned()
@@ -181,7 +186,7 @@ impl LiveState {
             1 => "1 unread".to_owned(),
             n => format!("{n} unread"),
         };
-        let mut line = format!("Tahoe Notifier: {servers}, {unread}");
+        let mut line = format!("{servers}, {unread}");
         if let Some(until) = self.paused_until.filter(|_| self.is_paused(now)) {
             line.push_str(&format!(", paused until {}", clock(until)));
         }

@@ -34,10 +34,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use local_grid::magic_folder::WormholeMailbox;
 use local_grid::{Format, Grid};
 use notifier_core::caps::CapStore;
 use notifier_core::config::ConfigFile;
-use notifier_core::grid_file::parse_grid_file;
 use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
 use notifier_core::paths::Paths;
 use notifier_core::servers::ServerStore;
@@ -59,12 +59,23 @@ async fn tray_state(client: &Client) -> String {
 }
 
 async fn wait_tray(client: &Client, want: &str) {
-    wait_for(
-        &format!("tray state {want}"),
-        Duration::from_secs(30),
-        || async { (tray_state(client).await == want).then_some(()) },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = invoke(client, "app_status", json!({})).await;
+        if status["tray_state"] == want {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let changes = invoke(
+                client,
+                "list_changes",
+                json!({"capId": null, "unreadOnly": true}),
+            )
+            .await;
+            panic!("timed out waiting for tray state {want}: {status}; unread: {changes}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
 }
 
 /// The DOM of every page shown (WebDriver page source), for the secrets scan.
@@ -220,7 +231,9 @@ async fn the_app_in_its_real_webview() {
     let work = tempfile::tempdir().unwrap();
     let home = work.path().join("home");
 
-    // The grid: updates servers, a folder, a news directory, and the grid file imported.
+    // The grid: updates servers, a folder and a news directory. Nothing is imported: the
+    // window opens on the welcome page and the user joins with an invite code from the
+    // operator's `tahoe-notifier servers invite`, through a local magic-wormhole mailbox.
     let (mut servers, nurls) = start_updates_servers(grid, work.path(), "trace");
     let folder = grid.create_mutable_dir(Format::Sdmf).unwrap();
     grid.put_child(&folder, "welcome.txt", b"hello").unwrap();
@@ -228,20 +241,33 @@ async fn the_app_in_its_real_webview() {
     let news = grid.create_mutable_dir(Format::Sdmf).unwrap();
     let news_read = read_cap_of(grid, &news);
     let paths = Paths::under(&home);
-    paths.ensure_dirs().unwrap();
     let secrets: Arc<dyn SecretStore> =
         Arc::new(KeyringSecretStore::new(KeyringBackend::SecretService));
-    let grid_file = json!({
-        "name": "test grid",
-        "gateway_url": grid.gateway_url(),
-        "updates_servers": nurls,
-        "newscap": news_read,
-    })
-    .to_string();
-    ServerStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets))
-        .import_grid(&parse_grid_file(&grid_file).unwrap())
-        .unwrap();
     let caps = CapStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets));
+    let mailbox = WormholeMailbox::start(grid, work.path()).unwrap();
+    let operator = Operator {
+        bin: notifier_bin.clone(),
+        home: work.path().join("operator"),
+        mailbox: mailbox.url().to_owned(),
+        nurl_files: grid
+            .storage_nodes()
+            .iter()
+            .map(|node| work.path().join(format!("{}.nurl", node.name)))
+            .collect(),
+        newscap: news.clone(),
+        codes: Mutex::new(Vec::new()),
+    };
+    // The user's own Tahoe node (~/.tahoe of the app's HOME): its node.url names the grid's
+    // gateway, and `tahoe create-alias` made an alias there, which the add form offers.
+    let user_home = work.path().join("user");
+    let node_dir = user_home.join(".tahoe");
+    std::fs::create_dir_all(node_dir.join("private")).unwrap();
+    std::fs::write(
+        node_dir.join("node.url"),
+        format!("{}\n", grid.gateway_url()),
+    )
+    .unwrap();
+    let (alias_write, alias_read) = grid.create_alias(&node_dir, "shared").unwrap();
 
     // An XEmbed tray on the test display, for the tray menu screenshot.
     let trayer = Command::new("trayer")
@@ -287,6 +313,8 @@ async fn the_app_in_its_real_webview() {
 
     let driver = Command::new("tauri-driver")
         .env("TAHOE_NOTIFIER_HOME", &home)
+        .env("HOME", &user_home)
+        .env("TAHOE_NOTIFIER_MAILBOX", mailbox.url())
         // Every level: the secrets scan reads it all.
         .env("RUST_LOG", "trace")
         .stdout(std::fs::File::create(work.path().join("driver.log")).unwrap())
@@ -321,6 +349,8 @@ async fn the_app_in_its_real_webview() {
         &home,
         &app_bin,
         &mut servers,
+        &operator,
+        &alias_write,
     )
     .await;
     if let Err(panic) = result {
@@ -336,7 +366,15 @@ async fn the_app_in_its_real_webview() {
     drop(monitor);
     drop(whole_bus);
     drop(servers);
+    drop(mailbox);
     let cmdlines = cmdlines.finish();
+    let codes = operator.codes.lock().unwrap().clone();
+    assert_eq!(
+        codes.len(),
+        2,
+        "two invites were made: {} codes",
+        codes.len()
+    );
 
     // The secrets scan, over everything the run left.
     let mut secrets = vec![
@@ -347,7 +385,20 @@ async fn the_app_in_its_real_webview() {
         ),
         ("the news write-cap key".to_owned(), cap_key(&news)),
         ("the news read-cap key".to_owned(), cap_key(&news_read)),
+        (
+            "the alias's write-cap key".to_owned(),
+            cap_key(&alias_write),
+        ),
+        ("the alias's read-cap key".to_owned(), cap_key(&alias_read)),
     ];
+    for (i, code) in codes.iter().enumerate() {
+        secrets.push((format!("invite code #{i}"), code.clone()));
+        // As typed into the page, and as the page might have echoed it without dashes.
+        secrets.push((
+            format!("invite code #{i}'s words"),
+            code.split_once('-').unwrap().1.to_owned(),
+        ));
+    }
     for (i, nurl) in nurls.iter().enumerate() {
         let parsed: mutable_updates::nurl::Nurl = nurl.parse().unwrap();
         let swissnum = nurl
@@ -374,6 +425,11 @@ async fn the_app_in_its_real_webview() {
     let mut nurl_files = 0;
     for path in files_under(work.path()) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.starts_with(work.path().join("user").join(".tahoe")) {
+            // The user's own Tahoe node: its alias file holds the alias's write-cap, which is
+            // where it belongs and where it must stay (the scan checks it went nowhere else).
+            continue;
+        }
         if name.ends_with(".nurl") {
             // The server's own copy of its NURL, by design: owner-only.
             use std::os::unix::fs::PermissionsExt as _;
@@ -409,6 +465,90 @@ async fn the_app_in_its_real_webview() {
         "secrets found:\n{}",
         findings.join("\n")
     );
+}
+
+/// The grid's operator, making invites with the real CLI (`tahoe-notifier servers invite`).
+struct Operator {
+    bin: PathBuf,
+    home: PathBuf,
+    mailbox: String,
+    nurl_files: Vec<PathBuf>,
+    /// The news directory's write-cap (the invite hands out its read-cap).
+    newscap: String,
+    /// Every code made, for the secrets scan.
+    codes: Mutex<Vec<String>>,
+}
+
+/// A running `servers invite` and its code.
+struct PendingInvite {
+    child: std::process::Child,
+    code: String,
+}
+
+impl Operator {
+    fn invite(&self) -> PendingInvite {
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("--home")
+            .arg(&self.home)
+            .args([
+                "--json",
+                "servers",
+                "invite",
+                "--name",
+                "test grid",
+                "--own-gateway",
+                "--news",
+            ])
+            .env("TAHOE_NOTIFIER_MAILBOX", &self.mailbox)
+            .env("HOME", &self.home);
+        for file in &self.nurl_files {
+            command.arg("--nurl-file").arg(file);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{}\n", self.newscap).as_bytes())
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let code = serde_json::from_str::<serde_json::Value>(&line).unwrap()["code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.codes.lock().unwrap().push(code.clone());
+        PendingInvite { child, code }
+    }
+}
+
+impl PendingInvite {
+    /// Whether the operator's side ended saying the user joined, and what it printed.
+    fn finish(self) -> (bool, String) {
+        let output = self.child.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success() && said.contains("\"joined\""), said)
+    }
+}
+
+async fn type_code(client: &Client, css: &str, code: &str) {
+    let input = client.find(Locator::Css(css)).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(code).await.unwrap();
 }
 
 /// The key field of a cap (`URI:DIR2-RO:<key>:<fingerprint>` → `<key>`).
@@ -513,6 +653,8 @@ async fn steps(
     home: &Path,
     app_bin: &Path,
     servers: &mut [Guard],
+    operator: &Operator,
+    alias_write: &str,
 ) -> Result<(), Box<dyn std::any::Any + Send>> {
     use futures_like::CatchUnwind as _;
     run_steps(
@@ -527,6 +669,8 @@ async fn steps(
         home,
         app_bin,
         servers,
+        operator,
+        alias_write,
     )
     .catch_unwind()
     .await
@@ -545,6 +689,8 @@ async fn run_steps(
     home: &Path,
     app_bin: &Path,
     servers: &mut [Guard],
+    operator: &Operator,
+    alias_write: &str,
 ) {
     wait_for("the page", Duration::from_secs(20), || async {
         client
@@ -554,6 +700,73 @@ async fn run_steps(
             .map(|_| ())
     })
     .await;
+
+    // Nothing set up: the welcome page. A mistyped code fails on both sides and joins nothing.
+    wait_for("the welcome page", Duration::from_secs(20), || async {
+        let page = client.find(Locator::Css("#page-welcome")).await.ok()?;
+        page.is_displayed().await.ok()?.then_some(())
+    })
+    .await;
+    wait_for(
+        "the local node on the welcome page",
+        Duration::from_secs(10),
+        || async {
+            text_of(client, "#welcome-node-path")
+                .await
+                .filter(|t| t.ends_with(".tahoe"))
+                .map(|_| ())
+        },
+    )
+    .await;
+    screenshot(client, "welcome.png").await;
+    let wrong = operator.invite();
+    let nameplate = wrong.code.split('-').next().unwrap().to_owned();
+    type_code(client, "#join-code", &format!("{nameplate}-wrong-guess")).await;
+    click(client, "#join-submit").await;
+    wait_for("the wrong-code error", Duration::from_secs(30), || async {
+        text_of(client, "#join-feedback")
+            .await
+            .filter(|t| t.contains("did not match"))
+            .map(|_| ())
+    })
+    .await;
+    screenshot(client, "welcome-wrong-code.png").await;
+    let (joined, said) = wrong.finish();
+    assert!(
+        !joined,
+        "the operator's side of a mistyped code fails: {said}"
+    );
+    assert!(said.contains("did not match"), "{said}");
+    assert!(
+        ServerStore::new(
+            ConfigFile::new(Paths::under(home).config_file()),
+            Arc::new(KeyringSecretStore::new(KeyringBackend::SecretService))
+        )
+        .grids()
+        .unwrap()
+        .is_empty(),
+        "a failed join imports nothing"
+    );
+
+    // The real code: joined; the operator's side is told; the Watched page offers the aliases.
+    let invite = operator.invite();
+    type_code(client, "#join-code", &invite.code).await;
+    click(client, "#join-submit").await;
+    wait_for(
+        "the add form with the alias",
+        Duration::from_secs(40),
+        || async {
+            text_of(client, "#alias-list .alias-row .alias-name")
+                .await
+                .filter(|t| t == "shared:")
+                .map(|_| ())
+        },
+    )
+    .await;
+    let (joined, said) = invite.finish();
+    assert!(joined, "the operator's side says the user joined: {said}");
+    screenshot(client, "watched-aliases.png").await;
+    click(client, "#cap-cancel").await;
     wait_tray(client, "connected").await;
     screenshot(client, "watched-empty.png").await;
 
@@ -722,6 +935,22 @@ async fn run_steps(
     })
     .await;
     screenshot(client, "servers.png").await;
+    // The code again: refused, nothing imported twice.
+    type_code(
+        client,
+        "#servers-join-code",
+        &operator.codes.lock().unwrap()[1],
+    )
+    .await;
+    click(client, "#servers-join-submit").await;
+    wait_for("the used-code error", Duration::from_secs(30), || async {
+        text_of(client, "#servers-join-feedback")
+            .await
+            .filter(|t| t.contains("no invite is waiting"))
+            .map(|_| ())
+    })
+    .await;
+    screenshot(client, "servers-used-code.png").await;
     tab(client, "settings").await;
     screenshot(client, "settings.png").await;
 
@@ -765,6 +994,33 @@ async fn run_steps(
     assert!(caps.list().unwrap().is_empty(), "gone from the config");
     let secret = KeyringSecretStore::new(KeyringBackend::SecretService).get(&cap_id);
     assert!(secret.is_err(), "gone from the keyring");
+
+    // The alias from the user's Tahoe node: watched by name, its change notified.
+    click(client, "#show-add").await;
+    click(client, "#alias-list .alias-watch").await;
+    wait_for(
+        "the alias subscribed on 3 of 3",
+        Duration::from_secs(30),
+        || async {
+            let label = text_of(client, ".cap-row .cap-label").await?;
+            let status = text_of(client, ".cap-row .cap-status").await?;
+            (label == "shared" && status == "subscribed on 3 of 3").then_some(())
+        },
+    )
+    .await;
+    let aliased = alias_write.to_owned();
+    tokio::task::spawn_blocking(move || grid.put_child(&aliased, "from-alias.txt", b"hi"))
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for(
+        "a Notify naming from-alias.txt",
+        Duration::from_secs(30),
+        || async { (monitor.calls_containing(&["from-alias.txt"]) >= 1).then_some(()) },
+    )
+    .await;
+    invoke(client, "mark_all_read", json!({"capId": null})).await;
+    wait_tray(client, "connected").await;
 
     servers_going_away(client, servers).await;
 

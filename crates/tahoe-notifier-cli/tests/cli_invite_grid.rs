@@ -163,32 +163,6 @@ impl Invite {
     }
 }
 
-fn make_alias(grid: &Grid, node_dir: &Path, name: &str) -> (String, String) {
-    let tahoe = grid.tahoe_bin();
-    let run = |args: &[&str]| {
-        let output = Command::new(tahoe)
-            .arg("--node-directory")
-            .arg(node_dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "tahoe {args:?}: {output:?}");
-        String::from_utf8(output.stdout).unwrap()
-    };
-    run(&["create-alias", name]);
-    let write = run(&["list-aliases"]);
-    let read = run(&["list-aliases", "--readonly-uri"]);
-    let cap_of = |listing: &str| {
-        listing
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    (cap_of(&write), cap_of(&read))
-}
-
 /// Every file under `dir`, as text (lossy).
 fn files_under(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
@@ -257,7 +231,7 @@ fn scenario(grid: &'static Grid, nurls: &[String]) {
         format!("{}\n", grid.gateway_url()),
     )
     .unwrap();
-    let (alias_write, alias_read) = make_alias(grid, &node_dir, "shared");
+    let (alias_write, alias_read) = grid.create_alias(&node_dir, "shared").unwrap();
     assert!(
         alias_write.starts_with("URI:DIR2:"),
         "a write-cap: tahoe made it"

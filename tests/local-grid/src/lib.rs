@@ -607,6 +607,43 @@ impl Grid {
         &self.launcher.tahoe
     }
 
+    /// Makes a Tahoe alias `name` with the real `tahoe create-alias` in the client node
+    /// directory `node_dir` (which needs only `node.url` and `private/`), as a user would.
+    /// Returns the alias's write-cap and the read-cap Tahoe itself reports for it
+    /// (`tahoe list-aliases --readonly-uri`). Both are secrets: do not log them.
+    pub fn create_alias(&self, node_dir: &Path, name: &str) -> Result<(String, String), GridError> {
+        let run = |args: &[&str]| -> Result<String, GridError> {
+            let output = Command::new(self.tahoe_bin())
+                .arg("--node-directory")
+                .arg(node_dir)
+                .args(args)
+                .output()
+                .map_err(|e| GridError::io(format!("running tahoe {}", args[0]), e))?;
+            if !output.status.success() {
+                return Err(GridError::Command {
+                    what: format!("tahoe {}", args.join(" ")),
+                    status: output.status.to_string(),
+                    output: logs::redact_caps(&String::from_utf8_lossy(&output.stderr)),
+                });
+            }
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        };
+        run(&["create-alias", name])?;
+        let cap_of = |listing: &str| -> Result<String, GridError> {
+            listing
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+                .map(|cap| cap.trim().to_owned())
+                .ok_or_else(|| GridError::BadResponse {
+                    operation: "tahoe list-aliases",
+                    detail: format!("no alias {name} listed"),
+                })
+        };
+        let write = cap_of(&run(&["list-aliases"])?)?;
+        let read = cap_of(&run(&["list-aliases", "--readonly-uri"])?)?;
+        Ok((write, read))
+    }
+
     /// The introducer's fURL (`pb://…@tcp:127.0.0.1:PORT/…`). A secret of the grid: do not log.
     pub fn introducer_furl(&self) -> &str {
         &self.introducer_furl

@@ -1,0 +1,54 @@
+// The Settings page: the gateway, quiet hours, which notifications, start at login, where
+// data lives; and the magic-folder link (its own module).
+import { invoke } from "../api.js";
+import { $, el } from "../dom.js";
+import * as magicFolder from "./magic-folder.js";
+
+let settingsLoaded = false;
+
+export async function refresh() {
+  const s = await invoke("get_settings");
+  if (!settingsLoaded || !$("settings-form").contains(document.activeElement)) {
+    $("set-gateway").value = s.gateway_url || "";
+    $("set-quiet-start").value = s.quiet_start || "";
+    $("set-quiet-end").value = s.quiet_end || "";
+    $(s.notify_for === "news_only" ? "set-notify-news" : "set-notify-all").checked = true;
+    $("set-autostart").checked = s.autostart;
+    settingsLoaded = true;
+  }
+  await magicFolder.refresh();
+  const dl = $("locations");
+  dl.replaceChildren();
+  for (const l of s.locations) dl.append(el("dt", null, l.what), el("dd", "mono", l.path));
+}
+
+export function bind(appApi) {
+  magicFolder.bind(appApi);
+  $("settings-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = $("settings-feedback");
+    try {
+      await invoke("set_settings", {
+        settings: {
+          gateway_url: $("set-gateway").value,
+          quiet_start: $("set-quiet-start").value,
+          quiet_end: $("set-quiet-end").value,
+          notify_for: document.querySelector("input[name=notify]:checked")?.value || "all",
+        },
+      });
+      f.textContent = "Saved.";
+      f.className = "feedback ok";
+    } catch (err) {
+      f.textContent = String(err);
+      f.className = "feedback error";
+    }
+  });
+  $("set-autostart").addEventListener("change", async (e) => {
+    try {
+      e.target.checked = await invoke("set_autostart", { enabled: e.target.checked });
+    } catch (err) {
+      $("settings-feedback").textContent = String(err);
+      $("settings-feedback").className = "feedback error";
+    }
+  });
+}
