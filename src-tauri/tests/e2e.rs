@@ -51,12 +51,6 @@ use tahoe_caps::Cap;
 const DRIVER_PORT: u16 = 4444;
 const NATIVE_PORT: u16 = 4445;
 
-async fn tray_state(client: &Client) -> String {
-    invoke(client, "app_status", json!({})).await["tray_state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
 
 async fn wait_tray(client: &Client, want: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -936,10 +930,11 @@ async fn run_steps(
     .await;
     screenshot(client, "servers.png").await;
     // The code again: refused, nothing imported twice.
+    let used_code = operator.codes.lock().unwrap()[1].clone();
     type_code(
         client,
         "#servers-join-code",
-        &operator.codes.lock().unwrap()[1],
+        &used_code,
     )
     .await;
     click(client, "#servers-join-submit").await;
