@@ -51,7 +51,6 @@ use tahoe_caps::Cap;
 const DRIVER_PORT: u16 = 4444;
 const NATIVE_PORT: u16 = 4445;
 
-
 async fn wait_tray(client: &Client, want: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -931,12 +930,7 @@ async fn run_steps(
     screenshot(client, "servers.png").await;
     // The code again: refused, nothing imported twice.
     let used_code = operator.codes.lock().unwrap()[1].clone();
-    type_code(
-        client,
-        "#servers-join-code",
-        &used_code,
-    )
-    .await;
+    type_code(client, "#servers-join-code", &used_code).await;
     click(client, "#servers-join-submit").await;
     wait_for("the used-code error", Duration::from_secs(30), || async {
         text_of(client, "#servers-join-feedback")

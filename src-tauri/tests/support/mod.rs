@@ -187,3 +187,77 @@ pub async fn click(client: &Client, css: &str) {
     }
     panic!("cannot click {css}: {last_error}");
 }
+
+/// The app in its real webview: tauri-driver (on free ports, so tests can run side by side)
+/// started with `envs`, its output in `work/app.log`, and a WebDriver session whose page is
+/// ready. Drop the client's session (`close`) before the guard.
+pub async fn start_app(work: &Path, envs: &[(&str, &Path)]) -> (Guard, fantoccini::Client) {
+    let (driver_port, native_port) = (free_port(), free_port());
+    let mut command = Command::new("tauri-driver");
+    command
+        .args(["--port", &driver_port.to_string()])
+        .args(["--native-port", &native_port.to_string()])
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(work.join("driver.log")).unwrap())
+        .stderr(std::fs::File::create(work.join("app.log")).unwrap());
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let driver = command
+        .spawn()
+        .expect("tauri-driver (cargo install tauri-driver --locked; tests/bootstrap.sh does)");
+    let guard = Guard(driver);
+    wait_port(driver_port, Duration::from_secs(20));
+    wait_port(native_port, Duration::from_secs(20));
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "tauri:options".to_owned(),
+        json!({"application": env!("CARGO_BIN_EXE_tahoe-notifier-app")}),
+    );
+    let client =
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+            .expect("a WebDriver session with the app");
+    wait_for("the page", Duration::from_secs(20), || async {
+        client
+            .find(Locator::Css("body[data-ready=true]"))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    (guard, client)
+}
+
+/// The id of the first X window whose title matches `pattern`, waiting up to `timeout`.
+pub fn wait_window(pattern: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let found = Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--name", pattern])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&found.stdout);
+        if let Some(id) = text.lines().next() {
+            return Some(id.trim().to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+/// A screenshot of one X window (a native dialog, which WebDriver cannot see) into
+/// docs/screenshots/`name`.
+pub fn screenshot_window(window: &str, name: &str) -> bool {
+    let out = screenshots_dir().join(name);
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "xwd -id {window} -silent | /usr/bin/convert xwd:- png:{}",
+            out.display()
+        ))
+        .status()
+        .is_ok_and(|s| s.success())
+}
