@@ -372,14 +372,17 @@ fn server_message_seeds() -> Vec<Vec<u8>> {
         ServerMessage::Update(Update {
             storage_index: sis[2],
             seqnum: Some(u64::MAX),
+            proof: None,
         }),
         ServerMessage::Update(Update {
             storage_index: sis[2],
             seqnum: None,
+            proof: None,
         }),
         ServerMessage::Updates(BatchedUpdates {
             storage_indexes: sis.clone(),
             seqnums: vec![(sis[0], 1), (sis[3], 99)],
+            proofs: Vec::new(),
         }),
         ServerMessage::Error(ProtocolError::new(
             ErrorCode::MalformedMessage,

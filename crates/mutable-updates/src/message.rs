@@ -26,6 +26,8 @@ use serde_json::Value;
 use tahoe_caps::{StorageIndex, StorageIndexError};
 use thiserror::Error;
 
+use crate::proof::SlotProof;
+
 /// The field that every message carries, with [`PROTOCOL_VERSION`] as its value.
 pub const VERSION_FIELD: &str = "tahoe-mutable-notification-version";
 
@@ -250,6 +252,9 @@ pub struct Subscribe {
     /// `options.maximum-delay`: ask for batched `updates` at most this long after the first
     /// change of a batch. Carried in whole milliseconds; sub-millisecond parts are dropped.
     pub maximum_delay: Option<Duration>,
+    /// **extension** `options.proofs`: ask for a slot proof of each subscribed index in the
+    /// status and in every later update of it, so that the client can verify the seqnums.
+    pub proofs: Option<ProofRequest>,
 }
 
 /// `{"unsubscribe": [...]}`: stop hearing about these slots.
@@ -274,6 +279,19 @@ impl ClientMessage {
         Self::Subscribe(Subscribe {
             storage_indexes: sis.into_iter().map(RequestedIndex::from).collect(),
             maximum_delay: None,
+            proofs: None,
+        })
+    }
+
+    /// A `subscribe` that also asks for slot proofs, with or without the verification keys.
+    pub fn subscribe_with_proofs(
+        sis: impl IntoIterator<Item = StorageIndex>,
+        proofs: ProofRequest,
+    ) -> Self {
+        Self::Subscribe(Subscribe {
+            storage_indexes: sis.into_iter().map(RequestedIndex::from).collect(),
+            maximum_delay: None,
+            proofs: Some(proofs),
         })
     }
 
@@ -285,6 +303,7 @@ impl ClientMessage {
         Self::Subscribe(Subscribe {
             storage_indexes: sis.into_iter().map(RequestedIndex::from).collect(),
             maximum_delay: Some(maximum_delay),
+            proofs: None,
         })
     }
 
@@ -305,10 +324,14 @@ impl ClientMessage {
             (Some(_), Some(_)) => Err(MessageError::malformed(
                 "a message carries \"subscribe\" or \"unsubscribe\", not both",
             )),
-            (Some(list), None) => Ok(Self::Subscribe(Subscribe {
-                storage_indexes: requested_list("subscribe", list)?,
-                maximum_delay: parse_options(envelope.options)?,
-            })),
+            (Some(list), None) => {
+                let (maximum_delay, proofs) = parse_options(envelope.options)?;
+                Ok(Self::Subscribe(Subscribe {
+                    storage_indexes: requested_list("subscribe", list)?,
+                    maximum_delay,
+                    proofs,
+                }))
+            }
             (None, Some(list)) => Ok(Self::Unsubscribe(Unsubscribe {
                 storage_indexes: requested_list("unsubscribe", list)?,
             })),
@@ -337,14 +360,26 @@ impl ClientMessage {
         }
         out.push(']');
         if let Self::Subscribe(Subscribe {
-            maximum_delay: Some(delay),
+            maximum_delay,
+            proofs,
             ..
         }) = self
         {
-            let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-            out.push_str(",\"options\":{\"maximum-delay\":");
-            push_u64(&mut out, millis);
-            out.push('}');
+            let mut options = Vec::new();
+            if let Some(delay) = maximum_delay {
+                let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                let mut text = String::from("\"maximum-delay\":");
+                push_u64(&mut text, millis);
+                options.push(text);
+            }
+            if let Some(proofs) = proofs {
+                options.push(format!("\"proofs\":\"{}\"", proofs.as_str()));
+            }
+            if !options.is_empty() {
+                out.push_str(",\"options\":{");
+                out.push_str(&options.join(","));
+                out.push('}');
+            }
         }
         out.push('}');
         out
@@ -397,6 +432,9 @@ pub struct Status {
     pub entries: Vec<(String, SubscriptionStatus)>,
     /// **extension**: the current seqnum of each subscribed index.
     pub seqnums: Vec<(String, u64)>,
+    /// **extension** `proofs`: a slot proof of each subscribed index's current version, when
+    /// the subscribe asked for them.
+    pub proofs: Vec<(String, SlotProof)>,
 }
 
 impl Status {
@@ -413,6 +451,20 @@ impl Status {
     /// Adds the current seqnum of one index.
     pub fn push_seqnum(&mut self, raw_index: impl Into<String>, seqnum: u64) {
         self.seqnums.push((raw_index.into(), seqnum));
+    }
+
+    /// Adds the proof of one index's current version.
+    pub fn push_proof(&mut self, raw_index: impl Into<String>, proof: SlotProof) {
+        self.proofs.push((raw_index.into(), proof));
+    }
+
+    /// The proof sent for `raw_index`.
+    pub fn proof(&self, raw_index: &str) -> Option<&SlotProof> {
+        self.proofs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == raw_index)
+            .map(|(_, proof)| proof)
     }
 
     /// The outcome for `raw_index` (the last one, if it appears more than once).
@@ -437,16 +489,20 @@ impl Status {
     pub fn dedup(&mut self) {
         collapse_duplicates(&mut self.entries);
         collapse_duplicates(&mut self.seqnums);
+        collapse_duplicates(&mut self.proofs);
     }
 }
 
 /// `{"update": "<si>", "seqnum": 8}`: one change of one subscribed slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
     /// The slot that changed.
     pub storage_index: StorageIndex,
     /// **extension**: its new seqnum.
     pub seqnum: Option<u64>,
+    /// **extension** `proof`: the new version's slot proof (never with the key), for a slot
+    /// subscribed with proofs.
+    pub proof: Option<SlotProof>,
 }
 
 /// `{"updates": ["<si>", ...], "seqnum": {"<si>": 9}}`: the batched form, sent to a connection
@@ -457,6 +513,8 @@ pub struct BatchedUpdates {
     pub storage_indexes: Vec<StorageIndex>,
     /// Their new seqnums.
     pub seqnums: Vec<(StorageIndex, u64)>,
+    /// **extension** `proofs`: the new versions' slot proofs, for slots subscribed with proofs.
+    pub proofs: Vec<(StorageIndex, SlotProof)>,
 }
 
 /// A message from a server to a client.
@@ -505,16 +563,30 @@ impl ServerMessage {
             update,
             updates,
             error,
+            proof,
+            proofs,
             ..
         } = envelope;
         if let Some(status) = status {
-            return parse_status(status, seqnum).map(Self::Status);
+            let mut status = parse_status(status, seqnum)?;
+            status.proofs = parse_proof_map(proofs)?;
+            return Ok(Self::Status(status));
         }
         if let Some(update) = update {
-            return parse_update(update, seqnum).map(Self::Update);
+            let mut update = parse_update(update, seqnum)?;
+            update.proof = match &proof {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(proofs::parse("the update's proof", value)?),
+            };
+            return Ok(Self::Update(update));
         }
         if let Some(updates) = updates {
-            return parse_updates(updates, seqnum).map(Self::Updates);
+            let mut batch = parse_updates(updates, seqnum)?;
+            batch.proofs = parse_proof_map(proofs)?
+                .into_iter()
+                .map(|(key, proof)| Ok((parse_si("proofs key", &key)?, proof)))
+                .collect::<Result<_, MessageError>>()?;
+            return Ok(Self::Updates(batch));
         }
         if let Some(error) = error {
             return match error {
@@ -544,6 +616,10 @@ impl ServerMessage {
                     out.push_str(",\"seqnum\":");
                     push_u64(&mut out, seqnum);
                 }
+                if let Some(proof) = &update.proof {
+                    out.push_str(",\"proof\":");
+                    proofs::render(&mut out, proof);
+                }
                 out.push('}');
                 out
             }
@@ -570,6 +646,15 @@ impl ServerMessage {
                         .collect();
                     out.push_str(",\"seqnum\":");
                     render_object(&mut out, &keyed, |out, n| push_u64(out, *n));
+                }
+                if !batch.proofs.is_empty() {
+                    let keyed: Vec<(String, &SlotProof)> = batch
+                        .proofs
+                        .iter()
+                        .map(|(si, proof)| (si.to_base32(), proof))
+                        .collect();
+                    out.push_str(",\"proofs\":");
+                    render_object(&mut out, &keyed, |out, proof| proofs::render(out, proof));
                 }
                 out.push('}');
                 out
@@ -621,6 +706,8 @@ struct Envelope {
     update: Option<Value>,
     updates: Option<Value>,
     error: Option<Value>,
+    proof: Option<Value>,
+    proofs: Option<Loose>,
 }
 
 // Lives on the stack for one parse only; boxing would cost an allocation per message.
@@ -641,6 +728,8 @@ enum Key {
     Update,
     Updates,
     Error,
+    Proof,
+    Proofs,
     Unknown,
 }
 
@@ -664,6 +753,8 @@ impl<'de> Deserialize<'de> for Key {
                     "update" => Key::Update,
                     "updates" => Key::Updates,
                     "error" => Key::Error,
+                    "proof" => Key::Proof,
+                    "proofs" => Key::Proofs,
                     _ => Key::Unknown,
                 })
             }
@@ -770,6 +861,14 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
                 (Side::Server, Key::Error) => {
                     let v = map.next_value()?;
                     store(&mut envelope.error, v, "error", &mut duplicate);
+                }
+                (Side::Server, Key::Proof) => {
+                    let v = map.next_value()?;
+                    store(&mut envelope.proof, v, "proof", &mut duplicate);
+                }
+                (Side::Server, Key::Proofs) => {
+                    let v = map.next_value()?;
+                    store(&mut envelope.proofs, v, "proofs", &mut duplicate);
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -923,9 +1022,11 @@ fn requested_list(field: &str, value: Value) -> Result<Vec<RequestedIndex>, Mess
     }
 }
 
-fn parse_options(options: Option<Value>) -> Result<Option<Duration>, MessageError> {
+fn parse_options(
+    options: Option<Value>,
+) -> Result<(Option<Duration>, Option<ProofRequest>), MessageError> {
     let map = match options {
-        None | Some(Value::Null) => return Ok(None),
+        None | Some(Value::Null) => return Ok((None, None)),
         Some(Value::Object(map)) => map,
         Some(other) => {
             return Err(MessageError::malformed(format!(
@@ -934,19 +1035,24 @@ fn parse_options(options: Option<Value>) -> Result<Option<Duration>, MessageErro
             )))
         }
     };
-    match map.get("maximum-delay") {
-        None | Some(Value::Null) => Ok(None),
+    let delay = match map.get("maximum-delay") {
+        None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_u64() {
-            Some(ms) => Ok(Some(Duration::from_millis(ms))),
-            None => Err(MessageError::malformed(format!(
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => return Err(MessageError::malformed(format!(
                 "options.maximum-delay must be a whole, non-negative number of milliseconds; it is {n}"
             ))),
         },
-        Some(other) => Err(MessageError::malformed(format!(
+        Some(other) => return Err(MessageError::malformed(format!(
             "options.maximum-delay must be a whole, non-negative number of milliseconds; it is {}",
             kind(other)
         ))),
-    }
+    };
+    let proofs = match map.get("proofs") {
+        None => None,
+        Some(value) => ProofRequest::parse(value)?,
+    };
+    Ok((delay, proofs))
 }
 
 fn parse_status(status: Loose, seqnum: Option<Loose>) -> Result<Status, MessageError> {
@@ -1002,7 +1108,11 @@ fn parse_status(status: Loose, seqnum: Option<Loose>) -> Result<Status, MessageE
     };
     collapse_duplicates(&mut entries);
     collapse_duplicates(&mut seqnums);
-    Ok(Status { entries, seqnums })
+    Ok(Status {
+        entries,
+        seqnums,
+        proofs: Vec::new(),
+    })
 }
 
 fn parse_si(what: &str, text: &str) -> Result<StorageIndex, MessageError> {
@@ -1045,6 +1155,7 @@ fn parse_update(update: Value, seqnum: Option<Loose>) -> Result<Update, MessageE
     Ok(Update {
         storage_index,
         seqnum,
+        proof: None,
     })
 }
 
@@ -1096,7 +1207,28 @@ fn parse_updates(updates: Value, seqnum: Option<Loose>) -> Result<BatchedUpdates
     Ok(BatchedUpdates {
         storage_indexes,
         seqnums,
+        proofs: Vec::new(),
     })
+}
+
+/// The `proofs` object of a status or batch: storage-index text → proof, in order.
+fn parse_proof_map(proofs: Option<Loose>) -> Result<Vec<(String, SlotProof)>, MessageError> {
+    match proofs {
+        None | Some(Loose::Other(Value::Null)) => Ok(Vec::new()),
+        Some(Loose::Object(raw)) => {
+            let mut out = Vec::with_capacity(raw.len());
+            for (key, value) in raw {
+                let proof = proofs::parse(&format!("proofs entry {}", quote(&key)), &value)?;
+                out.push((key, proof));
+            }
+            collapse_duplicates(&mut out);
+            Ok(out)
+        }
+        Some(Loose::Other(other)) => Err(MessageError::malformed(format!(
+            "proofs must be an object; it is {}",
+            kind(&other)
+        ))),
+    }
 }
 
 /// Keeps one entry per key: at the first one's place, with the last one's value. O(n).
@@ -1240,9 +1372,16 @@ fn render_status(status: &Status) -> String {
         out.push_str(",\"seqnum\":");
         render_object(&mut out, &status.seqnums, |out, n| push_u64(out, *n));
     }
+    if !status.proofs.is_empty() {
+        out.push_str(",\"proofs\":");
+        render_object(&mut out, &status.proofs, proofs::render);
+    }
     out.push('}');
     out
 }
 
+mod proofs;
 #[cfg(test)]
 mod tests;
+
+pub use proofs::ProofRequest;

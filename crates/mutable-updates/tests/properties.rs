@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use mutable_updates::message::ProofRequest;
 use mutable_updates::pinning::spki_sha256;
+use mutable_updates::proof::SlotProof;
 use mutable_updates::{
     BatchedUpdates, ClientMessage, ErrorCode, Nurl, ProtocolError, RequestedIndex, ServerMessage,
     Status, Subscribe, SubscriptionStatus, Unsubscribe, Update,
@@ -49,12 +51,20 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
         (
             prop::collection::vec(requested(), 0..40),
-            prop::option::of(any::<u64>())
+            prop::option::of(any::<u64>()),
+            prop::option::of(any::<bool>()),
         )
-            .prop_map(|(sis, delay)| {
+            .prop_map(|(sis, delay, proofs)| {
                 ClientMessage::Subscribe(Subscribe {
                     storage_indexes: sis,
                     maximum_delay: delay.map(Duration::from_millis),
+                    proofs: proofs.map(|keys| {
+                        if keys {
+                            ProofRequest::WithKeys
+                        } else {
+                            ProofRequest::WithoutKeys
+                        }
+                    }),
                 })
             }),
         prop::collection::vec(requested(), 0..40).prop_map(|sis| ClientMessage::Unsubscribe(
@@ -65,30 +75,60 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
     ]
 }
 
+/// The proofs of the real Tahoe 1.20 shares under tests/fixtures/shares, with and without keys.
+fn fixture_proofs() -> &'static [SlotProof] {
+    static PROOFS: std::sync::OnceLock<Vec<SlotProof>> = std::sync::OnceLock::new();
+    PROOFS.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shares");
+        let mut proofs = Vec::new();
+        for name in ["sdmf-file.v1.sh0", "mdmf-dir.v2.sh0"] {
+            let proof =
+                SlotProof::from_share_file(&std::fs::read(dir.join(name)).unwrap()).unwrap();
+            proofs.push(proof.clone().without_key());
+            proofs.push(proof);
+        }
+        proofs
+    })
+}
+
+fn proof() -> impl Strategy<Value = SlotProof> {
+    (0..fixture_proofs().len()).prop_map(|i| fixture_proofs()[i].clone())
+}
+
 fn server_message() -> impl Strategy<Value = ServerMessage> {
     prop_oneof![
         (
             prop::collection::hash_map(any::<String>(), subscription_status(), 0..30),
             prop::collection::hash_map(any::<String>(), any::<u64>(), 0..30),
+            prop::collection::hash_map(any::<String>(), proof(), 0..4),
         )
-            .prop_map(|(entries, seqnums)| ServerMessage::Status(Status {
+            .prop_map(|(entries, seqnums, proofs)| ServerMessage::Status(Status {
                 entries: entries.into_iter().collect(),
                 seqnums: seqnums.into_iter().collect(),
+                proofs: proofs.into_iter().collect(),
             })),
-        (storage_index(), prop::option::of(any::<u64>())).prop_map(|(storage_index, seqnum)| {
-            ServerMessage::Update(Update {
-                storage_index,
-                seqnum,
-            })
-        }),
+        (
+            storage_index(),
+            prop::option::of(any::<u64>()),
+            prop::option::of(proof())
+        )
+            .prop_map(|(storage_index, seqnum, proof)| {
+                ServerMessage::Update(Update {
+                    storage_index,
+                    seqnum,
+                    proof,
+                })
+            }),
         (
             prop::collection::vec(storage_index(), 0..30),
             prop::collection::hash_map(storage_index(), any::<u64>(), 0..30),
+            prop::collection::hash_map(storage_index(), proof(), 0..4),
         )
-            .prop_map(|(storage_indexes, seqnums)| ServerMessage::Updates(
+            .prop_map(|(storage_indexes, seqnums, proofs)| ServerMessage::Updates(
                 BatchedUpdates {
                     storage_indexes,
                     seqnums: seqnums.into_iter().collect(),
+                    proofs: proofs.into_iter().collect(),
                 }
             )),
         (known_code(), any::<String>())

@@ -70,6 +70,7 @@ impl Batch {
         let message = ServerMessage::Updates(BatchedUpdates {
             storage_indexes: pending.iter().map(|(si, _)| *si).collect(),
             seqnums: pending,
+            proofs: Vec::new(),
         });
         Some(Message::Text(message.to_json().into()))
     }
@@ -377,6 +378,7 @@ fn handle_text(
             Status {
                 entries,
                 seqnums: Vec::new(),
+                proofs: Vec::new(),
             }
         }
     };
@@ -462,5 +464,9 @@ fn subscribe_status(
             }
         }
     }
-    Status { entries, seqnums }
+    Status {
+        entries,
+        seqnums,
+        proofs: Vec::new(),
+    }
 }

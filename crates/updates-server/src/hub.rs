@@ -103,6 +103,7 @@ impl Hub {
             ServerMessage::Update(Update {
                 storage_index: change.storage_index,
                 seqnum: Some(change.seqnum),
+                proof: None,
             })
             .to_json(),
         );

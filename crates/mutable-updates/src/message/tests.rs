@@ -138,7 +138,8 @@ fn unknown_fields_are_ignored() {
         ServerMessage::parse(&input).unwrap(),
         ServerMessage::Update(Update {
             storage_index: si(1),
-            seqnum: None
+            seqnum: None,
+            proof: None,
         })
     );
 }
@@ -289,6 +290,7 @@ fn raw_text_survives_escaping() {
     let msg = ClientMessage::Subscribe(Subscribe {
         storage_indexes: vec![RequestedIndex::new(odd)],
         maximum_delay: None,
+        proofs: None,
     });
     let json = msg.to_json();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -453,6 +455,7 @@ fn update_exact_json() {
     let msg = ServerMessage::Update(Update {
         storage_index: si(5),
         seqnum: Some(8),
+        proof: None,
     });
     let expected = format!(
         r#"{{"tahoe-mutable-notification-version":1,"update":"{}","seqnum":8}}"#,
@@ -464,6 +467,7 @@ fn update_exact_json() {
     let bare = ServerMessage::Update(Update {
         storage_index: si(5),
         seqnum: None,
+        proof: None,
     });
     let expected = format!(
         r#"{{"tahoe-mutable-notification-version":1,"update":"{}"}}"#,
@@ -507,6 +511,7 @@ fn batched_updates_exact_json() {
     let msg = ServerMessage::Updates(BatchedUpdates {
         storage_indexes: vec![si(1), si(2)],
         seqnums: vec![(si(2), 9), (si(1), 3)],
+        proofs: Vec::new(),
     });
     let expected = format!(
         r#"{{"tahoe-mutable-notification-version":1,"updates":["{a}","{b}"],"seqnum":{{"{b}":9,"{a}":3}}}}"#,
@@ -523,7 +528,8 @@ fn batched_updates_exact_json() {
         ServerMessage::parse(&bare).unwrap(),
         ServerMessage::Updates(BatchedUpdates {
             storage_indexes: vec![si(1)],
-            seqnums: vec![]
+            seqnums: vec![],
+            proofs: Vec::new(),
         })
     );
 }
@@ -608,4 +614,94 @@ fn every_error_code_round_trips() {
         assert_eq!(error.to_wire(), format!("{wire}: why"));
         assert_eq!(ProtocolError::from_wire(&error.to_wire()), error);
     }
+}
+
+fn fixture_proof() -> crate::proof::SlotProof {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/shares/sdmf-dir.v2.sh0");
+    crate::proof::SlotProof::from_share_file(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn subscribe_asks_for_proofs_in_its_options() {
+    let si: StorageIndex = "3zuybt32gbkka6auscupso6swe".parse().unwrap();
+    let wire = ClientMessage::subscribe_with_proofs([si], ProofRequest::WithKeys).to_json();
+    assert_eq!(
+        wire,
+        r#"{"tahoe-mutable-notification-version":1,"subscribe":["3zuybt32gbkka6auscupso6swe"],"options":{"proofs":"with-keys"}}"#
+    );
+    let ClientMessage::Subscribe(parsed) = ClientMessage::parse(&wire).unwrap() else {
+        panic!("not a subscribe")
+    };
+    assert_eq!(parsed.proofs, Some(ProofRequest::WithKeys));
+    let err = ClientMessage::parse(
+        r#"{"tahoe-mutable-notification-version":1,"subscribe":[],"options":{"proofs":"all"}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::MalformedMessage);
+    assert!(err.to_string().contains("with-keys"), "{err}");
+}
+
+#[test]
+fn proofs_travel_in_status_and_updates_and_bad_ones_are_refused() {
+    let proof = fixture_proof();
+    let si: StorageIndex = "3zuybt32gbkka6auscupso6swe".parse().unwrap();
+    let mut status = Status::new();
+    status.push(si.to_base32(), SubscriptionStatus::Subscribed);
+    status.push_seqnum(si.to_base32(), proof.prefix().seqnum());
+    status.push_proof(si.to_base32(), proof.clone());
+    let wire = ServerMessage::Status(status.clone()).to_json();
+    assert!(
+        wire.contains(r#""proofs":{"3zuybt32gbkka6auscupso6swe":{"prefix":""#),
+        "{wire}"
+    );
+    assert_eq!(
+        ServerMessage::parse(&wire).unwrap(),
+        ServerMessage::Status(status)
+    );
+
+    let update = Update {
+        storage_index: si,
+        seqnum: Some(proof.prefix().seqnum()),
+        proof: Some(proof.clone().without_key()),
+    };
+    let wire = ServerMessage::Update(update.clone()).to_json();
+    assert!(
+        !wire.contains("\"key\""),
+        "an update's proof leaves the key out: {wire}"
+    );
+    assert_eq!(
+        ServerMessage::parse(&wire).unwrap(),
+        ServerMessage::Update(update)
+    );
+
+    let broken = [
+        (
+            r#""proof":{"prefix":"!!","signature":"AA=="}"#,
+            "not base64",
+        ),
+        (r#""proof":{"signature":"AA=="}"#, "has no prefix"),
+        (r#""proof":"x""#, "must be an object"),
+        (
+            r#""proof":{"prefix":"AAAA","signature":"AA=="}"#,
+            "not a slot proof",
+        ),
+    ];
+    for (field, want) in broken {
+        let text = format!(
+            r#"{{"tahoe-mutable-notification-version":1,"update":"3zuybt32gbkka6auscupso6swe","seqnum":2,{field}}}"#
+        );
+        let err = ServerMessage::parse(&text).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::MalformedMessage, "{field}");
+        assert!(err.to_string().contains(want), "{err} should say {want}");
+    }
+    // A field longer than any key is refused before it is decoded.
+    let huge = "A".repeat(1_000_000);
+    let text = format!(
+        r#"{{"tahoe-mutable-notification-version":1,"update":"3zuybt32gbkka6auscupso6swe","proof":{{"prefix":"AA==","signature":"AA==","key":"{huge}"}}}}"#
+    );
+    assert!(ServerMessage::parse(&text)
+        .unwrap_err()
+        .to_string()
+        .contains("longer than any slot's"));
 }
