@@ -302,7 +302,7 @@ fn watching(grid: &Grid, work: &Path) -> Watching {
         let folder = grid.create_mutable_dir(Format::Sdmf).unwrap();
         grid.put_child(&folder, "welcome.txt", b"hello").unwrap();
         let read: Cap = read_cap_of(grid, &folder).parse().unwrap();
-        cap_ids.push(caps.add(&read, &format!("Folder {i}")).unwrap().id);
+        cap_ids.push(caps.add(&read, &format!("Folder {i}"), None).unwrap().id);
         folders.push(folder);
     }
     Watching {

@@ -135,7 +135,7 @@ async fn notify_latency(
                 .unwrap();
         let label = format!("Bench-{i:02}");
         let cap: Cap = dircap.parse().unwrap();
-        let id = caps.add(&cap, &label).unwrap().id;
+        let id = caps.add(&cap, &label, None).unwrap().id;
         dirs.push((dircap, label, id));
     }
     let sink = Arc::new(TimingSink {
@@ -350,7 +350,7 @@ fn main() {
         let mut sis = Vec::new();
         for (i, cap) in caps_made.iter().enumerate() {
             let cap: Cap = cap.parse().unwrap();
-            let added = store.add(&cap, &format!("note {i}")).unwrap();
+            let added = store.add(&cap, &format!("note {i}"), None).unwrap();
             sis.push(added.storage_index.to_string());
         }
         let spawned = Instant::now();

@@ -11,7 +11,7 @@ use tahoe_caps::{Cap, CapRole, StorageIndex};
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::config::{CapEntry, CapKind, ConfigError, ConfigFile};
+use crate::config::{CapEntry, CapKind, ConfigError, ConfigFile, PendingChange};
 use crate::ids::{self, IdError};
 use crate::keyring_store::{SecretError, SecretStore};
 
@@ -90,25 +90,24 @@ impl CapStore {
         Self { config, secrets }
     }
 
-    /// Starts watching `cap` under `label`. Stores only its read-only form: watching needs no
-    /// more, and a write-cap in the keyring would let anyone who can read it change the content.
-    /// Refuses immutable caps (they never change), verify caps (they cannot read what changed)
-    /// and a slot already watched.
-    pub fn add(&self, cap: &Cap, label: &str) -> Result<AddedCap, CapStoreError> {
+    /// Starts watching `cap` under `label`, in `grid` (see [`CapEntry::grid`]). Stores only its
+    /// read-only form: watching needs no more, and a write-cap in the keyring would let anyone
+    /// who can read it change the content. Refuses immutable caps (they never change), verify
+    /// caps (they cannot read what changed) and a slot already watched.
+    ///
+    /// Three steps, so that a crash anywhere leaves nothing half-done that is not finished or
+    /// undone on the next read ([`CapStore::recover`]): the entry goes into the config marked
+    /// [`PendingChange::Adding`] (with the duplicate check in the same locked update, so two
+    /// adds of one slot cannot both pass it), the cap into the keyring, then the mark is
+    /// cleared.
+    pub fn add(
+        &self,
+        cap: &Cap,
+        label: &str,
+        grid: Option<&str>,
+    ) -> Result<AddedCap, CapStoreError> {
         let storage_index = check_watchable(cap)?;
         let label = check_label(label)?;
-        let config = self.config.load()?;
-        if let Some(existing) = config
-            .caps
-            .iter()
-            .find(|c| c.storage_index == storage_index)
-        {
-            return Err(CapStoreError::AlreadyWatched {
-                id: existing.id.clone(),
-                label: existing.label.clone(),
-            });
-        }
-
         let stored = cap.read_only();
         let entry = CapEntry {
             id: ids::new_id("cap-")?,
@@ -121,17 +120,34 @@ impl CapStore {
             storage_index,
             muted: false,
             created: OffsetDateTime::now_utc(),
+            grid: grid.map(str::to_owned),
+            pending: Some(PendingChange::Adding),
         };
-        // Keyring first: a config entry must never point at a secret that was not stored.
-        self.secrets.put(&entry.id, &stored.to_string())?;
-        let saved = self.config.update(|c| {
+        self.config.update(|c| {
+            if let Some(existing) = c.caps.iter().find(|e| {
+                e.storage_index == storage_index && e.pending != Some(PendingChange::Removing)
+            }) {
+                return Err(CapStoreError::AlreadyWatched {
+                    id: existing.id.clone(),
+                    label: existing.label.clone(),
+                });
+            }
             c.caps.push(entry.clone());
-            Ok::<_, ConfigError>(())
-        });
-        if let Err(e) = saved {
-            let _ = self.secrets.delete(&entry.id);
-            return Err(e.into());
+            Ok(())
+        })?;
+        if let Err(error) = self.secrets.put(&entry.id, &stored.to_string()) {
+            let _ = self.config.update(|c| {
+                c.caps.retain(|e| e.id != entry.id);
+                Ok::<_, ConfigError>(())
+            });
+            return Err(error.into());
         }
+        self.config.update(|c| {
+            if let Some(e) = c.cap_mut(&entry.id) {
+                e.pending = None;
+            }
+            Ok::<_, ConfigError>(())
+        })?;
         tracing::info!(id = %entry.id, si = %storage_index, "cap added");
         Ok(AddedCap {
             id: entry.id,
@@ -140,9 +156,59 @@ impl CapStore {
         })
     }
 
-    /// Every watched cap (without the caps).
+    /// Every watched cap (without the caps). Reads only the config, so it works with the
+    /// keyring locked; an add or remove still under way (or cut short by a crash) is not
+    /// listed.
     pub fn list(&self) -> Result<Vec<CapEntry>, CapStoreError> {
-        Ok(self.config.load()?.caps)
+        Ok(self
+            .config
+            .load()?
+            .caps
+            .into_iter()
+            .filter(|e| e.pending.is_none())
+            .collect())
+    }
+
+    /// Finishes or undoes adds and removes that a crash cut short: an entry being added whose
+    /// cap reached the keyring is kept, one whose cap did not is dropped; an entry being
+    /// removed has its cap deleted (again) and is dropped. Returns how many were repaired.
+    /// Needs the keyring; the engine calls it when it opens.
+    pub fn recover(&self) -> Result<usize, CapStoreError> {
+        let pending: Vec<CapEntry> = self
+            .config
+            .load()?
+            .caps
+            .into_iter()
+            .filter(|e| e.pending.is_some())
+            .collect();
+        let mut repaired = 0;
+        for entry in pending {
+            let keep = match entry.pending {
+                Some(PendingChange::Adding) => match self.secrets.get(&entry.id) {
+                    Ok(_) => true,
+                    Err(SecretError::Missing { .. }) => false,
+                    Err(error) => return Err(error.into()),
+                },
+                Some(PendingChange::Removing) => {
+                    self.secrets.delete(&entry.id)?;
+                    false
+                }
+                None => continue,
+            };
+            self.config.update(|c| {
+                if keep {
+                    if let Some(e) = c.cap_mut(&entry.id) {
+                        e.pending = None;
+                    }
+                } else {
+                    c.caps.retain(|e| e.id != entry.id);
+                }
+                Ok::<_, ConfigError>(())
+            })?;
+            tracing::info!(id = %entry.id, kept = keep, "an interrupted cap change was finished");
+            repaired += 1;
+        }
+        Ok(repaired)
     }
 
     /// One entry.
@@ -150,6 +216,7 @@ impl CapStore {
         self.config
             .load()?
             .cap(id)
+            .filter(|e| e.pending.is_none())
             .cloned()
             .ok_or_else(|| CapStoreError::UnknownId(id.to_owned()))
     }
@@ -174,16 +241,27 @@ impl CapStore {
         Ok(read_cap)
     }
 
-    /// Stops watching `id`: deletes the keyring entry, then the config entry.
+    /// Stops watching `id`: marks the entry as being removed, deletes the keyring entry, then
+    /// the config entry (a crash in between is finished by [`CapStore::recover`]).
     pub fn remove(&self, id: &str) -> Result<CapEntry, CapStoreError> {
-        let entry = self.entry(id)?;
+        let entry = self.config.update(|c| {
+            let entry = c
+                .cap_mut(id)
+                .filter(|e| e.pending.is_none())
+                .ok_or_else(|| CapStoreError::UnknownId(id.to_owned()))?;
+            entry.pending = Some(PendingChange::Removing);
+            Ok::<_, CapStoreError>(entry.clone())
+        })?;
         self.secrets.delete(id)?;
         self.config.update(|c| {
             c.caps.retain(|e| e.id != id);
             Ok::<_, ConfigError>(())
         })?;
         tracing::info!(id, "cap removed");
-        Ok(entry)
+        Ok(CapEntry {
+            pending: None,
+            ..entry
+        })
     }
 
     /// Changes the label of `id`.
@@ -264,7 +342,7 @@ mod tests {
     fn add_stores_read_only_form_in_keyring_only() {
         let (tmp, store, secrets) = setup();
         let cap = dir_cap();
-        let added = store.add(&cap, "  Team Docs ").unwrap();
+        let added = store.add(&cap, "  Team Docs ", None).unwrap();
         assert_eq!(Some(added.storage_index), cap.storage_index());
         assert!(added.id.starts_with("cap-"));
 
@@ -294,7 +372,7 @@ mod tests {
     #[test]
     fn a_write_cap_kept_by_an_older_version_is_reduced_when_read() {
         let (_tmp, store, secrets) = setup();
-        let added = store.add(&dir_cap(), "RW").unwrap();
+        let added = store.add(&dir_cap(), "RW", None).unwrap();
         // What `--keep-write` used to leave in the keyring.
         secrets.put(&added.id, &dir_cap().to_string()).unwrap();
         assert_eq!(store.get_cap(&added.id).unwrap(), dir_cap().read_only());
@@ -308,23 +386,23 @@ mod tests {
     fn refuses_immutable_verify_duplicate_and_bad_labels() {
         let (_tmp, store, secrets) = setup();
         let chk: Cap = CHK.parse().unwrap();
-        let err = store.add(&chk, "x").unwrap_err();
+        let err = store.add(&chk, "x", None).unwrap_err();
         assert!(matches!(err, CapStoreError::Immutable { .. }), "{err}");
         assert!(err.to_string().contains("never change"));
         let verify = dir_cap().verify_cap().unwrap();
         assert!(matches!(
-            store.add(&verify, "x").unwrap_err(),
+            store.add(&verify, "x", None).unwrap_err(),
             CapStoreError::VerifyOnly { .. }
         ));
         for bad in ["", "   ", "a\nb", &"x".repeat(101)] {
             assert!(matches!(
-                store.add(&dir_cap(), bad).unwrap_err(),
+                store.add(&dir_cap(), bad, None).unwrap_err(),
                 CapStoreError::BadLabel
             ));
         }
-        let first = store.add(&dir_cap(), "One").unwrap();
+        let first = store.add(&dir_cap(), "One", None).unwrap();
         // The read-only form of the same slot is the same watch.
-        let err = store.add(&dir_cap().read_only(), "Two").unwrap_err();
+        let err = store.add(&dir_cap().read_only(), "Two", None).unwrap_err();
         match err {
             CapStoreError::AlreadyWatched { id, label } => {
                 assert_eq!(id, first.id);
@@ -339,7 +417,7 @@ mod tests {
     fn file_caps_are_files() {
         let (_tmp, store, _secrets) = setup();
         let cap: Cap = OTHER_FILE_RO.parse().unwrap();
-        let added = store.add(&cap, "Notes").unwrap();
+        let added = store.add(&cap, "Notes", None).unwrap();
         let entry = store.entry(&added.id).unwrap();
         assert_eq!(entry.kind, CapKind::File);
         assert_eq!(store.get_cap(&added.id).unwrap(), cap);
@@ -348,7 +426,7 @@ mod tests {
     #[test]
     fn rename_mute_remove() {
         let (_tmp, store, secrets) = setup();
-        let added = store.add(&dir_cap(), "Docs").unwrap();
+        let added = store.add(&dir_cap(), "Docs", None).unwrap();
         store.rename(&added.id, "Team Docs").unwrap();
         store.set_muted(&added.id, true).unwrap();
         let e = store.entry(&added.id).unwrap();
@@ -375,16 +453,93 @@ mod tests {
             .fail_puts
             .store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(matches!(
-            store.add(&dir_cap(), "Docs"),
+            store.add(&dir_cap(), "Docs", None),
             Err(CapStoreError::Secret(_))
         ));
         assert!(store.list().unwrap().is_empty());
+        assert!(
+            store.config.load().unwrap().caps.is_empty(),
+            "nothing half-added is left"
+        );
+    }
+
+    #[test]
+    fn a_crash_in_the_middle_of_an_add_or_a_remove_is_finished_on_recovery() {
+        let (_tmp, store, secrets) = setup();
+        // An add cut short after the config entry, before the keyring: undone.
+        let half = store.add(&dir_cap(), "Half", None).unwrap();
+        store
+            .config
+            .update(|c| {
+                c.cap_mut(&half.id).unwrap().pending = Some(PendingChange::Adding);
+                Ok::<_, ConfigError>(())
+            })
+            .unwrap();
+        secrets.delete(&half.id).unwrap();
+        assert!(
+            store.list().unwrap().is_empty(),
+            "not listed while unfinished"
+        );
+        // An add cut short after the keyring: kept.
+        let other: Cap = OTHER_FILE_RO.parse().unwrap();
+        let done = store.add(&other, "Done", None).unwrap();
+        store
+            .config
+            .update(|c| {
+                c.cap_mut(&done.id).unwrap().pending = Some(PendingChange::Adding);
+                Ok::<_, ConfigError>(())
+            })
+            .unwrap();
+        assert_eq!(store.recover().unwrap(), 2);
+        let listed: Vec<String> = store.list().unwrap().into_iter().map(|e| e.label).collect();
+        assert_eq!(listed, ["Done"]);
+        // A remove cut short after the mark: the keyring entry goes too.
+        store
+            .config
+            .update(|c| {
+                c.cap_mut(&done.id).unwrap().pending = Some(PendingChange::Removing);
+                Ok::<_, ConfigError>(())
+            })
+            .unwrap();
+        assert_eq!(store.recover().unwrap(), 1);
+        assert!(store.list().unwrap().is_empty());
+        assert!(secrets.all().is_empty());
+    }
+
+    #[test]
+    fn concurrent_edits_from_many_threads_are_all_kept() {
+        let (_tmp, store, _secrets) = setup();
+        let added = store.add(&dir_cap(), "Docs", None).unwrap();
+        let store = Arc::new(store);
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let id = added.id.clone();
+                std::thread::spawn(move || {
+                    for j in 0..10 {
+                        store.set_muted(&id, (i + j) % 2 == 0).unwrap();
+                        store.rename(&id, &format!("Docs {i}-{j}")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let other: Cap = OTHER_FILE_RO.parse().unwrap();
+        let other_added = store.add(&other, "Other", None).unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let ids: Vec<String> = store.list().unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(
+            ids,
+            [added.id, other_added.id],
+            "no edit lost the other entry"
+        );
     }
 
     #[test]
     fn tampered_keyring_entry_is_detected() {
         let (_tmp, store, secrets) = setup();
-        let added = store.add(&dir_cap(), "Docs").unwrap();
+        let added = store.add(&dir_cap(), "Docs", None).unwrap();
         secrets.put(&added.id, "garbage-secret").unwrap();
         let err = store.get_cap(&added.id).unwrap_err();
         assert!(matches!(err, CapStoreError::StoredCapMismatch(_)));
@@ -400,8 +555,8 @@ mod tests {
     #[test]
     fn errors_and_debug_never_show_the_cap() {
         let (_tmp, store, _secrets) = setup();
-        let added = store.add(&dir_cap(), "Docs").unwrap();
-        let dup = store.add(&dir_cap(), "Docs").unwrap_err();
+        let added = store.add(&dir_cap(), "Docs", None).unwrap();
+        let dup = store.add(&dir_cap(), "Docs", None).unwrap_err();
         for text in [
             format!("{dup} {dup:?}"),
             format!("{store:?}"),

@@ -49,6 +49,25 @@ pub struct CapEntry {
     /// When the cap was added.
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
+    /// The grid the cap belongs to: only that grid's updates servers hear of its storage
+    /// index and only that grid's gateway (or the user's own) sees the cap. `None` for a cap
+    /// added before grids were bound (it takes the only grid, if there is one) or with no grid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<String>,
+    /// A change between the keyring and this file that has not finished (a crash in between
+    /// leaves it here; [`crate::caps::CapStore`] finishes or undoes it on the next read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingChange>,
+}
+
+/// A two-step change of a cap entry (config, then keyring, then config) under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingChange {
+    /// Being added: its secret may not be in the keyring yet.
+    Adding,
+    /// Being removed: its secret may still be in the keyring.
+    Removing,
 }
 
 /// The whole config file.
@@ -237,15 +256,43 @@ impl ConfigFile {
         Ok(())
     }
 
-    /// Loads, lets `change` edit the config, and saves it if `change` succeeded.
+    /// Loads, lets `change` edit the config, and saves it if `change` succeeded, all under an
+    /// exclusive lock (`config.json.lock` beside the file): two processes (the CLI and a
+    /// running app) or two threads editing at once each see the other's change, so none is
+    /// lost (the review's finding 6).
     pub fn update<T, E>(&self, change: impl FnOnce(&mut Config) -> Result<T, E>) -> Result<T, E>
     where
         E: From<ConfigError>,
     {
+        let _lock = self.lock()?;
         let mut config = self.load()?;
         let out = change(&mut config)?;
         self.save(&config)?;
         Ok(out)
+    }
+
+    /// Takes the config's write lock (released when the returned file is dropped).
+    fn lock(&self) -> Result<File, ConfigError> {
+        let path = self
+            .path
+            .with_file_name(format!("{}.lock", file_name(&self.path)));
+        let io = |source| ConfigError::Io {
+            action: "lock",
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        // Blocks while another writer holds it; writers hold it for one load and one save.
+        file.lock().map_err(io)?;
+        Ok(file)
     }
 
     fn move_aside(&self, reason: String) -> ConfigError {
@@ -332,6 +379,8 @@ mod tests {
             storage_index: "3zuybt32gbkka6auscupso6swe".parse().unwrap(),
             muted: false,
             created: time::macros::datetime!(2025-01-02 03:04:05 UTC),
+            grid: None,
+            pending: None,
         }
     }
 

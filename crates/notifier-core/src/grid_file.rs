@@ -253,6 +253,27 @@ impl GridFile {
     }
 }
 
+/// Whether `url` is plain `http://` to a host other than this machine: every cap fetched
+/// through it would cross the network unencrypted (the review's finding 5). Loopback names
+/// and addresses (`localhost`, `127.0.0.0/8`, `::1`) are this machine.
+pub fn is_plain_http_remote(url: &str) -> bool {
+    let Some(rest) = url.trim().strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return false;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => true,
+    }
+}
+
 /// Why an updates server's NURL file could not be used. Names the file, never its contents.
 #[derive(Debug, Error)]
 pub enum NurlFileError {
@@ -447,5 +468,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(missing.contains("cannot read the NURL file"), "{missing}");
+    }
+
+    #[test]
+    fn plain_http_is_remote_unless_it_is_this_machine() {
+        for local in [
+            "http://127.0.0.1:3456",
+            "http://127.1.2.3/",
+            "http://localhost:3456/uri",
+            "http://[::1]:3456",
+            "https://gateway.example",
+        ] {
+            assert!(!is_plain_http_remote(local), "{local}");
+        }
+        for remote in [
+            "http://gateway.example",
+            "http://10.0.0.2:3456",
+            "http://[2001:db8::1]:80/",
+        ] {
+            assert!(is_plain_http_remote(remote), "{remote}");
+        }
     }
 }

@@ -57,6 +57,20 @@ const MIGRATIONS: &[&str] = &[
          snapshot TEXT NOT NULL,
          updated_ms INTEGER NOT NULL
      );",
+    // 1 -> 2: seqnums per server and verified seqnums (crate::seqnum), and one row per
+    // (cap, seqnum): two engines on one home, or a change reported again after a crash, used to
+    // record a publish twice. Rows of polled changes (seqnum 0) may repeat.
+    "CREATE TABLE server_seqnums (
+         server_id TEXT NOT NULL,
+         storage_index TEXT NOT NULL,
+         seqnum INTEGER NOT NULL,
+         updated_ms INTEGER NOT NULL,
+         PRIMARY KEY (server_id, storage_index)
+     );
+     ALTER TABLE seqnums ADD COLUMN verified INTEGER;
+     DELETE FROM changes WHERE seqnum > 0 AND id NOT IN
+         (SELECT MIN(id) FROM changes WHERE seqnum > 0 GROUP BY cap_id, seqnum);
+     CREATE UNIQUE INDEX changes_once ON changes (cap_id, seqnum) WHERE seqnum > 0;",
 ];
 
 /// The schema version this code writes.
@@ -82,6 +96,13 @@ pub enum HistoryError {
     BadValue {
         /// Which value.
         what: &'static str,
+    },
+    /// This cap's change to this seqnum is in the history already (another engine on the
+    /// same home, or a change reported again after a crash).
+    #[error("the change to seqnum {seqnum} is recorded already")]
+    AlreadyRecorded {
+        /// The seqnum.
+        seqnum: u64,
     },
     /// JSON encoding failed.
     #[error("cannot encode {what} as JSON: {source}")]
@@ -282,15 +303,17 @@ impl History {
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    /// Records a change; returns its row id.
+    /// Records a change; returns its row id. A second change of one cap to one seqnum (other
+    /// than 0, which polled changes carry) is refused with [`HistoryError::AlreadyRecorded`].
     pub fn insert_change(&self, change: &NewChange) -> Result<i64, HistoryError> {
         let details =
             serde_json::to_string(&change.details).map_err(|source| HistoryError::Json {
                 what: "change details",
                 source,
             })?;
-        self.conn.execute(
-            "INSERT INTO changes (cap_id, storage_index, seqnum, while_away, summary, details, at_ms)
+        let inserted = self.conn.execute(
+            "INSERT OR IGNORE INTO changes
+                 (cap_id, storage_index, seqnum, while_away, summary, details, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 change.cap_id,
@@ -302,6 +325,11 @@ impl History {
                 change.at_ms,
             ],
         )?;
+        if inserted == 0 {
+            return Err(HistoryError::AlreadyRecorded {
+                seqnum: change.seqnum,
+            });
+        }
         Ok(self.conn.last_insert_rowid())
     }
 

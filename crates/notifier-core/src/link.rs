@@ -9,13 +9,18 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use mutable_updates::client::{self, ConnectError};
-use mutable_updates::message::{ClientMessage, ErrorCode, ServerMessage, SubscriptionStatus};
+use mutable_updates::message::{
+    ClientMessage, ErrorCode, ProofRequest, ServerMessage, SubscriptionStatus,
+};
 use mutable_updates::nurl::Nurl;
+use mutable_updates::proof::SlotProof;
 use rand::Rng;
 use tahoe_caps::StorageIndex;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::text::clean_line;
 
 /// How a link is doing, for the status the user sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +45,9 @@ pub enum SubscriptionOutcome {
     Subscribed {
         /// Current seqnum, if the server sent one.
         seqnum: Option<u64>,
+        /// The slot proof of that version, if the server offers proofs and could read it
+        /// (with the verification key: the link always asks for keys on a new connection).
+        proof: Option<Box<SlotProof>>,
     },
     /// The server holds no share of the slot (asked again after reconnects and hourly).
     NotFound,
@@ -79,6 +87,8 @@ pub enum LinkEvent {
         storage_index: StorageIndex,
         /// Its new seqnum.
         seqnum: Option<u64>,
+        /// The new version's slot proof (without the key), if the server offers proofs.
+        proof: Option<Box<SlotProof>>,
     },
 }
 
@@ -123,8 +133,17 @@ impl Default for LinkTiming {
     }
 }
 
-/// Most storage indexes sent in one subscribe: the spec's per-connection limit.
-const SUBSCRIBE_CHUNK: usize = 10_000;
+/// Most storage indexes sent in one subscribe. Each answer carries a slot proof with its key
+/// (about 850 bytes of JSON each), so a thousand keep a status under 1 MiB.
+const SUBSCRIBE_CHUNK: usize = 1_000;
+
+/// Longest server-supplied text (a close reason, an error) kept, in characters.
+const MAX_SERVER_TEXT: usize = 200;
+
+/// A subscribe for `sis`, asking for slot proofs with their keys: a new connection knows no key.
+fn subscribe_message(sis: impl IntoIterator<Item = StorageIndex>) -> String {
+    ClientMessage::subscribe_with_proofs(sis, ProofRequest::WithKeys).to_json()
+}
 
 /// Exponential backoff with full jitter between half the delay and the delay.
 #[derive(Debug)]
@@ -276,7 +295,7 @@ async fn run_connected(
     let (mut sink, mut stream) = socket.split();
     let everything: Vec<StorageIndex> = wanted.iter().copied().collect();
     for chunk in everything.chunks(SUBSCRIBE_CHUNK) {
-        let message = ClientMessage::subscribe(chunk.iter().copied()).to_json();
+        let message = subscribe_message(chunk.iter().copied());
         if let Err(error) = sink.send(Message::Text(message.into())).await {
             return Ended::Lost(format!("connection lost while subscribing: {error}"));
         }
@@ -294,7 +313,8 @@ async fn run_connected(
                     None => return Ended::Lost("the server closed the connection".to_owned()),
                     Some(Err(error)) => return Ended::Lost(format!("connection lost: {error}")),
                     Some(Ok(Message::Close(frame))) => {
-                        let why = frame.map_or_else(|| "no reason given".to_owned(), |f| format!("{} ({})", f.reason, u16::from(f.code)));
+                        // A hostile server's reason could hold terminal escapes or bidi tricks.
+                        let why = frame.map_or_else(|| "no reason given".to_owned(), |f| format!("{} ({})", clean_line(&f.reason, MAX_SERVER_TEXT), u16::from(f.code)));
                         return Ended::Lost(format!("the server closed the connection: {why}"));
                     }
                     Some(Ok(Message::Text(text))) => {
@@ -314,7 +334,17 @@ async fn run_connected(
                     LinkCommand::Reconnect => return Ended::ReconnectNow,
                     LinkCommand::Subscribe(sis) => {
                         let fresh: Vec<StorageIndex> = sis.into_iter().filter(|si| wanted.insert(*si)).collect();
-                        (!fresh.is_empty()).then(|| ClientMessage::subscribe(fresh))
+                        let mut sent = Ok(());
+                        for chunk in fresh.chunks(SUBSCRIBE_CHUNK) {
+                            sent = sink.send(Message::Text(subscribe_message(chunk.iter().copied()).into())).await;
+                            if sent.is_err() {
+                                break;
+                            }
+                        }
+                        if let Err(error) = sent {
+                            return Ended::Lost(format!("connection lost: {error}"));
+                        }
+                        None
                     }
                     LinkCommand::Unsubscribe(sis) => {
                         let held: Vec<StorageIndex> = sis.into_iter().filter(|si| wanted.remove(si)).collect();
@@ -342,7 +372,7 @@ async fn run_connected(
                     for si in &due {
                         not_found.remove(si);
                     }
-                    let message = ClientMessage::subscribe(due).to_json();
+                    let message = subscribe_message(due);
                     if let Err(error) = sink.send(Message::Text(message.into())).await {
                         return Ended::Lost(format!("connection lost: {error}"));
                     }
@@ -370,7 +400,9 @@ async fn handle_server_text(
         }
     };
     match message {
-        ServerMessage::Status(status) => {
+        ServerMessage::Status(mut status) => {
+            let mut proofs: HashMap<String, SlotProof> =
+                std::mem::take(&mut status.proofs).into_iter().collect();
             for (raw, entry) in &status.entries {
                 let Ok(storage_index) = raw.parse::<StorageIndex>() else {
                     continue;
@@ -382,6 +414,7 @@ async fn handle_server_text(
                 let outcome = match entry {
                     SubscriptionStatus::Subscribed => SubscriptionOutcome::Subscribed {
                         seqnum: status.seqnum(raw),
+                        proof: proofs.remove(raw.as_str()).map(Box::new),
                     },
                     SubscriptionStatus::Refused {
                         code: ErrorCode::NotFound,
@@ -392,7 +425,7 @@ async fn handle_server_text(
                     }
                     SubscriptionStatus::Refused { code, message } => SubscriptionOutcome::Refused {
                         code: code.clone(),
-                        message: message.clone(),
+                        message: clean_line(message, MAX_SERVER_TEXT),
                     },
                 };
                 let event = LinkEvent::Subscription {
@@ -406,24 +439,32 @@ async fn handle_server_text(
             }
         }
         ServerMessage::Update(update) => {
+            // A server may only speak of what we asked it about (finding 3: a hostile one made
+            // the engine store every SI it invented).
+            if !wanted.contains(&update.storage_index) {
+                return;
+            }
             let event = LinkEvent::Update {
                 server: server.to_owned(),
                 storage_index: update.storage_index,
                 seqnum: update.seqnum,
+                proof: update.proof.map(Box::new),
             };
             let _ = events.send(event).await;
         }
         ServerMessage::Updates(batch) => {
+            // One pass over each list: the old per-SI search of the seqnums was O(n·m).
+            let mut seqnums: HashMap<StorageIndex, u64> = batch.seqnums.into_iter().collect();
+            let mut proofs: HashMap<StorageIndex, SlotProof> = batch.proofs.into_iter().collect();
             for storage_index in batch.storage_indexes {
-                let seqnum = batch
-                    .seqnums
-                    .iter()
-                    .find(|(si, _)| *si == storage_index)
-                    .map(|(_, seqnum)| *seqnum);
+                if !wanted.contains(&storage_index) {
+                    continue;
+                }
                 let event = LinkEvent::Update {
                     server: server.to_owned(),
                     storage_index,
-                    seqnum,
+                    seqnum: seqnums.remove(&storage_index),
+                    proof: proofs.remove(&storage_index).map(Box::new),
                 };
                 if events.send(event).await.is_err() {
                     return;
@@ -431,7 +472,7 @@ async fn handle_server_text(
             }
         }
         ServerMessage::Error(error) => {
-            tracing::warn!(server, code = error.code.as_str(), message = %error.message, "the updates server refused a message");
+            tracing::warn!(server, code = error.code.as_str(), message = %clean_line(&error.message, MAX_SERVER_TEXT), "the updates server refused a message");
         }
     }
 }

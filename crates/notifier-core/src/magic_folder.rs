@@ -246,7 +246,7 @@ pub struct LinkOutcome {
 
 /// Adds `cap` to the store, or finds the entry that already watches its slot.
 fn watch_cap(caps: &CapStore, cap: &Cap, label: &str) -> Result<LinkedCap, MagicFolderError> {
-    match caps.add(cap, label) {
+    match caps.add(cap, label, None) {
         Ok(added) => Ok(LinkedCap {
             cap_id: added.id,
             added_by_link: true,
@@ -660,7 +660,7 @@ mod tests {
     fn a_directory_the_user_already_watched_stays_when_unlinking() {
         let (dir, caps, config, _secrets) = setup();
         let mine = caps
-            .add(&Cap::parse(ALICE).unwrap(), "Alice's stuff")
+            .add(&Cap::parse(ALICE).unwrap(), "Alice's stuff", None)
             .unwrap();
         let mut link = new_link(&caps, dir.path());
         apply_participants(

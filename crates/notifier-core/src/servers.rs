@@ -53,6 +53,9 @@ pub struct GridEntry {
     /// Storage index of the news directory, if it has one.
     #[serde(default)]
     pub news_storage_index: Option<StorageIndex>,
+    /// The user allowed a plain `http://` gateway on another machine when importing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plain_http: bool,
 }
 
 /// Why a server or grid operation failed.
@@ -202,6 +205,16 @@ impl ServerStore {
     /// leaves the gateway to each user ([`crate::grid_file::GridGateway::OwnNode`]) must have
     /// one chosen first ([`GridFile::gateway`] set to a URL).
     pub fn import_grid(&self, grid: &GridFile) -> Result<GridEntry, ServerStoreError> {
+        self.import_grid_allowing(grid, false)
+    }
+
+    /// [`ServerStore::import_grid`], recording whether a plain `http://` gateway on another
+    /// machine was allowed (the engine refuses to send caps there otherwise).
+    pub fn import_grid_allowing(
+        &self,
+        grid: &GridFile,
+        allow_plain_http: bool,
+    ) -> Result<GridEntry, ServerStoreError> {
         if grid.gateway.url().is_none() {
             return Err(ServerStoreError::GatewayNotChosen(grid.name.clone()));
         }
@@ -210,7 +223,7 @@ impl ServerStore {
             return Err(ServerStoreError::DuplicateGrid(grid.name.clone()));
         }
         let mut stored: Vec<String> = Vec::new();
-        let result = self.import_grid_inner(grid, &mut stored);
+        let result = self.import_grid_inner(grid, allow_plain_http, &mut stored);
         if result.is_err() {
             for id in &stored {
                 let _ = self.secrets.delete(id);
@@ -222,6 +235,7 @@ impl ServerStore {
     fn import_grid_inner(
         &self,
         grid: &GridFile,
+        allow_plain_http: bool,
         stored: &mut Vec<String>,
     ) -> Result<GridEntry, ServerStoreError> {
         let mut servers = Vec::new();
@@ -252,6 +266,7 @@ impl ServerStore {
             gateway_url: grid.gateway.url().unwrap_or_default().to_owned(),
             news_id,
             news_storage_index,
+            allow_plain_http,
         };
         self.config.update(|c| {
             // Servers already known (e.g. added by hand) are not added twice.

@@ -55,6 +55,14 @@ pub enum ServiceError {
         /// The alias asked for.
         alias: String,
     },
+    /// The grid's gateway is plain http:// on another machine.
+    #[error("the grid {grid:?} names the gateway {url}, plain http:// on another machine: every cap you watch would cross the network unencrypted. Ask the operator for an https:// gateway, use your own Tahoe node, or allow it explicitly if you trust that network")]
+    PlainHttpGateway {
+        /// The grid's name.
+        grid: String,
+        /// The gateway.
+        url: String,
+    },
     /// The invite did not go through.
     #[error(transparent)]
     Invite(#[from] InviteError),
@@ -67,6 +75,9 @@ pub struct GatewayChoice {
     pub url: Option<String>,
     /// The user's Tahoe node, whose `node.url` names its gateway.
     pub node: Option<NodeDir>,
+    /// Allow a plain `http://` gateway on another machine (caps then cross the network
+    /// unencrypted): refused unless the user says so.
+    pub allow_plain_http: bool,
 }
 
 /// Where an imported grid's gateway came from, to tell the user.
@@ -129,17 +140,37 @@ impl Notifier {
         ServerStore::new(self.config_file(), Arc::clone(&self.secrets))
     }
 
-    /// Starts watching `cap`. Only its read-only form is ever stored: a write-cap is reduced
-    /// here, before anything else sees it. Without a label, one is made from the kind and the
-    /// storage index.
-    pub fn add_cap(&self, cap: &Cap, label: Option<&str>) -> Result<AddedCap, ServiceError> {
+    /// Starts watching `cap` in `grid` (default: the only grid, if there is exactly one). Only
+    /// its read-only form is ever stored: a write-cap is reduced here, before anything else sees
+    /// it. Without a label, one is made from the kind and the storage index.
+    pub fn add_cap(
+        &self,
+        cap: &Cap,
+        label: Option<&str>,
+        grid: Option<&str>,
+    ) -> Result<AddedCap, ServiceError> {
         let read_cap = cap.read_only();
         let label = match label {
             Some(label) => label.to_owned(),
             None => default_label(&read_cap),
         };
+        let grids = self.servers().grids()?;
+        let grid = match grid {
+            Some(name) => {
+                if !grids.iter().any(|g| g.name == name) {
+                    return Err(ServiceError::Servers(ServerStoreError::UnknownGrid(
+                        name.to_owned(),
+                    )));
+                }
+                Some(name.to_owned())
+            }
+            None => match grids.as_slice() {
+                [only] => Some(only.name.clone()),
+                _ => None,
+            },
+        };
         self.ensure_dirs()?;
-        Ok(self.caps().add(&read_cap, &label)?)
+        Ok(self.caps().add(&read_cap, &label, grid.as_deref())?)
     }
 
     /// Starts watching the cap of the Tahoe alias `alias` of `node` (labelled with the alias's
@@ -149,6 +180,7 @@ impl Notifier {
         node: &NodeDir,
         alias: &str,
         label: Option<&str>,
+        grid: Option<&str>,
     ) -> Result<AddedCap, ServiceError> {
         let found = node
             .alias(alias)?
@@ -156,7 +188,7 @@ impl Notifier {
                 node: node.path().to_path_buf(),
                 alias: alias.trim_end_matches(':').to_owned(),
             })?;
-        self.add_cap(&found.read_cap, Some(label.unwrap_or(&found.name)))
+        self.add_cap(&found.read_cap, Some(label.unwrap_or(&found.name)), grid)
     }
 
     /// Imports a grid's description. A description that leaves the gateway to each user gets
@@ -169,9 +201,17 @@ impl Notifier {
         gateway: &GatewayChoice,
     ) -> Result<ImportedGrid, ServiceError> {
         let gateway_source = resolve_gateway(&mut grid, gateway)?;
+        if let Some(url) = grid.gateway.url() {
+            if crate::grid_file::is_plain_http_remote(url) && !gateway.allow_plain_http {
+                return Err(ServiceError::PlainHttpGateway {
+                    grid: grid.name.clone(),
+                    url: url.to_owned(),
+                });
+            }
+        }
         self.ensure_dirs()?;
         let servers = self.servers();
-        let entry = servers.import_grid(&grid)?;
+        let entry = servers.import_grid_allowing(&grid, gateway.allow_plain_http)?;
         if let Some(node) = &gateway.node {
             let announced = node.storage_announcements()?;
             if !announced.is_empty() {
@@ -308,7 +348,7 @@ mod tests {
     fn a_write_cap_is_stored_as_its_read_cap() {
         let (tmp, notifier, secrets) = notifier();
         let write: Cap = DIR_WRITE.parse().unwrap();
-        let added = notifier.add_cap(&write, None).unwrap();
+        let added = notifier.add_cap(&write, None, None).unwrap();
         assert_eq!(
             notifier.caps().get_cap(&added.id).unwrap(),
             write.read_only()
@@ -338,14 +378,14 @@ mod tests {
         )
         .unwrap();
         let node = NodeDir::find(Some(&node_dir)).unwrap().unwrap();
-        let added = notifier.add_alias(&node, "work:", None).unwrap();
+        let added = notifier.add_alias(&node, "work:", None, None).unwrap();
         let entry = notifier.caps().entry(&added.id).unwrap();
         assert_eq!(entry.label, "work");
         assert!(secrets
             .all()
             .iter()
             .all(|(_, secret)| !secret.contains(DIR_WRITE)));
-        let missing = notifier.add_alias(&node, "play", None).unwrap_err();
+        let missing = notifier.add_alias(&node, "play", None, None).unwrap_err();
         assert!(
             missing.to_string().contains("no alias \"play\""),
             "{missing}"
@@ -363,6 +403,7 @@ mod tests {
         let choice = GatewayChoice {
             url: None,
             node: Some(node.clone()),
+            allow_plain_http: false,
         };
         let err = resolve_gateway(&mut grid, &choice).unwrap_err();
         assert!(err.to_string().contains("node.url is missing"), "{err}");
@@ -377,6 +418,7 @@ mod tests {
         let given = GatewayChoice {
             url: Some("http://127.0.0.1:9999".to_owned()),
             node: Some(node),
+            allow_plain_http: false,
         };
         assert_eq!(
             resolve_gateway(&mut grid, &given).unwrap(),

@@ -198,7 +198,7 @@ fn add_cap(setup: &Setup, cap: &str, label: &str) -> String {
         ConfigFile::new(setup.paths.config_file()),
         Arc::clone(&setup.secrets),
     )
-    .add(&cap, label)
+    .add(&cap, label, None)
     .unwrap()
     .id
 }

@@ -552,7 +552,10 @@ async fn drive(plan: Plan, seed: u64) {
     for (i, write_cap) in write_caps.into_iter().enumerate() {
         let cap: Cap = write_cap.parse().unwrap();
         let storage_index = cap.storage_index().unwrap();
-        let id = cap_store.add(&cap, &format!("Folder {i}")).unwrap().id;
+        let id = cap_store
+            .add(&cap, &format!("Folder {i}"), None)
+            .unwrap()
+            .id;
         caps.push(WatchedCap {
             id,
             write_cap,
@@ -1056,7 +1059,7 @@ async fn polled_change_once() {
     let write_cap = blocking(move || grid.create_mutable_dir(Format::Sdmf).unwrap()).await;
     let cap_store = CapStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets));
     let cap_id = cap_store
-        .add(&write_cap.parse::<Cap>().unwrap(), "Polled Folder")
+        .add(&write_cap.parse::<Cap>().unwrap(), "Polled Folder", None)
         .unwrap()
         .id;
 

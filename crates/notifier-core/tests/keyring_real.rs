@@ -71,7 +71,7 @@ fn cap_store_over_secret_service() {
     let config_path = tmp.path().join("config.json");
     let store = CapStore::new(ConfigFile::new(&config_path), secrets.clone());
     let cap: Cap = DIR_RW.parse().unwrap();
-    let added = store.add(&cap, "Team Docs").unwrap();
+    let added = store.add(&cap, "Team Docs", None).unwrap();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         assert_eq!(store.get_cap(&added.id).unwrap(), cap.read_only());
         let text = std::fs::read_to_string(&config_path).unwrap();

@@ -58,6 +58,10 @@ struct AddArgs {
     /// cap read from stdin.
     #[arg(long, value_name = "NAME")]
     alias: Option<String>,
+    /// The grid the cap belongs to, as `servers list` names it: only its updates servers hear
+    /// of it and only its gateway sees it. Needed when several grids are imported.
+    #[arg(long, value_name = "NAME")]
+    grid: Option<String>,
     /// The Tahoe node directory whose aliases --alias reads (default: ~/.tahoe).
     #[arg(long, value_name = "DIR", requires = "alias")]
     node_dir: Option<std::path::PathBuf>,
@@ -104,7 +108,7 @@ fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
                 )
             })?;
             let added = notifier
-                .add_alias(&node, alias, args.label.as_deref())
+                .add_alias(&node, alias, args.label.as_deref(), args.grid.as_deref())
                 .with_context(|| format!("cannot add the alias {alias:?}"))?;
             (added, false)
         }
@@ -115,7 +119,7 @@ fn add(ctx: &Context, args: &AddArgs) -> anyhow::Result<()> {
                 .context("cannot add the cap: what was given is not a valid Tahoe cap")?;
             drop(text);
             let added = notifier
-                .add_cap(&cap, args.label.as_deref())
+                .add_cap(&cap, args.label.as_deref(), args.grid.as_deref())
                 .context("cannot add the cap")?;
             (added, !cap.is_readonly())
         }

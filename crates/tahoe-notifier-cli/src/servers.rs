@@ -104,6 +104,10 @@ struct GatewayArgs {
     /// of the node directory's node.url.
     #[arg(long, value_name = "URL")]
     gateway_url: Option<String>,
+    /// Accept a plain http:// gateway on another machine: every cap you watch in this grid
+    /// then crosses the network unencrypted. Without it such a grid is refused.
+    #[arg(long)]
+    allow_plain_http: bool,
 }
 
 impl GatewayArgs {
@@ -111,6 +115,7 @@ impl GatewayArgs {
         Ok(GatewayChoice {
             url: self.gateway_url.clone(),
             node: NodeDir::find(self.node_dir.as_deref())?,
+            allow_plain_http: self.allow_plain_http,
         })
     }
 }
@@ -549,10 +554,12 @@ fn write_private_new_file(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Names this command's flags where the error asks for a gateway.
 fn with_flag_hint(error: ServiceError) -> anyhow::Error {
-    if matches!(error, ServiceError::NoOwnGateway { .. }) {
-        anyhow::anyhow!("{error} (--node-dir DIR or --gateway-url URL)")
-    } else {
-        anyhow::Error::new(error)
+    match error {
+        ServiceError::NoOwnGateway { .. } => {
+            anyhow::anyhow!("{error} (--node-dir DIR or --gateway-url URL)")
+        }
+        ServiceError::PlainHttpGateway { .. } => anyhow::anyhow!("{error} (--allow-plain-http)"),
+        other => anyhow::Error::new(other),
     }
 }
 

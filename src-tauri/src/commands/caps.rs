@@ -138,10 +138,19 @@ pub struct Added {
 
 /// Starts watching a pasted cap (only its read-only form is ever stored).
 #[tauri::command(async)]
-pub fn add_cap(app: AppHandle, core: Shared<'_>, text: String, label: String) -> Result<Added> {
+pub fn add_cap(
+    app: AppHandle,
+    core: Shared<'_>,
+    text: String,
+    label: String,
+    grid: Option<String>,
+) -> Result<Added> {
     let cap = watchable(&text).map_err(CommandError)?;
     app::require_keyring(&app, &core).map_err(CommandError)?;
-    let added = core.caps.add(&cap, &label)?;
+    let added = core
+        .notifier()
+        .add_cap(&cap, Some(&label), grid.as_deref())
+        .map_err(CommandError::new)?;
     core.send(EngineCommand::CapAdded(added.id.clone()));
     changed(&app, &core);
     Ok(Added {
@@ -233,6 +242,7 @@ pub fn add_alias(
     core: Shared<'_>,
     name: String,
     label: Option<String>,
+    grid: Option<String>,
 ) -> Result<Added> {
     let node = core
         .tahoe_node()
@@ -247,7 +257,7 @@ pub fn add_alias(
     let label = label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
     let added = core
         .notifier()
-        .add_alias(&node, &name, label.as_deref())
+        .add_alias(&node, &name, label.as_deref(), grid.as_deref())
         .map_err(CommandError::new)?;
     core.send(EngineCommand::CapAdded(added.id.clone()));
     changed(&app, &core);

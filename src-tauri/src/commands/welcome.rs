@@ -58,6 +58,8 @@ fn gateway_choice(core: &Core) -> Result<GatewayChoice> {
     Ok(GatewayChoice {
         url: None,
         node: core.tahoe_node().map_err(CommandError::new)?,
+        // Only on the command line, where the user types the flag knowingly.
+        allow_plain_http: false,
     })
 }
 

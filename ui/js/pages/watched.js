@@ -81,7 +81,7 @@ async function refreshAliases() {
 
 async function watchAlias(a) {
   try {
-    await invoke("add_alias", { name: a.name, label: null });
+    await invoke("add_alias", { name: a.name, label: null, grid: chosenGrid() });
     openAdd(false);
   } catch (err) {
     $("add-error").textContent = String(err);
@@ -89,11 +89,29 @@ async function watchAlias(a) {
   app.refresh();
 }
 
+/** The grid chosen in the add form; `null` (the only grid) when there is one or none. */
+function chosenGrid() {
+  const select = $("cap-grid");
+  return $("cap-grid-row").hidden || !select.value ? null : select.value;
+}
+
+/** With several grids, the add form asks which one a cap belongs to: only that grid's
+ *  servers hear of it and only its gateway sees it. */
+async function refreshGrids() {
+  const view = await invoke("list_servers");
+  const select = $("cap-grid");
+  const chosen = select.value;
+  select.replaceChildren(...view.grids.map((g) => new Option(g.name, g.name)));
+  if (view.grids.some((g) => g.name === chosen)) select.value = chosen;
+  $("cap-grid-row").hidden = view.grids.length < 2;
+}
+
 export function openAdd(open) {
   $("add-card").hidden = !open;
   $("show-add").setAttribute("aria-expanded", String(open));
   if (open) {
     refreshAliases().catch((err) => { $("add-error").textContent = String(err); });
+    refreshGrids().catch((err) => { $("add-error").textContent = String(err); });
     $("cap-input").focus();
   } else {
     $("add-card").reset();
@@ -192,7 +210,7 @@ export function bind(appApi) {
     if (!lastValidation || lastValidation.status !== "ok") return;
     const label = $("cap-label").value.trim() || (lastValidation.kind === "folder" ? "Shared folder" : "Shared file");
     try {
-      await invoke("add_cap", { text: $("cap-input").value, label });
+      await invoke("add_cap", { text: $("cap-input").value, label, grid: chosenGrid() });
       openAdd(false);
       app.refresh();
     } catch (err) {

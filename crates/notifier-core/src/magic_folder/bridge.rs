@@ -668,9 +668,11 @@ mod tests {
         let secrets: Arc<dyn SecretStore> = Arc::new(MemorySecretStore::default());
         let config = ConfigFile::new(paths.config_file());
         let caps = CapStore::new(config.clone(), Arc::clone(&secrets));
-        let collective = caps.add(&Cap::parse(COLLECTIVE).unwrap(), "c").unwrap();
+        let collective = caps
+            .add(&Cap::parse(COLLECTIVE).unwrap(), "c", None)
+            .unwrap();
         let alice = caps
-            .add(&Cap::parse(ALICE).unwrap(), "alice in Shared")
+            .add(&Cap::parse(ALICE).unwrap(), "alice in Shared", None)
             .unwrap();
         config
             .update(|c| {

@@ -16,20 +16,22 @@ use tahoe_caps::{Cap, StorageIndex};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+mod changes;
+
 use crate::caps::{CapStore, CapStoreError};
 use crate::config::ConfigFile;
-use crate::details::{self, ChangeDescription};
+use crate::details;
 use crate::gateway::Gateway;
-use crate::history::{ChangeFilter, History, HistoryError, NewChange};
+use crate::history::{History, HistoryError};
 use crate::keyring_store::SecretStore;
 use crate::link::{self, LinkCommand, LinkEvent, LinkState, LinkTiming, SubscriptionOutcome};
 use crate::news_feed::NewsFeed;
 use crate::notify::{
-    run_policy, ChangeNote, Notification, NotificationPolicy, NotificationSink, PolicyConfig,
-    PolicyInput, Urgency,
+    run_policy, Notification, NotificationPolicy, NotificationSink, PolicyConfig, PolicyInput,
+    Urgency,
 };
 use crate::paths::Paths;
-use crate::seqnum::{Change, SeqnumTracker, Source};
+use crate::seqnum::{SeqnumTracker, Source};
 use crate::servers::{ServerStore, ServerStoreError};
 use crate::snapshot::Snapshot;
 
@@ -102,6 +104,69 @@ pub enum EngineError {
     /// The configured gateway URL is unusable.
     #[error("the gateway URL is unusable: {0}")]
     Gateway(String),
+    /// Another engine (a `watch`, the tray) runs on the same home already.
+    #[error("another Tahoe Notifier engine is running on {home} already ({holder}): stop it first, or use another --home")]
+    AlreadyRunning {
+        /// The data folder.
+        home: String,
+        /// Who holds it, as it wrote itself into the lock file (process id and name).
+        holder: String,
+    },
+    /// The engine's lock file could not be used.
+    #[error("cannot use the engine's lock file {path}: {source}")]
+    Lock {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Takes the home's engine lock (`engine.lock` in the data folder), writing this process's id
+/// and name into it, or says who holds it: two engines on one home recorded and notified
+/// every change twice (the review's finding 6).
+fn take_engine_lock(paths: &Paths) -> Result<std::fs::File, EngineError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let dir = paths.data_dir();
+    let path = dir.join("engine.lock");
+    let lock_error = |source| EngineError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(lock_error)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = crate::text::clean_line(holder.trim(), 100);
+            return Err(EngineError::AlreadyRunning {
+                home: dir.display().to_string(),
+                holder: if holder.is_empty() {
+                    "a process that wrote no id".to_owned()
+                } else {
+                    holder
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(e)),
+    }
+    let name = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "tahoe-notifier".to_owned());
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "process {} ({name})", std::process::id());
+    let _ = file.flush();
+    Ok(file)
 }
 
 /// What the engine tells its owner (the CLI's `watch`, the tray app).
@@ -212,7 +277,19 @@ enum Watched {
     /// A grid's news directory (its root or its `v1`).
     News {
         grid: String,
+        /// The news cap's key fingerprint, to verify its slots' proofs.
+        fingerprint: [u8; 32],
     },
+}
+
+impl Watched {
+    /// The grid whose servers and gateway this slot belongs to.
+    fn grid(&self) -> Option<&str> {
+        match self {
+            Self::Cap(cap) => cap.grid.as_deref(),
+            Self::News { grid, .. } => Some(grid),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -221,12 +298,16 @@ struct WatchedCap {
     label: String,
     cap: Cap,
     muted: bool,
+    /// Its grid (see [`crate::config::CapEntry::grid`]), resolved.
+    grid: Option<String>,
 }
 
 struct ServerLink {
     name: String,
     commands: mpsc::Sender<LinkCommand>,
     state: LinkState,
+    /// The grid the server came with: it hears only of that grid's slots (finding 19).
+    grid: Option<String>,
 }
 
 /// The engine's state, owned by its one task.
@@ -236,7 +317,17 @@ pub struct Engine {
     servers: ServerStore,
     history: History,
     tracker: SeqnumTracker,
-    gateway: Option<Gateway>,
+    /// Each grid's gateway (the key is the grid's name; `None`: caps of no grid).
+    gateways: HashMap<Option<String>, Gateway>,
+    /// The user's own gateway, when given (`--gateway`, the app's setting): used for every grid.
+    own_gateway: Option<Gateway>,
+    /// Why a grid has no gateway, said once per grid.
+    gateway_problems: Vec<String>,
+    /// The grid a cap of no grid belongs to: the only one, when there is exactly one.
+    default_grid: Option<String>,
+    describing: changes::Describing,
+    /// Held while the engine lives: one engine per home (finding 6).
+    _lock: std::fs::File,
     watched: HashMap<StorageIndex, Watched>,
     outcomes: HashMap<StorageIndex, BTreeMap<String, SubscriptionOutcome>>,
     links: BTreeMap<String, ServerLink>,
@@ -249,7 +340,7 @@ pub struct Engine {
     baselines: tokio::task::JoinSet<(String, Result<Snapshot, details::Unavailable>)>,
     /// First listings waiting for one of the [`MAX_BASELINE_FETCHES`] slots: a thousand caps
     /// added at once must not open a thousand gateway connections (nor hold their buffers).
-    baseline_queue: std::collections::VecDeque<(String, Cap)>,
+    baseline_queue: std::collections::VecDeque<(String, Cap, Option<String>)>,
     /// Where notifications go; handed to the policy task when the engine runs.
     sink: Option<Arc<dyn NotificationSink>>,
     /// The policy's configuration, muted caps included (sent to the policy task on change).
@@ -275,35 +366,65 @@ impl Engine {
         options: EngineOptions,
         sink: Option<Arc<dyn NotificationSink>>,
     ) -> Result<Self, EngineError> {
+        let lock = take_engine_lock(&options.paths)?;
         let config_file = options.paths.config_file();
         let caps = CapStore::new(
             ConfigFile::new(config_file.clone()),
             Arc::clone(&options.secrets),
         );
         let servers = ServerStore::new(ConfigFile::new(config_file), Arc::clone(&options.secrets));
+        if let Err(error) = caps.recover() {
+            tracing::warn!(%error, "cannot finish an interrupted change of the caps yet");
+        }
         let history_path = options.paths.history_db();
         let history = History::open(&history_path)?;
         let tracker = SeqnumTracker::open(&history_path)?;
-        let gateway_url = match &options.gateway_url {
-            Some(url) => Some(url.clone()),
-            None => servers
-                .grids()?
-                .into_iter()
-                .map(|grid| grid.gateway_url)
-                .next(),
-        };
-        let options_policy = options.policy.clone();
-        let gateway = gateway_url
-            .map(|url| Gateway::new(&url))
+        let own_gateway = options
+            .gateway_url
+            .as_deref()
+            .map(Gateway::new)
             .transpose()
             .map_err(|e| EngineError::Gateway(e.to_string()))?;
+        let grids = servers.grids()?;
+        let mut gateways = HashMap::new();
+        let mut gateway_problems = Vec::new();
+        for grid in &grids {
+            if crate::grid_file::is_plain_http_remote(&grid.gateway_url) && !grid.allow_plain_http {
+                gateway_problems.push(format!(
+                    "the grid {}'s gateway is plain http:// to another machine: caps would cross \
+                     the network unencrypted, so none is sent there; import the grid again \
+                     with --allow-plain-http if you trust that network",
+                    grid.name
+                ));
+                continue;
+            }
+            match Gateway::new(&grid.gateway_url) {
+                Ok(gateway) => {
+                    gateways.insert(Some(grid.name.clone()), gateway);
+                }
+                Err(error) => gateway_problems.push(format!(
+                    "the grid {}'s gateway is unusable: {error}",
+                    grid.name
+                )),
+            }
+        }
+        let default_grid = match grids.as_slice() {
+            [only] => Some(only.name.clone()),
+            _ => None,
+        };
+        let options_policy = options.policy.clone();
         Ok(Self {
             options,
             caps,
             servers,
             history,
             tracker,
-            gateway,
+            gateways,
+            own_gateway,
+            gateway_problems,
+            default_grid,
+            describing: changes::Describing::default(),
+            _lock: lock,
             watched: HashMap::new(),
             outcomes: HashMap::new(),
             links: BTreeMap::new(),
@@ -333,11 +454,10 @@ impl Engine {
         let (link_events_tx, mut link_events) = mpsc::channel(4096);
         self.start_links(&link_events_tx)?;
         if self.links.is_empty() {
-            let _ = events
-                .send(EngineEvent::Notice(
-                    "no updates servers configured: import a grid file (tahoe-notifier servers import); polling the gateway meanwhile".to_owned(),
-                ))
-                .await;
+            self.notice(&events, "no updates servers configured: join a grid (tahoe-notifier servers join) or import its grid file; polling the gateway meanwhile".to_owned()).await;
+        }
+        for problem in std::mem::take(&mut self.gateway_problems) {
+            self.notice(&events, problem).await;
         }
         let mut poll = tokio::time::interval(self.options.poll_interval);
         poll.tick().await;
@@ -351,6 +471,12 @@ impl Engine {
                 Some(Ok((cap_id, fetched))) = self.baselines.join_next(), if !self.baselines.is_empty() => {
                     self.store_baseline(&cap_id, fetched);
                     self.fetch_queued_baselines();
+                }
+                Some(done) = self.describing.tasks.join_next(), if !self.describing.tasks.is_empty() => {
+                    match done {
+                        Ok(done) => self.described(done, &events).await,
+                        Err(error) => tracing::warn!(%error, "a change description task failed"),
+                    }
                 }
                 _ = poll.tick() => self.poll_unsubscribed(&events).await,
             }
@@ -414,6 +540,7 @@ impl Engine {
                         label: entry.label,
                         cap,
                         muted: entry.muted,
+                        grid: entry.grid.or_else(|| self.default_grid.clone()),
                     };
                     self.start_baseline(&watched);
                     self.watched
@@ -434,28 +561,38 @@ impl Engine {
 
     /// Fetches a first listing in the background for a cap that has no snapshot yet.
     fn start_baseline(&mut self, cap: &WatchedCap) {
-        if self.gateway.is_none() {
+        if self.gateway_for(cap.grid.as_deref()).is_none() {
             return;
         }
         if matches!(self.history.load_snapshot(&cap.id), Ok(Some(_))) {
             return;
         }
         self.baseline_queue
-            .push_back((cap.id.clone(), cap.cap.clone()));
+            .push_back((cap.id.clone(), cap.cap.clone(), cap.grid.clone()));
         self.fetch_queued_baselines();
+    }
+
+    /// The gateway that may see caps of `grid`: the user's own, else the grid's.
+    fn gateway_for(&self, grid: Option<&str>) -> Option<&Gateway> {
+        self.own_gateway
+            .as_ref()
+            .or_else(|| self.gateways.get(&grid.map(str::to_owned)))
+    }
+
+    /// Tells the owner something that is not a change.
+    async fn notice(&self, events: &mpsc::Sender<EngineEvent>, text: String) {
+        let _ = events.send(EngineEvent::Notice(text)).await;
     }
 
     /// Starts queued first listings while fewer than [`MAX_BASELINE_FETCHES`] are running.
     fn fetch_queued_baselines(&mut self) {
-        let Some(gateway) = self.gateway.clone() else {
-            self.baseline_queue.clear();
-            return;
-        };
         while self.baselines.len() < MAX_BASELINE_FETCHES {
-            let Some((id, read_cap)) = self.baseline_queue.pop_front() else {
+            let Some((id, read_cap, grid)) = self.baseline_queue.pop_front() else {
                 break;
             };
-            let gateway = gateway.clone();
+            let Some(gateway) = self.gateway_for(grid.as_deref()).cloned() else {
+                continue;
+            };
             self.baselines.spawn(async move {
                 let fetched = details::fetch_state(Some(&gateway), &read_cap).await;
                 (id, fetched)
@@ -489,26 +626,22 @@ impl Engine {
             let Some(news_cap) = self.servers.news_cap(&grid.name)? else {
                 continue;
             };
-            let Some(root) = news_cap.storage_index() else {
+            let (Some(root), Some(fingerprint)) =
+                (news_cap.storage_index(), news_cap.fingerprint())
+            else {
                 continue;
             };
-            self.watched.insert(
-                root,
-                Watched::News {
-                    grid: grid.name.clone(),
-                },
-            );
+            let news = Watched::News {
+                grid: grid.name.clone(),
+                fingerprint,
+            };
+            self.watched.insert(root, news.clone());
             let mut feed = NewsFeed::new(grid.name.clone(), news_cap);
-            if let Some(gateway) = &self.gateway {
+            if let Some(gateway) = self.gateway_for(Some(&grid.name)) {
                 match feed.refresh(gateway, &self.history).await {
                     Ok(refresh) => {
                         if let Some(v1) = refresh.v1_storage_index {
-                            self.watched.insert(
-                                v1,
-                                Watched::News {
-                                    grid: grid.name.clone(),
-                                },
-                            );
+                            self.watched.insert(v1, news.clone());
                         }
                         // Messages already there at start are history, not news: record quietly.
                         if refresh.upgrade_required {
@@ -536,8 +669,13 @@ impl Engine {
     }
 
     fn start_links(&mut self, link_events: &mpsc::Sender<LinkEvent>) -> Result<(), EngineError> {
-        let wanted: Vec<StorageIndex> = self.watched.keys().copied().collect();
         for entry in self.servers.list()? {
+            let wanted: Vec<StorageIndex> = self
+                .watched
+                .iter()
+                .filter(|(_, w)| w.grid() == entry.grid.as_deref())
+                .map(|(si, _)| *si)
+                .collect();
             let nurl = self.servers.nurl(&entry.id)?;
             let name = entry
                 .name
@@ -558,6 +696,7 @@ impl Engine {
                     name,
                     commands,
                     state: LinkState::Connecting,
+                    grid: entry.grid.clone(),
                 },
             );
         }
@@ -580,16 +719,16 @@ impl Engine {
                             label: entry.label,
                             cap,
                             muted: entry.muted,
+                            grid: entry.grid.or_else(|| self.default_grid.clone()),
                         };
                         self.start_baseline(&watched);
+                        let grid = watched.grid.clone();
                         self.watched.insert(si, Watched::Cap(watched));
-                        self.broadcast(LinkCommand::Subscribe(vec![si])).await;
+                        self.send_to_grid(grid.as_deref(), LinkCommand::Subscribe(vec![si]))
+                            .await;
                     }
                     Err(error) => {
-                        let _ = events
-                            .send(EngineEvent::Notice(format!(
-                                "cannot watch the new cap: {error}"
-                            )))
+                        self.notice(events, format!("cannot watch the new cap: {error}"))
                             .await;
                     }
                 }
@@ -599,11 +738,21 @@ impl Engine {
                     Watched::Cap(cap) if cap.id == id => Some(*si),
                     _ => None,
                 });
-                self.baseline_queue.retain(|(queued, _)| *queued != id);
+                self.baseline_queue.retain(|(queued, _, _)| *queued != id);
                 if let Some(si) = found {
-                    self.watched.remove(&si);
+                    let grid = self
+                        .watched
+                        .remove(&si)
+                        .and_then(|w| w.grid().map(str::to_owned));
                     self.outcomes.remove(&si);
-                    self.broadcast(LinkCommand::Unsubscribe(vec![si])).await;
+                    self.describing.keys.remove(&si);
+                    // A cap added again starts afresh (finding 1: a poisoned seqnum used to
+                    // survive removing and re-adding the cap).
+                    if let Err(error) = self.tracker.forget(&si) {
+                        tracing::warn!(%error, "cannot forget a removed cap's seqnums");
+                    }
+                    self.send_to_grid(grid.as_deref(), LinkCommand::Unsubscribe(vec![si]))
+                        .await;
                 }
                 self.set_policy_muted(&id, false).await;
             }
@@ -639,6 +788,13 @@ impl Engine {
         }
     }
 
+    /// Sends `command` to the links of `grid`'s servers only.
+    async fn send_to_grid(&self, grid: Option<&str>, command: LinkCommand) {
+        for link in self.links.values().filter(|l| l.grid.as_deref() == grid) {
+            let _ = link.commands.send(command.clone()).await;
+        }
+    }
+
     async fn handle_link_event(&mut self, event: LinkEvent, events: &mpsc::Sender<EngineEvent>) {
         match event {
             LinkEvent::State { server, state } => {
@@ -658,19 +814,23 @@ impl Engine {
                 storage_index,
                 outcome,
             } => {
-                let seqnum = match &outcome {
-                    SubscriptionOutcome::Subscribed { seqnum } => *seqnum,
+                let claim = match &outcome {
+                    SubscriptionOutcome::Subscribed {
+                        seqnum: Some(seqnum),
+                        proof,
+                    } => self.claim(&server, storage_index, Some(*seqnum), proof.as_deref()),
                     _ => None,
                 };
                 self.outcomes
                     .entry(storage_index)
                     .or_default()
-                    .insert(server, outcome);
+                    .insert(server.clone(), outcome);
                 self.report_cap_status(storage_index, events).await;
-                if let Some(seqnum) = seqnum {
-                    self.observe(storage_index, seqnum, Source::Resubscribe, events)
+                if let Some(claim) = claim {
+                    self.observe(&server, storage_index, claim, Source::Resubscribe, events)
                         .await;
-                    if let Some(Watched::News { grid }) = self.watched.get(&storage_index).cloned()
+                    if let Some(Watched::News { grid, .. }) =
+                        self.watched.get(&storage_index).cloned()
                     {
                         if self.news_confirmed.insert(storage_index) {
                             self.refresh_news(&grid, events).await;
@@ -679,23 +839,16 @@ impl Engine {
                 }
             }
             LinkEvent::Update {
+                server,
                 storage_index,
                 seqnum,
-                ..
-            } => match seqnum {
-                Some(seqnum) => {
-                    self.observe(storage_index, seqnum, Source::Live, events)
-                        .await
-                }
-                // A server without the seqnum extension: one past the highest known stands in
-                // (several such servers reporting one publish still make one change only if
-                // the listing really differs, which describe_change checks).
-                None => {
-                    let guess = self.tracker.highest(&storage_index).map_or(1, |h| h + 1);
-                    self.observe(storage_index, guess, Source::Live, events)
+                proof,
+            } => {
+                if let Some(claim) = self.claim(&server, storage_index, seqnum, proof.as_deref()) {
+                    self.observe(&server, storage_index, claim, Source::Live, events)
                         .await;
                 }
-            },
+            }
         }
     }
 
@@ -730,149 +883,9 @@ impl Engine {
         })
     }
 
-    async fn observe(
-        &mut self,
-        si: StorageIndex,
-        seqnum: u64,
-        source: Source,
-        events: &mpsc::Sender<EngineEvent>,
-    ) {
-        let change = match self.tracker.observe(si, seqnum, source) {
-            Ok(Some(change)) => change,
-            Ok(None) => return,
-            Err(error) => {
-                let _ = events
-                    .send(EngineEvent::Notice(format!(
-                        "cannot record a seqnum: {error}"
-                    )))
-                    .await;
-                return;
-            }
-        };
-        match self.watched.get(&si).cloned() {
-            Some(Watched::Cap(cap)) => self.report_change(&cap, change, events).await,
-            Some(Watched::News { grid }) => self.refresh_news(&grid, events).await,
-            None => {}
-        }
-    }
-
-    async fn report_change(
-        &mut self,
-        cap: &WatchedCap,
-        change: Change,
-        events: &mpsc::Sender<EngineEvent>,
-    ) {
-        let fetched = details::fetch_state(self.gateway.as_ref(), &cap.cap).await;
-        if self.already_reported_by_polling(cap, &fetched) {
-            tracing::debug!(
-                cap = %cap.id,
-                seqnum = change.seqnum,
-                "the seqnum rise is the change polling already reported"
-            );
-            return;
-        }
-        let description: ChangeDescription = details::describe_fetched(
-            &self.history,
-            &cap.id,
-            &cap.label,
-            &cap.cap,
-            &change,
-            fetched,
-        );
-        self.record_and_notify(
-            cap,
-            change.storage_index,
-            change.seqnum,
-            change.while_away,
-            description,
-            events,
-        )
-        .await;
-    }
-
-    /// Whether a seqnum rise only confirms what polling the gateway already reported: the
-    /// cap's last recorded change came from polling (which cannot know the seqnum), and the
-    /// listing is still the one polling saw. Found by the fault-injection test: with every
-    /// server down past a poll, the change was reported by the poll and again, "while away",
-    /// when a server came back. Read from the history, so an engine restart in between keeps it.
-    fn already_reported_by_polling(
-        &self,
-        cap: &WatchedCap,
-        fetched: &Result<Snapshot, details::Unavailable>,
-    ) -> bool {
-        let Ok(listing) = fetched else {
-            return false;
-        };
-        if !matches!(self.history.load_snapshot(&cap.id), Ok(Some(polled)) if polled == *listing) {
-            return false;
-        }
-        let Ok(last) = self.history.list_changes(&ChangeFilter {
-            cap_id: Some(cap.id.clone()),
-            unread_only: false,
-            limit: Some(1),
-        }) else {
-            return false;
-        };
-        last.first().is_some_and(|change| {
-            change.details.get("polled") == Some(&serde_json::Value::Bool(true))
-        })
-    }
-
-    async fn record_and_notify(
-        &mut self,
-        cap: &WatchedCap,
-        si: StorageIndex,
-        seqnum: u64,
-        while_away: bool,
-        description: ChangeDescription,
-        events: &mpsc::Sender<EngineEvent>,
-    ) {
-        let record = NewChange {
-            cap_id: cap.id.clone(),
-            storage_index: si,
-            seqnum,
-            while_away,
-            summary: description.summary.clone(),
-            details: description.details_json.clone(),
-            at_ms: crate::history::now_ms(),
-        };
-        let history_id = match self.history.insert_change(&record) {
-            Ok(id) => id,
-            Err(error) => {
-                let _ = events
-                    .send(EngineEvent::Notice(format!(
-                        "cannot record a change: {error}"
-                    )))
-                    .await;
-                -1
-            }
-        };
-        // Muted caps too: the policy drops them, and knows of mutes the engine learns later.
-        self.notify(PolicyInput::Change(ChangeNote::from_description(
-            &cap.id,
-            &cap.label,
-            &description,
-            Some(format!("change:{history_id}")),
-        )))
-        .await;
-        let _ = events
-            .send(EngineEvent::Changed(ChangeReport {
-                history_id,
-                cap_id: cap.id.clone(),
-                storage_index: si,
-                seqnum,
-                while_away,
-                summary: description.summary,
-                body: description.body,
-                muted: cap.muted,
-                details: description.details_json,
-            }))
-            .await;
-    }
-
     async fn refresh_news(&mut self, grid: &str, events: &mpsc::Sender<EngineEvent>) {
-        let (Some(gateway), Some(feed)) = (self.gateway.as_ref(), self.news_feeds.get_mut(grid))
-        else {
+        let gateway = self.gateway_for(Some(grid)).cloned();
+        let (Some(gateway), Some(feed)) = (gateway.as_ref(), self.news_feeds.get_mut(grid)) else {
             return;
         };
         let refresh = match feed.refresh(gateway, &self.history).await {
@@ -887,11 +900,22 @@ impl Engine {
             }
         };
         if let Some(v1) = refresh.v1_storage_index {
-            if let std::collections::hash_map::Entry::Vacant(entry) = self.watched.entry(v1) {
+            let fingerprint = self.watched.values().find_map(|w| match w {
+                Watched::News {
+                    grid: g,
+                    fingerprint,
+                } if g == grid => Some(*fingerprint),
+                _ => None,
+            });
+            if let (std::collections::hash_map::Entry::Vacant(entry), Some(fingerprint)) =
+                (self.watched.entry(v1), fingerprint)
+            {
                 entry.insert(Watched::News {
                     grid: grid.to_owned(),
+                    fingerprint,
                 });
-                self.broadcast(LinkCommand::Subscribe(vec![v1])).await;
+                self.send_to_grid(Some(grid), LinkCommand::Subscribe(vec![v1]))
+                    .await;
             }
         }
         if refresh.upgrade_required {
@@ -928,9 +952,6 @@ impl Engine {
     /// Caps no updates server holds are polled through the gateway: push where possible,
     /// never silence.
     async fn poll_unsubscribed(&mut self, events: &mpsc::Sender<EngineEvent>) {
-        let Some(gateway) = self.gateway.clone() else {
-            return;
-        };
         let orphans: Vec<(StorageIndex, WatchedCap)> = self
             .watched
             .iter()
@@ -940,6 +961,9 @@ impl Engine {
             })
             .collect();
         for (si, cap) in orphans {
+            let Some(gateway) = self.gateway_for(cap.grid.as_deref()).cloned() else {
+                continue;
+            };
             let polled =
                 details::describe_polled(&gateway, &self.history, &cap.id, &cap.label, &cap.cap)
                     .await;
