@@ -169,7 +169,7 @@ impl NotificationSink for DesktopSink {
         let mut desktop = notify_rust::Notification::new();
         desktop
             .appname(APP_NAME)
-            .summary(&n.summary)
+            .summary(&neutralize_markup(&n.summary))
             .body(&escape_markup(&n.body))
             .icon(ICON_NAME)
             .urgency(match n.urgency {
@@ -262,6 +262,23 @@ fn escape_markup(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// The summary is plain text by the spec, yet some daemons parse markup in it (dunst with
+/// `markup = full` formats `<b>%s</b>`), and escaping it would show `&lt;` on the others.
+/// So the three markup characters are replaced by look-alikes there: a file named
+/// `</b><u>x</u>` cannot restyle the notification on any daemon (the review's finding 20), and
+/// the body, which daemons do parse, still shows the name exactly, escaped.
+fn neutralize_markup(summary: &str) -> String {
+    summary
+        .chars()
+        .map(|c| match c {
+            '<' => '\u{2039}',
+            '>' => '\u{203A}',
+            '&' => '\u{FF06}',
+            other => other,
+        })
+        .collect()
 }
 
 /// The notification as shown: one clean summary line, a bounded body, no caps.
@@ -853,6 +870,15 @@ mod tests {
     const TEN: [&str; 10] = [
         "a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "f.txt", "g.txt", "h.txt", "i.txt", "j.txt",
     ];
+
+    #[test]
+    fn markup_in_a_summary_cannot_restyle_the_notification() {
+        assert_eq!(
+            neutralize_markup("Docs: added </b><u>x</u> & more"),
+            "Docs: added \u{2039}/b\u{203A}\u{2039}u\u{203A}x\u{2039}/u\u{203A} \u{FF06} more"
+        );
+        assert_eq!(escape_markup("a <b> & c"), "a &lt;b&gt; &amp; c");
+    }
 
     #[test]
     fn a_single_change_is_shown_at_once_and_its_window_ends_silently() {

@@ -302,8 +302,14 @@ fn dir_summary_text(label: &str, d: &DirDiff) -> String {
 }
 
 fn dir_details(d: &DirDiff) -> Value {
+    // Names are what the page shows in Activity: cleaned as the summary is, so that a name like
+    // `invoice\u{202E}fdp.exe` cannot pose as `invoiceexe.pdf` there (the review's finding 21).
     let first = |names: &[String]| -> Vec<String> {
-        names.iter().take(MAX_DETAIL_NAMES).cloned().collect()
+        names
+            .iter()
+            .take(MAX_DETAIL_NAMES)
+            .map(|n| crate::text::clean_line(n, 255))
+            .collect()
     };
     json!({
         "kind": "directory",
@@ -571,5 +577,21 @@ mod tests {
         h.save_snapshot("cap-a", &dir()).unwrap();
         h.save_snapshot("cap-a", &edited()).unwrap();
         assert_eq!(h.load_snapshot("cap-a").unwrap(), Some(edited()));
+    }
+
+    #[test]
+    fn detail_names_carry_no_bidi_or_control_characters() {
+        let diff = DirDiff {
+            added: vec!["invoice\u{202E}fdp.exe".to_owned(), "a\nb\u{1b}[31m".to_owned()],
+            ..DirDiff::default()
+        };
+        let details = dir_details(&diff);
+        let added: Vec<&str> = details["added"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(added, ["invoicefdp.exe", "a b[31m"]);
     }
 }
