@@ -64,6 +64,32 @@ impl std::fmt::Debug for Core {
     }
 }
 
+/// Hands `command` to the engine, waiting while its queue is full instead of dropping the
+/// command (the review's finding 10: a dropped `CapAdded` left a cap unwatched, a dropped
+/// `Shutdown` hung the app). The engine no longer waits on the gateway inside its loop, so the
+/// queue drains within moments; the bound only guards against an engine that stopped.
+fn deliver(
+    commands: &tokio::sync::mpsc::Sender<EngineCommand>,
+    mut command: EngineCommand,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match commands.try_send(command) {
+            Ok(()) => return Ok(()),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                return Err("the engine has stopped".to_owned())
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Full(back)) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err("the engine's queue stayed full for 30 s".to_owned());
+                }
+                command = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 /// Locks a mutex, using the data even if a panicking thread left it poisoned: every value
 /// here stays consistent between statements, and the tray must keep working.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,8 +201,9 @@ impl Core {
 
     /// Sends a command to the running engine, if any.
     pub fn send(&self, command: EngineCommand) {
-        if let Some(commands) = lock(&self.engine).as_ref() {
-            if let Err(error) = commands.try_send(command) {
+        let commands = lock(&self.engine).clone();
+        if let Some(commands) = commands {
+            if let Err(error) = deliver(&commands, command) {
                 tracing::warn!(%error, "the engine did not take a command");
             }
         }
@@ -185,8 +212,11 @@ impl Core {
     /// Stops the engine, if running, and waits for its thread and the magic-folder bridge's
     /// (which ends once the engine's event pump stops forwarding changes to it).
     pub fn stop_engine(&self) {
-        if let Some(commands) = lock(&self.engine).take() {
-            let _ = commands.try_send(EngineCommand::Shutdown);
+        let commands = lock(&self.engine).take();
+        if let Some(commands) = commands {
+            if let Err(error) = deliver(&commands, EngineCommand::Shutdown) {
+                tracing::warn!(%error, "the engine did not take the shutdown");
+            }
         }
         if let Some(thread) = lock(&self.engine_thread).take() {
             let _ = thread.join();

@@ -582,7 +582,10 @@ mod tests {
     #[test]
     fn detail_names_carry_no_bidi_or_control_characters() {
         let diff = DirDiff {
-            added: vec!["invoice\u{202E}fdp.exe".to_owned(), "a\nb\u{1b}[31m".to_owned()],
+            added: vec![
+                "invoice\u{202E}fdp.exe".to_owned(),
+                "a\nb\u{1b}[31m".to_owned(),
+            ],
             ..DirDiff::default()
         };
         let details = dir_details(&diff);

@@ -56,6 +56,9 @@ pub struct EngineOptions {
     pub local_offset: time::UtcOffset,
 }
 
+/// One polled cap: its slot, its id, and its listing or why there is none.
+type Polled = (StorageIndex, String, Result<Snapshot, String>);
+
 /// How often caps that no updates server holds are polled by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -326,6 +329,8 @@ pub struct Engine {
     /// The grid a cap of no grid belongs to: the only one, when there is exactly one.
     default_grid: Option<String>,
     describing: changes::Describing,
+    /// A round of polling under way (see [`Engine::poll_unsubscribed`]).
+    polls: tokio::task::JoinSet<Vec<Polled>>,
     /// Held while the engine lives: one engine per home (finding 6).
     _lock: std::fs::File,
     watched: HashMap<StorageIndex, Watched>,
@@ -424,6 +429,7 @@ impl Engine {
             gateway_problems,
             default_grid,
             describing: changes::Describing::default(),
+            polls: tokio::task::JoinSet::new(),
             _lock: lock,
             watched: HashMap::new(),
             outcomes: HashMap::new(),
@@ -478,7 +484,13 @@ impl Engine {
                         Err(error) => tracing::warn!(%error, "a change description task failed"),
                     }
                 }
-                _ = poll.tick() => self.poll_unsubscribed(&events).await,
+                _ = poll.tick() => self.poll_unsubscribed(),
+                Some(round) = self.polls.join_next(), if !self.polls.is_empty() => {
+                    match round {
+                        Ok(round) => self.polled(round, &events).await,
+                        Err(error) => tracing::warn!(%error, "a polling task failed"),
+                    }
+                }
             }
         }
         // Closing the policy's input makes it show the bursts still being coalesced, then end.
@@ -950,8 +962,13 @@ impl Engine {
     }
 
     /// Caps no updates server holds are polled through the gateway: push where possible,
-    /// never silence.
-    async fn poll_unsubscribed(&mut self, events: &mpsc::Sender<EngineEvent>) {
+    /// never silence. The listings are fetched off the engine's loop (four at a time); their
+    /// results come back through [`Engine::polled`].
+    fn poll_unsubscribed(&mut self) {
+        if !self.polls.is_empty() {
+            // The last round is still under way (a slow gateway): skip this tick.
+            return;
+        }
         let orphans: Vec<(StorageIndex, WatchedCap)> = self
             .watched
             .iter()
@@ -960,28 +977,56 @@ impl Engine {
                 _ => None,
             })
             .collect();
+        let mut jobs = Vec::new();
         for (si, cap) in orphans {
-            let Some(gateway) = self.gateway_for(cap.grid.as_deref()).cloned() else {
+            if let Some(gateway) = self.gateway_for(cap.grid.as_deref()).cloned() {
+                jobs.push((si, cap.id.clone(), cap.cap.read_only(), gateway));
+            }
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        self.polls.spawn(async move {
+            use futures_util::StreamExt as _;
+            futures_util::stream::iter(jobs)
+                .map(|(si, id, cap, gateway)| async move {
+                    let listed = gateway.list(&cap).await.map_err(|e| e.to_string());
+                    (si, id, listed)
+                })
+                .buffer_unordered(MAX_BASELINE_FETCHES)
+                .collect::<Vec<_>>()
+                .await
+        });
+    }
+
+    /// One round of polling came back: record and notify what changed.
+    async fn polled(&mut self, round: Vec<Polled>, events: &mpsc::Sender<EngineEvent>) {
+        for (si, cap_id, listed) in round {
+            let Some(Watched::Cap(cap)) = self.watched.get(&si).cloned() else {
                 continue;
             };
-            let polled =
-                details::describe_polled(&gateway, &self.history, &cap.id, &cap.label, &cap.cap)
-                    .await;
-            match polled {
-                Ok(Some(description)) => {
-                    // Polling cannot know the seqnum: 0, as `ChangeReport::seqnum` says (the
-                    // highest known one belongs to a change already reported).
-                    self.record_and_notify(&cap, si, 0, false, description, events)
-                        .await;
+            if cap.id != cap_id {
+                continue;
+            }
+            match listed {
+                Ok(listing) => {
+                    if let Some(description) = details::describe_polled_snapshot(
+                        &self.history,
+                        &cap.id,
+                        &cap.label,
+                        listing,
+                    ) {
+                        // Polling cannot know the seqnum: 0, as `ChangeReport::seqnum` says.
+                        self.record_and_notify(&cap, si, 0, false, description, events)
+                            .await;
+                    }
                 }
-                Ok(None) => {}
                 Err(error) => {
-                    let _ = events
-                        .send(EngineEvent::Notice(format!(
-                            "\"{}\" could not be polled: {error}",
-                            cap.label
-                        )))
-                        .await;
+                    self.notice(
+                        events,
+                        format!("\"{}\" could not be polled: {error}", cap.label),
+                    )
+                    .await;
                 }
             }
         }
