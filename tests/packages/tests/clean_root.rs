@@ -166,7 +166,19 @@ fn packages(report: &mut Report) -> (PathBuf, PathBuf) {
                 .to_path_buf();
             let out = target.join("debian");
             let started = Instant::now();
-            let status = Command::new(workspace_root().join("packaging/build.sh"))
+            let mut build = Command::new(workspace_root().join("packaging/build.sh"));
+            // `cargo test` gives this process the test package's CARGO_PKG_*, CARGO_MANIFEST_*
+            // and so on, which build scripts (ring's) watch: passed on, they would make the
+            // release build redo work that a build from a shell then redoes again.
+            for (name, _) in std::env::vars_os() {
+                if name
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("CARGO_") && n != "CARGO_HOME")
+                {
+                    build.env_remove(name);
+                }
+            }
+            let status = build
                 .arg("--out")
                 .arg(&out)
                 .env("CARGO_TARGET_DIR", &target)
