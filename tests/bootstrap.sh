@@ -18,7 +18,12 @@ packages=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
   # …and its end-to-end tests: WebKitWebDriver, screenshots, an XEmbed tray to click.
   webkit2gtk-driver imagemagick x11-utils x11-apps xdotool trayer
+  # The Debian packages (packaging/build.sh: dpkg-shlibdeps) and their tests (tests/packages):
+  # a clean Debian root, lintian, and the validators of desktop entries and AppStream metainfo.
+  dpkg-dev mmdebstrap lintian desktop-file-utils appstream
 )
+# systemd-analyze checks the service unit; machines without systemd as init may lack it.
+command -v systemd-analyze >/dev/null || packages+=(systemd)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -43,6 +48,12 @@ command -v cargo >/dev/null || { echo "bootstrap: cargo not found: install Rust 
 if ! command -v tauri-driver >/dev/null; then
   echo "bootstrap: installing tauri-driver"
   cargo install tauri-driver --locked --quiet
+fi
+
+# Builds the .debs from the package metadata in the Cargo.toml files (packaging/build.sh).
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "bootstrap: installing cargo-deb"
+  cargo install cargo-deb --locked --quiet
 fi
 
 "$here/bootstrap-python.sh"

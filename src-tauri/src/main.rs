@@ -10,9 +10,11 @@
 //! - `magic_folder.rs`: the magic-folder bridge beside the engine, and Settings' link commands
 //! - `keyring_state.rs`: whether the keyring can be used (absent, locked), without prompting
 //!
-//! Usage: `tahoe-notifier-app [--tray] [--home DIR] [--keyring secret-service|keyutils]`.
-//! `--tray` starts with no window (what login autostart uses). `--paused-until SECS` is what
-//! the app passes itself when it restarts tray-only after the window closed (`window.rs`).
+//! Usage: `tahoe-notifier-app [--tray] [--home DIR] [--keyring secret-service|keyutils]`,
+//! `tahoe-notifier-app --version`. `--tray` starts with no window (what login autostart uses).
+//! `--paused-until SECS` is what the app passes itself when it restarts tray-only after the
+//! window closed (`window.rs`). The options are documented for users in
+//! `packaging/tahoe-notifier/tahoe-notifier-app.1`.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
@@ -34,9 +36,22 @@ use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore};
 use notifier_core::paths::Paths;
 use tauri::{Manager as _, RunEvent};
 
+/// The file name (without `.desktop`) of the per-user XDG autostart entry that Settings' "Start
+/// at login" writes to `~/.config/autostart/`. The package ships a disabled system-wide entry of
+/// the same name (`/etc/xdg/autostart/tahoe-notifier.desktop`, `Hidden=true`): by the XDG
+/// autostart spec a user's file overrides the system one of the same name, so the setting turns
+/// autostart on for that user only. Without a name the plugin would use the product name,
+/// "Tahoe Notifier.desktop", which overrides nothing.
+const AUTOSTART_NAME: &str = "tahoe-notifier";
+
+/// What the app passes itself when started at login: no window, only the tray.
+const AUTOSTART_ARGS: [&str; 1] = ["--tray"];
+
 /// Command-line options.
 #[derive(Debug, Default)]
 struct Options {
+    /// `--version`: print it and exit, before anything starts.
+    version: bool,
     tray_only: bool,
     home: Option<PathBuf>,
     keyring: KeyringBackend,
@@ -49,6 +64,7 @@ fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> 
     let mut args = args.skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--version" => options.version = true,
             "--tray" => options.tray_only = true,
             "--home" => {
                 options.home = Some(PathBuf::from(args.next().context("--home needs a folder")?))
@@ -73,6 +89,18 @@ fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> 
 }
 
 fn main() {
+    // First: `--version` must answer without touching the display, the keyring or any file.
+    let options = match parse_options(std::env::args()) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("tahoe-notifier-app: {error:#}");
+            std::process::exit(1);
+        }
+    };
+    if options.version {
+        println!("{}", version_line());
+        return;
+    }
     // GTK's own OpenGL is of no use to a tray icon and a menu, yet initialising it maps a GL
     // driver (with software rendering, all of LLVM: ~45 MiB) into the process for its whole
     // life: measured 128.5 MiB tray-only with it, 78.9 MiB without (tests/memory.rs). WebKit
@@ -88,14 +116,18 @@ fn main() {
     notifier_core::logging::init_stderr("info");
     // After the offset and the environment: it starts threads.
     window::reap_inherited_children();
-    if let Err(error) = run(local_offset) {
+    if let Err(error) = run(options, local_offset) {
         eprintln!("tahoe-notifier-app: {error:#}");
         std::process::exit(1);
     }
 }
 
-fn run(local_offset: time::UtcOffset) -> anyhow::Result<()> {
-    let options = parse_options(std::env::args())?;
+/// What `--version` prints: the binary's name and the workspace's version (Cargo.toml).
+fn version_line() -> String {
+    format!("tahoe-notifier-app {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn run(options: Options, local_offset: time::UtcOffset) -> anyhow::Result<()> {
     let paths = Paths::resolve(options.home.as_deref())
         .context("cannot choose where to keep the config")?;
     if let Some(warning) = options.keyring.warning() {
@@ -118,10 +150,14 @@ fn run(local_offset: time::UtcOffset) -> anyhow::Result<()> {
             window::open(app, None);
         }))
         .plugin(tauri_plugin_dialog::init())
-        .plugin(tauri_plugin_autostart::init(
-            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
-            Some(vec!["--tray"]),
-        ))
+        // On Linux the plugin writes ~/.config/autostart/<AUTOSTART_NAME>.desktop with
+        // `Exec=<this binary> --tray` (macOS: a LaunchAgent, its default).
+        .plugin(
+            tauri_plugin_autostart::Builder::new()
+                .app_name(AUTOSTART_NAME)
+                .args(AUTOSTART_ARGS)
+                .build(),
+        )
         .manage(Arc::clone(&core))
         .invoke_handler(tauri::generate_handler![
             commands::status::app_status,
@@ -207,6 +243,42 @@ mod tests {
         assert!(options.tray_only);
         assert_eq!(options.home, Some(PathBuf::from("/tmp/x")));
         assert_eq!(options.keyring, KeyringBackend::Keyutils);
+        assert!(!options.version);
         assert!(parse_options(["app", "--home"].iter().map(|s| s.to_string())).is_err());
+        let version = parse_options(["app", "--version"].iter().map(|s| s.to_string())).unwrap();
+        assert!(version.version);
+        assert_eq!(
+            version_line(),
+            format!("tahoe-notifier-app {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    /// The hand-written man page must keep up with the hand-written parser.
+    #[test]
+    fn the_man_page_documents_every_option() {
+        let page = include_str!("../../packaging/tahoe-notifier/tahoe-notifier-app.1");
+        for option in ["--tray", "--home", "--keyring", "--version"] {
+            assert!(
+                page.contains(&option.replace('-', "\\-")),
+                "tahoe-notifier-app.1 does not mention {option}"
+            );
+        }
+    }
+
+    /// The package's disabled system-wide autostart entry has the name the setting writes per
+    /// user, so the user's file overrides it, and starts the app the way the setting does.
+    #[test]
+    fn the_system_autostart_entry_matches_the_setting() {
+        let entry = include_str!("../../packaging/tahoe-notifier/autostart.desktop");
+        assert_eq!(
+            AUTOSTART_NAME, "tahoe-notifier",
+            "rename the installed asset too"
+        );
+        assert!(entry.lines().any(|l| l == "Hidden=true"), "{entry}");
+        let exec = format!(
+            "Exec=/usr/bin/tahoe-notifier-app {}",
+            AUTOSTART_ARGS.join(" ")
+        );
+        assert!(entry.lines().any(|l| l == exec), "{entry}");
     }
 }

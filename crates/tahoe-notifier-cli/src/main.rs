@@ -27,7 +27,7 @@ mod watch;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use notifier_core::keyring_store::KeyringBackend;
 
 use crate::context::Context;
@@ -93,6 +93,17 @@ enum Command {
     News(news::NewsArgs),
     /// Link magic-folder folders: participants' changes are pushed and fetched at once.
     MagicFolder(magic_folder::MagicFolderArgs),
+    /// Write the man pages and shell completions of this program (used when building the
+    /// packages; hidden from --help).
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenerateDocsArgs {
+    /// Folder to write man/ and completions/ into.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -111,9 +122,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
-    // `si` touches no files and no keyring, so it must work even where no home folder exists.
-    if let Command::Si(args) = &cli.command {
-        return si::run(args, cli.json);
+    // `si` and `generate-docs` touch no notifier files and no keyring, so they must work even
+    // where no home folder exists (a package build).
+    match &cli.command {
+        Command::Si(args) => return si::run(args, cli.json),
+        Command::GenerateDocs(args) => return generate_docs(args),
+        _ => {}
     }
     let ctx = Context::new(cli.home.as_deref(), cli.keyring.into(), cli.json)?;
     match &cli.command {
@@ -125,7 +139,15 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watch::run(&ctx, args),
         Command::News(args) => news::run(&ctx, args),
         Command::MagicFolder(args) => magic_folder::run(&ctx, args),
+        Command::GenerateDocs(args) => generate_docs(args),
     }
+}
+
+fn generate_docs(args: &GenerateDocsArgs) -> anyhow::Result<ExitCode> {
+    for path in cli_docs::write_docs(Cli::command(), &args.out)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Logs go to stderr only when asked for with `RUST_LOG`: by default the command's own output
@@ -144,6 +166,29 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn generate_docs_is_hidden_and_writes_a_page_per_subcommand() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("generate-docs"), "{help}");
+        let out = tempfile::tempdir().unwrap();
+        let cli =
+            Cli::try_parse_from(["t", "generate-docs", "--out", out.path().to_str().unwrap()])
+                .unwrap();
+        assert_eq!(run(&cli).unwrap(), ExitCode::SUCCESS);
+        for page in [
+            "tahoe-notifier.1",
+            "tahoe-notifier-watch.1",
+            "tahoe-notifier-caps-add.1",
+        ] {
+            assert!(out.path().join("man").join(page).is_file(), "{page}");
+        }
+        assert!(!out
+            .path()
+            .join("man/tahoe-notifier-generate-docs.1")
+            .exists());
+        assert!(out.path().join("completions/bash/tahoe-notifier").is_file());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use mutable_updates::nurl::Nurl;
 use mutable_updates::pinning::{server_config_from_pem, spki_hash_of_pem};
 use tokio::net::TcpListener;
@@ -18,7 +18,10 @@ use updates_server::node::IdentitySources;
 use updates_server::watcher::{ShareWatcher, WatcherOptions};
 
 #[derive(Debug, Parser)]
+// The name of the installed binary, not the crate's ("updates-server"): --version, the usage
+// line and the generated man pages say it.
 #[command(
+    name = "tahoe-updates-server",
     version,
     about = "Push notifications of mutable-slot changes beside a Tahoe-LAFS storage node"
 )]
@@ -30,7 +33,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Watch the node's shares and serve /v1/mutable_updates until SIGTERM or Ctrl-C.
-    Run(RunArgs),
+    // Boxed: the options are large beside the other subcommand's (clippy::large_enum_variant).
+    Run(Box<RunArgs>),
+    /// Write the man pages and shell completions of this program (used when building the
+    /// packages; hidden from --help).
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenerateDocsArgs {
+    /// Folder to write man/ and completions/ into.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -99,13 +114,15 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let args = match cli.command {
+        Command::Run(args) => *args,
+        Command::GenerateDocs(args) => return generate_docs(&args),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
-    };
+    let result = runtime.block_on(run(args));
     // Everything has been closed by now. Tokio reads stdin on a blocking thread that no one can
     // interrupt: waiting for it (as dropping the runtime does) hung a SIGTERM-ed server whose
     // stdin was still open, until it was killed.
@@ -113,7 +130,23 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
+fn generate_docs(args: &GenerateDocsArgs) -> anyhow::Result<()> {
+    for path in cli_docs::write_docs(Cli::command(), &args.out)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // A service manager fills --public-host from a config file; an empty value there would
+    // otherwise end up as a NURL with no host that no client can reach.
+    if args
+        .public_host
+        .as_deref()
+        .is_some_and(|h| h.trim().is_empty())
+    {
+        bail!("--public-host is empty: give the host name or address clients reach this server at");
+    }
     if args.insecure_loopback && !args.listen.ip().is_loopback() {
         bail!(
             "--insecure-loopback serves without TLS and is allowed only on 127.0.0.0/8 or ::1, not {}",
@@ -290,4 +323,37 @@ fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn generate_docs_is_hidden_and_writes_the_pages() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("generate-docs"), "{help}");
+        let out = tempfile::tempdir().unwrap();
+        generate_docs(&GenerateDocsArgs {
+            out: out.path().to_owned(),
+        })
+        .unwrap();
+        let run_page =
+            std::fs::read_to_string(out.path().join("man/tahoe-updates-server-run.1")).unwrap();
+        assert!(run_page.contains("public\\-host"), "{run_page}");
+        assert!(out.path().join("man/tahoe-updates-server.1").is_file());
+        assert!(!out
+            .path()
+            .join("man/tahoe-updates-server-generate-docs.1")
+            .exists());
+        assert!(out
+            .path()
+            .join("completions/zsh/_tahoe-updates-server")
+            .is_file());
+    }
 }
