@@ -19,7 +19,7 @@ use tauri::{AppHandle, Emitter as _};
 use time::OffsetDateTime;
 
 use crate::settings::Settings;
-use crate::state::{LiveState, TrayState};
+use notifier_core::status::{LiveState, TrayState};
 
 /// The event the page listens to: "something changed, refresh what you show".
 pub const CHANGED_EVENT: &str = "notifier://changed";
@@ -176,7 +176,10 @@ impl Core {
         let unread = self.unread().unwrap_or(0);
         let now = OffsetDateTime::now_utc();
         let live = self.live();
-        (live.tray_state(unread, now), live.summary(unread, now))
+        (
+            live.tray_state(unread, now),
+            live.summary(unread, now, self.local_offset),
+        )
     }
 
     /// Records the tray's look; returns whether it differs from the last one drawn.
@@ -246,7 +249,7 @@ pub fn start_engine(app: &AppHandle, core: &Arc<Core>, sink: Arc<dyn Notificatio
     core.live().reset_engine_view();
     // Without a usable keyring the engine could read no cap (or would block on an unlock
     // prompt): say so and wait; `watch_keyring` starts the engine once it can be used.
-    let problem = crate::keyring_state::probe(core.secrets.as_ref());
+    let problem = notifier_core::keyring_problem::probe(core.secrets.as_ref());
     if let Some(problem) = &problem {
         tracing::warn!(
             kind = ?problem.kind,
@@ -321,7 +324,7 @@ pub fn watch_keyring(app: &AppHandle, core: &Arc<Core>) {
             if was.is_none() {
                 continue;
             }
-            let now = crate::keyring_state::probe(core.secrets.as_ref());
+            let now = notifier_core::keyring_problem::probe(core.secrets.as_ref());
             if now == was {
                 continue;
             }
@@ -342,7 +345,7 @@ pub fn watch_keyring(app: &AppHandle, core: &Arc<Core>) {
 /// Checks the keyring before an action that stores a secret; an unusable one becomes the
 /// app's state (banner, tooltip) and the action's error.
 pub fn require_keyring(app: &AppHandle, core: &Arc<Core>) -> Result<(), String> {
-    let problem = crate::keyring_state::probe(core.secrets.as_ref());
+    let problem = notifier_core::keyring_problem::probe(core.secrets.as_ref());
     let changed = core.live().keyring_problem != problem;
     if changed {
         core.live().keyring_problem = problem.clone();

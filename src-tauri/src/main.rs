@@ -20,11 +20,9 @@
 
 mod app;
 mod commands;
-mod keyring_state;
 mod magic_folder;
 mod notify;
 mod settings;
-mod state;
 mod tray;
 mod window;
 

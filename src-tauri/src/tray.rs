@@ -13,7 +13,7 @@ use tauri::{AppHandle, Emitter as _, Manager as _, Wry};
 use time::OffsetDateTime;
 
 use crate::app::{Core, CHANGED_EVENT};
-use crate::state::{clock, TrayState};
+use notifier_core::status::{clock, TrayState};
 
 /// The tray icon's id.
 pub const TRAY_ID: &str = "main-tray";

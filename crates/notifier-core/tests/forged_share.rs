@@ -106,7 +106,10 @@ impl Forger {
             {
                 break nurl;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "the forger wrote no NURL");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the forger wrote no NURL"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         Forger {
@@ -216,14 +219,24 @@ async fn a_forged_share_with_a_huge_seqnum_does_not_silence_the_cap() {
             // The forgery raises nothing, at subscribe time or as a live update.
             forger.reforge((1 << 63) + 1);
             let spurious = changes_within(&mut events, Duration::from_secs(4)).await;
-            assert!(spurious.is_empty(), "the forger's seqnums were believed: {spurious:?}");
+            assert!(
+                spurious.is_empty(),
+                "the forger's seqnums were believed: {spurious:?}"
+            );
 
             // The next real publish is reported, once, naming the file.
             let writer = dircap.clone();
-            blocking(move || grid.put_child(&writer, "after-forgery.txt", b"two").unwrap()).await;
+            blocking(move || {
+                grid.put_child(&writer, "after-forgery.txt", b"two")
+                    .unwrap()
+            })
+            .await;
             let changes = changes_within(&mut events, Duration::from_secs(10)).await;
             assert_eq!(changes.len(), 1, "one change for one publish: {changes:?}");
-            assert!(changes[0].summary.contains("after-forgery.txt"), "{changes:?}");
+            assert!(
+                changes[0].summary.contains("after-forgery.txt"),
+                "{changes:?}"
+            );
             assert!(changes[0].seqnum < 1 << 63, "a real seqnum: {changes:?}");
             let _ = commands.send(EngineCommand::Shutdown).await;
             running.await.unwrap().unwrap();

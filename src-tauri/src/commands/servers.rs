@@ -55,7 +55,9 @@ pub fn list_servers(core: Shared<'_>) -> Result<ServersView> {
                     .unwrap_or_else(|| format!("{}:{}", e.host, e.port)),
                 address: format!("{}:{}", e.host, e.port),
                 grid: e.grid.clone(),
-                state: status.map_or("not started", |s| s.state).to_owned(),
+                state: status
+                    .map_or("not started", |s| s.state.as_str())
+                    .to_owned(),
                 last_error: status.and_then(|s| s.last_error.clone()),
                 retry_in_s: status.and_then(|s| s.retry_in_s),
                 id: e.id,

@@ -8,7 +8,7 @@ use super::{Result, Shared};
 /// The app's state in one line and in parts (what the tray shows).
 #[derive(Debug, Serialize)]
 pub struct AppStatus {
-    tray_state: crate::state::TrayState,
+    tray_state: notifier_core::status::TrayState,
     summary: String,
     unread: u64,
     paused_until_ms: Option<i64>,
@@ -16,7 +16,7 @@ pub struct AppStatus {
     servers: usize,
     notice: Option<String>,
     engine_error: Option<String>,
-    keyring_problem: Option<crate::keyring_state::KeyringProblem>,
+    keyring_problem: Option<notifier_core::keyring_problem::KeyringProblem>,
     /// Caps watched (the sidebar's count).
     watched: usize,
     /// Unread changes and unread news, apart (the sidebar's badges).
@@ -41,7 +41,7 @@ pub fn app_status(core: Shared<'_>) -> Result<AppStatus> {
     let (connected, servers) = live.connected_servers();
     Ok(AppStatus {
         tray_state: live.tray_state(unread, now),
-        summary: live.status_line(unread, now),
+        summary: live.status_line(unread, now, core.local_offset),
         unread,
         paused_until_ms: live
             .paused_until

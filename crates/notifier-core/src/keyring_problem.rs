@@ -1,18 +1,18 @@
 //! Whether the keyring can be used right now, found without ever raising an unlock prompt.
 //!
-//! The app keeps caps and server keys only in the keyring. When the Secret Service is absent
-//! or its collection is locked there is nothing to fall back to (never a file), so the app
-//! says so — a banner on the Watched page and the tray's tooltip — and waits: the engine
-//! starts once the keyring can be used. Asking the keyring for a secret while it is locked
+//! Caps and server keys live only in the keyring. When the Secret Service is absent or its
+//! collection is locked there is nothing to fall back to (never a file), so every face says so
+//! — the window's banner, the tray's tooltip, `watch`'s error — and the engine host waits: it
+//! starts the engine once the keyring can be used. Asking the keyring for a secret while it is locked
 //! would make it prompt and block the engine's thread until someone answers, so the probe
 //! (`SecretStore::check_usable`) reads only the service's presence and the default
 //! collection's `Locked` property.
 
-use notifier_core::keyring_store::{SecretError, SecretStore};
-use serde::Serialize;
+use crate::keyring_store::{SecretError, SecretStore};
+use serde::{Deserialize, Serialize};
 
 /// Why the keyring cannot be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyringProblemKind {
     /// No Secret Service (no session bus, or nothing provides the service).
@@ -22,7 +22,7 @@ pub enum KeyringProblemKind {
 }
 
 /// What the banner and the tooltip say about an unusable keyring.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyringProblem {
     /// Which problem.
     pub kind: KeyringProblemKind,

@@ -1,26 +1,28 @@
-//! What the tray and the page show, aggregated from the engine's events: each server's link
-//! state, where each cap is subscribed ("subscribed on k of n"), and the pause.
+//! What the faces show, aggregated from the engine's events: each server's link state, where
+//! each cap is subscribed ("subscribed on k of n"), the pause, the keyring's state. The engine
+//! host keeps one [`LiveState`] and hands it to the tray and, over D-Bus, to the window and the
+//! CLI.
 //!
 //! Pure data and pure functions, so the tray's icon choice is testable without a desktop.
 
 use std::collections::{BTreeMap, HashMap};
 
-use notifier_core::engine::EngineEvent;
-use notifier_core::link::LinkState;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::keyring_state::KeyringProblem;
+use crate::engine::EngineEvent;
+use crate::keyring_problem::KeyringProblem;
+use crate::link::LinkState;
 
 /// One updates server as the page shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerStatus {
     /// Server id (config).
     pub id: String,
     /// Name to show.
     pub name: String,
     /// `connecting`, `connected` or `failing`.
-    pub state: &'static str,
+    pub state: String,
     /// The last failure, in words (never a secret), kept after a reconnect so the user can
     /// still see what went wrong.
     pub last_error: Option<String>,
@@ -29,7 +31,7 @@ pub struct ServerStatus {
 }
 
 /// Where one cap is subscribed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapStatus {
     /// Servers holding the subscription.
     pub subscribed_on: usize,
@@ -40,7 +42,7 @@ pub struct CapStatus {
 }
 
 /// The five looks of the tray icon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrayState {
     /// Every updates server connected, nothing unread.
@@ -55,14 +57,16 @@ pub enum TrayState {
     Paused,
 }
 
-/// Everything learned from the engine since it started, plus the user's pause.
-#[derive(Debug, Default, Clone)]
+/// Everything learned from the engine since it started, plus the user's pause. Travels to
+/// the window over D-Bus as JSON (it holds no secret).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveState {
     /// By server id.
     pub servers: BTreeMap<String, ServerStatus>,
     /// By cap id.
     pub caps: HashMap<String, CapStatus>,
     /// Notifications are held back until then.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub paused_until: Option<OffsetDateTime>,
     /// The engine's last notice ("no updates servers configured…").
     pub last_notice: Option<String>,
@@ -90,7 +94,7 @@ impl LiveState {
                     ServerStatus {
                         id: id.clone(),
                         name: name.clone(),
-                        state: word,
+                        state: word.to_owned(),
                         last_error: error,
                         retry_in_s: retry,
                     },
@@ -161,12 +165,15 @@ impl LiveState {
     }
 
     /// The one-line summary for the tooltip and the menu's first line.
-    pub fn summary(&self, unread: u64, now: OffsetDateTime) -> String {
-        format!("Tahoe Notifier: {}", self.status_line(unread, now))
+    pub fn summary(&self, unread: u64, now: OffsetDateTime, local: time::UtcOffset) -> String {
+        format!("Tahoe Notifier: {}", self.status_line(unread, now, local))
     }
 
     /// The summary without the app's name, for the window's own status card.
-    pub fn status_line(&self, unread: u64, now: OffsetDateTime) -> String {
+    ///
+    /// Times are shown in `local`, the offset found when the process started (the `time` crate
+    /// cannot find it once threads exist, and the tray used to fall back to UTC).
+    pub fn status_line(&self, unread: u64, now: OffsetDateTime, local: time::UtcOffset) -> String {
         let (connected, configured) = self.connected_servers();
         let servers = if let Some(problem) = &self.keyring_problem {
             problem.short().to_owned()
@@ -188,7 +195,7 @@ impl LiveState {
         };
         let mut line = format!("{servers}, {unread}");
         if let Some(until) = self.paused_until.filter(|_| self.is_paused(now)) {
-            line.push_str(&format!(", paused until {}", clock(until)));
+            line.push_str(&format!(", paused until {}", clock(until.to_offset(local))));
         }
         line
     }
@@ -235,7 +242,7 @@ mod tests {
         live.apply(&server("b", failing()));
         assert_eq!(live.tray_state(0, now), TrayState::Degraded);
         assert!(live
-            .summary(0, now)
+            .summary(0, now, time::UtcOffset::UTC)
             .contains("2 of 3 servers connected, nothing unread"));
         live.apply(&server("a", failing()));
         live.apply(&server("c", LinkState::Connecting));
@@ -257,10 +264,12 @@ mod tests {
         live.paused_until = Some(now + Duration::from_secs(3600));
         live.keyring_problem = Some(KeyringProblem::locked("test"));
         assert_eq!(live.tray_state(0, now), TrayState::Offline);
-        let summary = live.summary(0, now);
+        let summary = live.summary(0, now, time::UtcOffset::UTC);
         assert!(summary.contains("keyring locked: unlock it"), "{summary}");
         live.keyring_problem = Some(KeyringProblem::unavailable("test"));
-        assert!(live.summary(0, now).contains("no keyring"));
+        assert!(live
+            .summary(0, now, time::UtcOffset::UTC)
+            .contains("no keyring"));
     }
 
     #[test]
@@ -284,5 +293,19 @@ mod tests {
             polling: false,
         });
         assert_eq!(live.caps["cap-1"].subscribed_on, 3);
+    }
+
+    #[test]
+    fn paused_until_is_shown_in_local_time() {
+        let now = time::macros::datetime!(2026-12-02 21:00 UTC);
+        let live = LiveState {
+            paused_until: Some(time::macros::datetime!(2026-12-02 22:30 UTC)),
+            ..LiveState::default()
+        };
+        let berlin = time::UtcOffset::from_hms(1, 0, 0).unwrap();
+        assert!(live.summary(0, now, berlin).contains("paused until 23:30"));
+        assert!(live
+            .summary(0, now, time::UtcOffset::UTC)
+            .contains("paused until 22:30"));
     }
 }
