@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notifier_core::notify::{
-    DesktopSink, Notification, NotificationSink, NotifyError, Urgency, APP_NAME, ICON_NAME,
+    DesktopSink, Notification, NotificationAction, NotificationSink, NotifyError, Urgency,
+    APP_NAME, ICON_NAME,
 };
 
 const MATCH_RULE: &str =
@@ -337,4 +338,123 @@ fn no_daemon_child() {
     assert!(err
         .to_string()
         .starts_with("no notification daemon on the session bus: "));
+}
+
+/// Sends the daemon's `ActionInvoked` signal for notification `id`, as the daemon sends it.
+fn invoke_action(id: u32, key: &str) {
+    let status = Command::new("dbus-send")
+        .args([
+            "--session",
+            "--type=signal",
+            "/org/freedesktop/Notifications",
+            "org.freedesktop.Notifications.ActionInvoked",
+            &format!("uint32:{id}"),
+            &format!("string:{key}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn each_action_of_a_notification_reaches_the_handler_through_one_listener() {
+    if !have_session_bus() {
+        return;
+    }
+    let (sender, actions) = std::sync::mpsc::channel();
+    let sender = Mutex::new(sender);
+    let sink = DesktopSink::with_action_handler(Arc::new(move |action| {
+        let _ = sender.lock().unwrap().send(action);
+    }));
+    let monitor = Monitor::start();
+    monitor.wait_ready(&sink);
+    let shown = sink
+        .deliver(&Notification {
+            summary: "Action Docs: added actions.pdf".into(),
+            body: String::new(),
+            urgency: Urgency::Normal,
+            target: Some("change:42".into()),
+            replace_key: Some("cap:cap-abc".into()),
+        })
+        .unwrap();
+    let call = monitor.call_containing("added actions.pdf").unwrap();
+    for offered in [
+        "default",
+        "mark-read",
+        "Mark read",
+        "mute-2h",
+        "Mute for 2 hours",
+    ] {
+        assert!(
+            call.contains(&format!("string \"{offered}\"")),
+            "{offered} offered: {call}"
+        );
+    }
+    let wait = || {
+        actions
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the action arrived")
+    };
+    invoke_action(shown.0, "default");
+    assert_eq!(
+        wait(),
+        NotificationAction::Open {
+            target: "change:42".into()
+        }
+    );
+    invoke_action(shown.0, "mark-read");
+    assert_eq!(
+        wait(),
+        NotificationAction::MarkRead {
+            target: "change:42".into(),
+            cap_id: Some("cap-abc".into())
+        }
+    );
+    invoke_action(shown.0, "mute-2h");
+    assert_eq!(
+        wait(),
+        NotificationAction::Mute {
+            cap_id: "cap-abc".into(),
+            duration: Duration::from_secs(7200)
+        }
+    );
+    // Many notifications share one connection: the sink's process gains no connection per
+    // notification (each connection is one more peer on the bus).
+    let peers_before = bus_peers();
+    for i in 0..30 {
+        sink.deliver(&Notification {
+            summary: format!("Burst {i}"),
+            body: String::new(),
+            urgency: Urgency::Normal,
+            target: Some(format!("change:{i}")),
+            replace_key: None,
+        })
+        .unwrap();
+    }
+    let peers_after = bus_peers();
+    assert!(
+        peers_after <= peers_before + 1,
+        "30 notifications opened connections: {peers_before} → {peers_after} peers"
+    );
+    // An action for a notification never shown (or long forgotten) does nothing.
+    invoke_action(999_999, "default");
+    assert!(actions.recv_timeout(Duration::from_millis(500)).is_err());
+}
+
+/// How many connections the session bus has.
+fn bus_peers() -> usize {
+    let output = Command::new("dbus-send")
+        .args([
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.ListNames",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.contains("string \":"))
+        .count()
 }
