@@ -23,8 +23,8 @@ mod tests;
 
 pub use desktop::{ActionHandler, DesktopSink, NotificationAction, MUTE_FOR};
 pub use policy::{
-    cap_replace_key, run_policy, ChangeNote, NotificationPolicy, PolicyConfig, PolicyInput,
-    QuietHours,
+    cap_replace_key, run_policy, Alert, AlertSettings, ChangeNote, NotificationPolicy,
+    PolicyConfig, PolicyInput, QuietHours,
 };
 pub use recording::{Recorded, RecordingSink};
 

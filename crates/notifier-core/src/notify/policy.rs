@@ -36,6 +36,56 @@ pub struct PolicyConfig {
     pub coalesce_window: Duration,
     /// A burst is reported at the latest this long after its first change.
     pub max_burst_delay: Duration,
+    /// The user paused notifications until then (the tray's "Pause"): held back as during
+    /// Do-Not-Disturb, and summed up once when it ends.
+    pub paused_until: Option<OffsetDateTime>,
+    /// Caps muted for a while ("Mute for 2 hours" on a notification), until then.
+    pub muted_until: HashMap<String, OffsetDateTime>,
+    /// When each kind of notification is shown.
+    pub alerts: AlertSettings,
+}
+
+/// When a kind of notification is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Alert {
+    /// Even during Do-Not-Disturb or a pause.
+    Always,
+    /// Unless the desktop's Do-Not-Disturb is on or the user paused notifications: what is
+    /// held back is recorded, and summed up in one notification when it ends.
+    #[default]
+    FollowDnd,
+    /// Never: recorded in the history only.
+    Never,
+}
+
+/// When each kind of notification is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertSettings {
+    /// Changes of watched caps.
+    #[serde(default)]
+    pub changes: Alert,
+    /// News that is not critical.
+    #[serde(default)]
+    pub news: Alert,
+    /// Critical news (an operator's "maintenance now"): shown even during Do-Not-Disturb by
+    /// default.
+    #[serde(default = "always")]
+    pub critical_news: Alert,
+}
+
+fn always() -> Alert {
+    Alert::Always
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            changes: Alert::FollowDnd,
+            news: Alert::FollowDnd,
+            critical_news: Alert::Always,
+        }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -46,6 +96,9 @@ impl Default for PolicyConfig {
             news_only: false,
             coalesce_window: DEFAULT_COALESCE_WINDOW,
             max_burst_delay: DEFAULT_MAX_BURST_DELAY,
+            paused_until: None,
+            muted_until: HashMap::new(),
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -136,6 +189,33 @@ pub struct NotificationPolicy {
     config: PolicyConfig,
     /// Open windows, oldest first; at most one per cap.
     windows: Vec<Window>,
+    /// Why notifications that follow Do-Not-Disturb are held back now, if they are.
+    silence: Silence,
+    /// What was held back during the current silence.
+    held: Held,
+}
+
+/// Why notifications are held back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Silence {
+    /// The desktop's Do-Not-Disturb is on.
+    dnd: bool,
+    /// The user paused notifications.
+    paused: bool,
+}
+
+impl Silence {
+    fn on(self) -> bool {
+        self.dnd || self.paused
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    changes: usize,
+    news: usize,
+    /// Whether Do-Not-Disturb was part of it (the summary says which).
+    dnd: bool,
 }
 
 impl NotificationPolicy {
@@ -144,6 +224,8 @@ impl NotificationPolicy {
         NotificationPolicy {
             config,
             windows: Vec::new(),
+            silence: Silence::default(),
+            held: Held::default(),
         }
     }
 
@@ -202,10 +284,42 @@ impl NotificationPolicy {
         out
     }
 
-    /// A news message to show: returned at once unless quiet hours hold it back (critical news
-    /// is always shown).
-    pub fn on_news(&self, n: Notification, local_time: Time) -> Option<Notification> {
+    /// A news message to show: returned at once unless quiet hours, Do-Not-Disturb or a pause
+    /// hold it back (critical news is shown by default even then).
+    pub fn on_news(&mut self, n: Notification, local_time: Time) -> Option<Notification> {
         self.allowed(&n, local_time).then_some(n)
+    }
+
+    /// The desktop's Do-Not-Disturb went on or off. Returns the one notification that sums up
+    /// what was held back, when the silence ends with something held.
+    pub fn set_do_not_disturb(&mut self, on: bool) -> Option<Notification> {
+        let silence = Silence {
+            dnd: on,
+            ..self.silence
+        };
+        self.set_silence(silence)
+    }
+
+    /// The user's pause began or ended; as [`NotificationPolicy::set_do_not_disturb`].
+    pub fn set_paused(&mut self, paused: bool) -> Option<Notification> {
+        let silence = Silence {
+            paused,
+            ..self.silence
+        };
+        self.set_silence(silence)
+    }
+
+    fn set_silence(&mut self, silence: Silence) -> Option<Notification> {
+        let was_on = self.silence.on();
+        self.silence = silence;
+        if silence.dnd {
+            self.held.dnd = true;
+        }
+        if was_on && !silence.on() {
+            let held = std::mem::take(&mut self.held);
+            return held_summary(held);
+        }
+        None
     }
 
     /// The coalesced notifications of the windows that ended by `now`, oldest window first,
@@ -238,7 +352,7 @@ impl NotificationPolicy {
 
     /// The coalesced notifications of ended windows (in their order; windows are kept oldest
     /// first), minus lone changes and what quiet hours hold back.
-    fn emit(&self, windows: Vec<Window>, local_time: Time) -> Vec<Notification> {
+    fn emit(&mut self, windows: Vec<Window>, local_time: Time) -> Vec<Notification> {
         windows
             .into_iter()
             .filter(|w| w.notes.len() > 1)
@@ -253,13 +367,73 @@ impl NotificationPolicy {
             .collect()
     }
 
-    fn allowed(&self, n: &Notification, local_time: Time) -> bool {
-        n.urgency == Urgency::Critical
-            || !self
+    /// Whether `n` is shown now. A change or news item held back by Do-Not-Disturb or a pause
+    /// is counted for the summary when it ends; quiet hours and "never" drop it quietly (the
+    /// history has it either way).
+    fn allowed(&mut self, n: &Notification, local_time: Time) -> bool {
+        let is_change = n
+            .replace_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("cap:"));
+        let alert = match (is_change, n.urgency) {
+            (true, _) => self.config.alerts.changes,
+            (false, Urgency::Critical) => self.config.alerts.critical_news,
+            (false, _) => self.config.alerts.news,
+        };
+        match alert {
+            Alert::Never => return false,
+            Alert::Always => return true,
+            Alert::FollowDnd => {}
+        }
+        if n.urgency != Urgency::Critical
+            && self
                 .config
                 .quiet_hours
                 .is_some_and(|q| q.contains(local_time))
+        {
+            return false;
+        }
+        if self.silence.on() {
+            if is_change {
+                self.held.changes += 1;
+            } else {
+                self.held.news += 1;
+            }
+            tracing::debug!("notification held back by Do-Not-Disturb or a pause");
+            return false;
+        }
+        true
     }
+}
+
+/// "3 changes and 1 news item while Do Not Disturb was on": what a silence held back.
+fn held_summary(held: Held) -> Option<Notification> {
+    let mut parts = Vec::new();
+    match held.changes {
+        0 => {}
+        1 => parts.push("1 change".to_owned()),
+        n => parts.push(format!("{n} changes")),
+    }
+    match held.news {
+        0 => {}
+        1 => parts.push("1 news item".to_owned()),
+        n => parts.push(format!("{n} news items")),
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let why = if held.dnd {
+        "while Do Not Disturb was on"
+    } else {
+        "while notifications were paused"
+    };
+    Some(Notification {
+        summary: format!("{} {why}", parts.join(" and ")),
+        body: "They are in the history, unread.".to_owned(),
+        urgency: Urgency::Normal,
+        target: Some("activity".to_owned()),
+        replace_key: None,
+    })
 }
 
 /// The key under which a cap's notifications replace each other on the desktop.
@@ -360,6 +534,8 @@ pub enum PolicyInput {
     News(Notification),
     /// A new configuration.
     Config(PolicyConfig),
+    /// The desktop's Do-Not-Disturb went on (`true`) or off.
+    DoNotDisturb(bool),
 }
 
 /// Drives `policy` with real time until `inputs` closes, delivering to `sink`; pending bursts
@@ -375,7 +551,20 @@ pub async fn run_policy(
     // Tokio's clock, so that paused-time tests and the timers agree.
     let now = || tokio::time::Instant::now().into_std();
     loop {
-        let deadline = policy.next_deadline();
+        // The pause is wall-clock time: look at it before every step, and wake when it ends.
+        let wall = OffsetDateTime::now_utc();
+        let paused_until = policy.config().paused_until.filter(|until| wall < *until);
+        if let Some(summary) = policy.set_paused(paused_until.is_some()) {
+            deliver_all(&sink, vec![summary]).await;
+        }
+        let pause_ends = paused_until.map(|until| {
+            let left = (until - wall).try_into().unwrap_or(Duration::ZERO);
+            now() + left
+        });
+        let deadline = match (policy.next_deadline(), pause_ends) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let input = tokio::select! {
             input = inputs.recv() => input,
             () = sleep_until(deadline) => {
@@ -387,6 +576,15 @@ pub async fn run_policy(
         match input {
             None => break,
             Some(PolicyInput::Change(note)) => {
+                let muted_for_now = policy
+                    .config()
+                    .muted_until
+                    .get(&note.cap_id)
+                    .is_some_and(|until| wall < *until);
+                if muted_for_now {
+                    tracing::debug!("change not notified (muted for a while)");
+                    continue;
+                }
                 let shown = policy.on_change(note, now(), local_time());
                 deliver_all(&sink, shown).await;
             }
@@ -396,6 +594,11 @@ pub async fn run_policy(
                 }
             }
             Some(PolicyInput::Config(config)) => policy.set_config(config),
+            Some(PolicyInput::DoNotDisturb(on)) => {
+                if let Some(summary) = policy.set_do_not_disturb(on) {
+                    deliver_all(&sink, vec![summary]).await;
+                }
+            }
         }
     }
     let rest = policy.flush(local_time());

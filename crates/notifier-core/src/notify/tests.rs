@@ -384,3 +384,76 @@ async fn the_runner_shows_the_first_change_at_once_and_replaces_it_with_the_burs
     assert!(records[1].replaced);
     assert_eq!(records[1].id, records[0].id);
 }
+
+#[test]
+fn do_not_disturb_holds_changes_and_sums_them_up_once_when_it_ends() {
+    let t0 = Instant::now();
+    let mut p = NotificationPolicy::new(PolicyConfig::default());
+    assert_eq!(p.set_do_not_disturb(true), None);
+    assert!(p.on_change(note("a", &["x.txt"]), t0, NOON).is_empty());
+    assert!(p
+        .on_change(note("b", &["y.txt"]), t0 + Duration::from_secs(10), NOON)
+        .is_empty());
+    assert!(p
+        .on_news(news("G: Tonight", Urgency::Normal), NOON)
+        .is_none());
+    // Critical news is shown by default even now.
+    assert!(p
+        .on_news(news("G: Down now", Urgency::Critical), NOON)
+        .is_some());
+    let summary = p
+        .set_do_not_disturb(false)
+        .expect("one summary when it ends");
+    assert_eq!(
+        summary.summary,
+        "2 changes and 1 news item while Do Not Disturb was on"
+    );
+    assert_eq!(summary.target.as_deref(), Some("activity"));
+    // Said once: ending again, or a silence with nothing held, says nothing.
+    assert_eq!(p.set_do_not_disturb(false), None);
+    p.set_do_not_disturb(true);
+    assert_eq!(p.set_do_not_disturb(false), None);
+    // After it, changes show again.
+    assert_eq!(
+        p.on_change(note("c", &["z.txt"]), t0 + Duration::from_secs(60), NOON)
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_pause_holds_like_do_not_disturb_and_says_so() {
+    let t0 = Instant::now();
+    let mut p = NotificationPolicy::new(PolicyConfig::default());
+    p.set_paused(true);
+    assert!(p.on_change(note("a", &["x.txt"]), t0, NOON).is_empty());
+    let summary = p.set_paused(false).unwrap();
+    assert_eq!(summary.summary, "1 change while notifications were paused");
+}
+
+#[test]
+fn each_kind_follows_its_own_alert_setting() {
+    let t0 = Instant::now();
+    let mut p = NotificationPolicy::new(PolicyConfig {
+        alerts: AlertSettings {
+            changes: Alert::Never,
+            news: Alert::Always,
+            critical_news: Alert::FollowDnd,
+        },
+        ..PolicyConfig::default()
+    });
+    p.set_do_not_disturb(true);
+    assert!(p.on_change(note("a", &["x.txt"]), t0, NOON).is_empty());
+    assert!(p
+        .on_news(news("G: Tonight", Urgency::Normal), NOON)
+        .is_some());
+    assert!(p
+        .on_news(news("G: Down now", Urgency::Critical), NOON)
+        .is_none());
+    let summary = p.set_do_not_disturb(false).unwrap();
+    assert_eq!(summary.summary, "1 news item while Do Not Disturb was on");
+    // "Never" is never shown, even with nothing silencing it.
+    assert!(p
+        .on_change(note("b", &["y.txt"]), t0 + Duration::from_secs(60), NOON)
+        .is_empty());
+}
