@@ -18,7 +18,7 @@ use notifier_core::servers::ServerStore;
 use tauri::{AppHandle, Emitter as _};
 use time::OffsetDateTime;
 
-use crate::settings::Settings;
+use notifier_core::preferences::Preferences as Settings;
 use notifier_core::status::{LiveState, TrayState};
 
 /// The event the page listens to: "something changed, refresh what you show".
@@ -275,7 +275,8 @@ pub fn start_engine(app: &AppHandle, core: &Arc<Core>, sink: Arc<dyn Notificatio
     options.local_offset = core.local_offset;
     // Quiet hours and "news only" are the engine's policy; the pause stays in the app's sink.
     options.policy.quiet_hours = settings.quiet_hours().ok().flatten();
-    options.policy.news_only = settings.notify_for == crate::settings::NotifyFor::NewsOnly;
+    options.policy.news_only =
+        settings.notify_for == notifier_core::preferences::NotifyFor::NewsOnly;
     match spawn_engine(options, Some(Arc::clone(&sink))) {
         Ok(handle) => {
             core.live().engine_error = None;
@@ -435,7 +436,9 @@ pub fn data_locations(core: &Core) -> Vec<(String, PathBuf)> {
         ("History".to_owned(), core.paths.history_db()),
         (
             "Preferences".to_owned(),
-            core.paths.config_dir().join(crate::settings::SETTINGS_FILE),
+            core.paths
+                .config_dir()
+                .join(notifier_core::preferences::PREFERENCES_FILE),
         ),
     ]
 }

@@ -47,7 +47,7 @@ pub fn spawn_bridge(
     let settings = core.settings();
     let options = BridgeOptions {
         quiet_hours: settings.quiet_hours().ok().flatten(),
-        news_only: settings.notify_for == crate::settings::NotifyFor::NewsOnly,
+        news_only: settings.notify_for == notifier_core::preferences::NotifyFor::NewsOnly,
         local_offset: core.local_offset,
         ..BridgeOptions::new(core.paths.clone(), Arc::clone(&core.secrets), Some(sink))
     };

@@ -22,7 +22,6 @@ mod app;
 mod commands;
 mod magic_folder;
 mod notify;
-mod settings;
 mod tray;
 mod window;
 

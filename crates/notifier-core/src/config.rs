@@ -224,34 +224,11 @@ impl ConfigFile {
     pub fn save(&self, config: &Config) -> Result<(), ConfigError> {
         let mut text = serde_json::to_vec_pretty(config)?;
         text.push(b'\n');
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&dir).map_err(|source| ConfigError::Io {
-            action: "create the folder of",
-            path: dir.clone(),
+        write_atomically(&self.path, &text).map_err(|source| ConfigError::Io {
+            action: "write",
+            path: self.path.clone(),
             source,
         })?;
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            file_name(&self.path),
-            ids::new_id("")?
-        ));
-        let result = write_new_file(&tmp, &text).and_then(|()| fs::rename(&tmp, &self.path));
-        if let Err(source) = result {
-            // Best effort: the temporary file must not linger next to the config.
-            let _ = fs::remove_file(&tmp);
-            return Err(ConfigError::Io {
-                action: "write",
-                path: self.path.clone(),
-                source,
-            });
-        }
-        // Make the rename itself durable; failure here only weakens crash safety.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
         tracing::debug!(path = %self.path.display(), "config saved");
         Ok(())
     }
@@ -264,35 +241,19 @@ impl ConfigFile {
     where
         E: From<ConfigError>,
     {
-        let _lock = self.lock()?;
-        let mut config = self.load()?;
-        let out = change(&mut config)?;
-        self.save(&config)?;
-        Ok(out)
-    }
-
-    /// Takes the config's write lock (released when the returned file is dropped).
-    fn lock(&self) -> Result<File, ConfigError> {
-        let path = self
-            .path
-            .with_file_name(format!("{}.lock", file_name(&self.path)));
-        let io = |source| ConfigError::Io {
-            action: "lock",
-            path: path.clone(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(io)?;
-        }
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        // Blocks while another writer holds it; writers hold it for one load and one save.
-        file.lock().map_err(io)?;
-        Ok(file)
+        let locked = with_file_lock(&self.path, || {
+            let mut config = self.load()?;
+            let out = change(&mut config)?;
+            self.save(&config)?;
+            Ok(out)
+        });
+        locked.map_err(|source| {
+            E::from(ConfigError::Io {
+                action: "lock",
+                path: self.path.clone(),
+                source,
+            })
+        })?
     }
 
     fn move_aside(&self, reason: String) -> ConfigError {
@@ -352,6 +313,51 @@ fn describe_json_error(e: &serde_json::Error) -> String {
         serde_json::error::Category::Eof => "truncated JSON",
     };
     format!("{what} at line {} column {}", e.line(), e.column())
+}
+
+/// Replaces `path` with `bytes` so that a reader sees the old file or the new one, never a
+/// torn one, even after a crash: a new private (0600) temporary file with a random name beside
+/// it (never an existing file or a link someone left there), synced, renamed over `path`, and
+/// the folder synced so that the rename itself is durable. Shared by every file this crate
+/// writes (the config, the preferences).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir)?;
+    let random = ids::new_id("").map_err(|e| io::Error::other(e.to_string()))?;
+    let tmp = dir.join(format!(".{}.tmp-{random}", file_name(path)));
+    let result = write_new_file(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if let Err(error) = result {
+        // Best effort: the temporary file must not linger next to the real one.
+        let _ = fs::remove_file(&tmp);
+        return Err(error);
+    }
+    // Failure here only weakens crash safety.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Runs `change` while holding an exclusive lock on `<path>.lock` (beside `path`): writers of
+/// one file in several processes or threads take turns, so none loses another's edit.
+pub fn with_file_lock<T>(path: &Path, change: impl FnOnce() -> T) -> io::Result<T> {
+    let lock_path = path.with_file_name(format!("{}.lock", file_name(path)));
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    // Blocks while another writer holds it; writers hold it for one load and one save.
+    file.lock()?;
+    let out = change();
+    drop(file);
+    Ok(out)
 }
 
 fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -36,6 +36,7 @@ pub mod news;
 pub mod news_feed;
 pub mod notify;
 pub mod paths;
+pub mod preferences;
 pub mod seqnum;
 pub mod servers;
 pub mod service;

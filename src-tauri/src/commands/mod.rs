@@ -47,7 +47,7 @@ command_error_from!(
     notifier_core::servers::ServerStoreError,
     notifier_core::grid_file::GridFileError,
     notifier_core::history::HistoryError,
-    crate::settings::SettingsError,
+    notifier_core::preferences::PreferencesError,
     tauri_plugin_autostart::Error,
 );
 

@@ -8,8 +8,8 @@ use tauri_plugin_autostart::ManagerExt as _;
 
 use super::{CommandError, Result, Shared};
 use crate::app::{self};
-use crate::settings::{NotifyFor, Settings};
 use crate::tray::{self, Pause};
+use notifier_core::preferences::{NotifyFor, Preferences as Settings};
 
 /// The Settings page's data.
 #[derive(Debug, Serialize)]
@@ -90,7 +90,11 @@ pub fn set_settings(app: AppHandle, core: Shared<'_>, settings: SettingsInput) -
     ) {
         (Some(start), Some(end)) => Some((start, end)),
         (None, None) => None,
-        _ => return Err(CommandError::new(crate::settings::SettingsError::BadTime)),
+        _ => {
+            return Err(CommandError::new(
+                notifier_core::preferences::PreferencesError::BadTime,
+            ))
+        }
     };
     let new = Settings {
         gateway_url: non_empty(settings.gateway_url),
