@@ -25,6 +25,7 @@ pub mod engine;
 pub mod gateway;
 pub mod grid_file;
 pub mod history;
+pub mod host;
 pub mod ids;
 pub mod invite;
 pub mod keyring_problem;

@@ -19,6 +19,8 @@ mod input;
 mod magic_folder;
 mod news;
 mod output;
+mod pause;
+mod running;
 mod servers;
 mod si;
 mod status;
@@ -87,6 +89,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Print the storage index of each cap read from standard input.
     Si(si::SiArgs),
+    /// Pause notifications for an hour or until tomorrow morning, or resume them.
+    Pause(pause::PauseArgs),
     /// Run the engine: subscribe every cap on every server, print and notify changes.
     Watch(watch::WatchArgs),
     /// Publish operator news to the grid's news directory.
@@ -137,6 +141,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&ctx, args),
         Command::Si(args) => si::run(args, cli.json),
         Command::Watch(args) => watch::run(&ctx, args),
+        Command::Pause(args) => pause::run(&ctx, args),
         Command::News(args) => news::run(&ctx, args),
         Command::MagicFolder(args) => magic_folder::run(&ctx, args),
         Command::GenerateDocs(args) => generate_docs(args),

@@ -61,6 +61,8 @@ impl SecretState {
 
 /// Runs `status`.
 pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    // Asked before any thread exists (the time crate refuses after).
+    let local_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     let config = ctx
         .config_file()
         .load()
@@ -99,6 +101,11 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
 
+    let live = crate::running::host_state(ctx.paths()).unwrap_or_else(|error| {
+        tracing::warn!(error = %format!("{error:#}"), "the running engine did not answer");
+        None
+    });
+
     if ctx.json() {
         let caps: Vec<Value> = config
             .caps
@@ -129,6 +136,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 "changes": unread.as_ref().map_or(0, |u| u.changes),
                 "news": unread.as_ref().map_or(0, |u| u.news),
             },
+            "running": live.as_ref().map(live_json),
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -225,8 +233,73 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             unread.changes, unread.news
         ));
     }
+    text.push_str(&live_text(live.as_ref(), &config.caps, local_offset));
     print_text(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The running engine's view, for `--json`.
+fn live_json(state: &notifier_core::host::HostState) -> Value {
+    json!({
+        "servers": state.live.servers.values().map(|s| json!({
+            "id": s.id, "name": s.name, "state": s.state, "last_error": s.last_error,
+        })).collect::<Vec<_>>(),
+        "caps": state.live.caps.iter().map(|(id, c)| (id.clone(), json!({
+            "subscribed_on": c.subscribed_on, "servers": c.servers, "polling": c.polling,
+        }))).collect::<serde_json::Map<_, _>>(),
+        "paused_until": state.live.paused_until.map(|u| u.unix_timestamp()),
+        "keyring_problem": state.live.keyring_problem.as_ref().map(|p| p.message.clone()),
+    })
+}
+
+/// The running engine's view, in words: which servers are connected and where each cap is
+/// subscribed.
+fn live_text(
+    state: Option<&notifier_core::host::HostState>,
+    caps: &[CapEntry],
+    local_offset: time::UtcOffset,
+) -> String {
+    let Some(state) = state else {
+        return "\nengine: not running (tahoe-notifier watch, or the tray app, runs it)\n"
+            .to_owned();
+    };
+    let mut text = String::from("\nengine: running\n");
+    if let Some(until) = state.live.paused_until {
+        let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+        let at = until
+            .to_offset(local_offset)
+            .format(&format)
+            .unwrap_or_else(|_| until.to_string());
+        text.push_str(&format!("  notifications paused until {at}\n"));
+    }
+    for server in state.live.servers.values() {
+        text.push_str(&format!(
+            "  server {}: {}{}\n",
+            shown(&server.name),
+            server.state,
+            server
+                .last_error
+                .as_deref()
+                .map(|e| format!(" ({})", shown(e)))
+                .unwrap_or_default()
+        ));
+    }
+    for cap in caps {
+        if let Some(status) = state.live.caps.get(&cap.id) {
+            text.push_str(&format!(
+                "  \"{}\": subscribed on {} of {} servers{}\n",
+                shown(&cap.label),
+                status.subscribed_on,
+                status.servers,
+                if status.polling {
+                    ", polling the gateway"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    text
 }
 
 fn indent(text: &str) -> String {

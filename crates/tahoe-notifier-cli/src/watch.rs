@@ -1,17 +1,17 @@
-//! `tahoe-notifier watch`: runs the engine headless, printing what happens and raising desktop
-//! notifications, until Ctrl-C or SIGTERM.
+//! `tahoe-notifier watch`: runs the engine host (`notifier_core::host`) without a tray, printing
+//! what happens and raising desktop notifications, until Ctrl-C or SIGTERM.
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
-use notifier_core::link::{LinkState, LinkTiming};
-use notifier_core::magic_folder::bridge::{Bridge, BridgeEvent, BridgeOptions};
-use notifier_core::notify::{DesktopSink, NotificationSink, PolicyConfig, QuietHours};
+use notifier_core::engine::EngineEvent;
+use notifier_core::host::{self, HostCommand, HostEvent, HostOptions};
+use notifier_core::link::LinkState;
+use notifier_core::magic_folder::bridge::BridgeEvent;
+use notifier_core::notify::{PolicyConfig, QuietHours};
 use serde_json::json;
 
 use crate::context::Context;
@@ -39,6 +39,10 @@ pub struct WatchArgs {
     /// notification (replacing the one shown for the burst's first change).
     #[arg(long, default_value_t = 2.0, value_name = "SECONDS", value_parser = parse_seconds)]
     coalesce_window: f64,
+    /// Do not own the `org.tahoe_lafs.Notifier` D-Bus service (the window and `tahoe-notifier
+    /// status --live` then cannot reach this process). Without a session bus it is off anyway.
+    #[arg(long)]
+    no_service: bool,
 }
 
 /// Parses `HH:MM-HH:MM` (local time; may span midnight).
@@ -69,7 +73,7 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Runs the engine until stopped.
+/// Runs the engine host until stopped: the same host the tray runs, without a tray.
 pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
     // Asked first: the time crate refuses once other threads exist (they could change TZ).
     let local_offset = match time::UtcOffset::current_local_offset() {
@@ -87,160 +91,85 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
     };
     ctx.ensure_dirs()?;
     // An absent or locked keyring would leave every cap unwatched, or block on an unlock prompt
-    // nobody may be there to answer: say so and stop (the tray app shows the same as a state).
+    // nobody may be there to answer: say so and stop (the tray shows the same as a state).
     ctx.secrets()
         .check_usable()
         .context("cannot watch: the caps and server keys are in the keyring")?;
-    let sink: Option<Arc<dyn NotificationSink>> = if args.no_desktop {
-        None
-    } else {
-        Some(Arc::new(DesktopSink::new()))
-    };
-    // Linked magic-folder folders: the bridge notifies for their participants itself.
-    let bridge = Bridge::open(BridgeOptions {
-        quiet_hours: args.quiet_hours,
-        news_only: args.news_only,
-        local_offset,
-        ..BridgeOptions::new(ctx.paths().clone(), ctx.secrets(), sink.clone())
-    })
-    .context("cannot read the magic-folder links")?;
-    let options = EngineOptions {
-        paths: ctx.paths().clone(),
-        secrets: ctx.secrets(),
+    let options = HostOptions {
         gateway_url: args.gateway.clone(),
         poll_interval: Duration::from_secs(args.poll_interval.max(1) * 60),
-        link_timing: LinkTiming::default(),
         policy: PolicyConfig {
-            quiet_hours: args.quiet_hours,
-            news_only: args.news_only,
             coalesce_window: Duration::from_secs_f64(args.coalesce_window),
             ..PolicyConfig::default()
         },
         local_offset,
+        desktop: !args.no_desktop,
+        // On a machine without a session bus the host runs without its service.
+        service: !args.no_service,
+        wait_for_keyring: false,
+        quiet_hours: args.quiet_hours,
+        news_only: args.news_only,
+        ..HostOptions::new(ctx.paths().clone(), ctx.secrets())
     };
-    let engine = Engine::open(options, sink).context("cannot start the engine")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let json = ctx.json();
-    let cap_store = ctx.cap_store();
-    let config_file = ctx.paths().config_file();
-    runtime.block_on(async move {
-        // Queued before the engine runs, so that it never notifies for a linked cap itself.
-        let delegations = bridge.delegations();
-        let (commands, commands_rx) = tokio::sync::mpsc::channel(16 + delegations.len());
-        for command in delegations {
-            let _ = commands.try_send(command);
-        }
-        let (events_tx, mut events) = tokio::sync::mpsc::channel(1024);
-        let (changes_tx, changes_rx) = tokio::sync::mpsc::channel(1024);
-        let (bridge_events_tx, mut bridge_events) = tokio::sync::mpsc::channel(256);
-        let bridge_task = bridge.run(changes_rx, commands.clone(), bridge_events_tx);
-        let printer = async {
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let (handle, commands) = host::channel();
+        let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let stopper = {
+            let handle = handle.clone();
+            tokio::task::spawn_local(async move {
+                wait_for_stop_signal().await;
+                handle.send(HostCommand::Quit);
+            })
+        };
+        let printer = tokio::task::spawn_local(async move {
             while let Some(event) = events.recv().await {
-                print_event(&event, json);
-                if let EngineEvent::Changed(report) = event {
-                    let _ = changes_tx.send(report).await;
+                match event {
+                    HostEvent::Engine(event) => print_event(&event, json),
+                    HostEvent::Bridge(event) => print_bridge_event(&event, json),
+                    HostEvent::Open(target) => open_window(target.as_deref(), json),
+                    HostEvent::State(_) => {}
                 }
             }
-            // The engine stopped: so does the bridge.
-            drop(changes_tx);
-        };
-        let bridge_printer = async {
-            while let Some(event) = bridge_events.recv().await {
-                print_bridge_event(&event, json);
-            }
-        };
-        let stopper = async {
-            wait_for_stop_signal().await;
-            let _ = commands.send(EngineCommand::Shutdown).await;
-        };
-        let follower = follow_cap_store(cap_store, config_file, commands.clone());
-        // The engine owns the SQLite history, which is not thread-safe: it runs on this thread,
-        // beside the printer and the signal handler.
-        let (result, (), (), (), ()) = tokio::join!(
-            engine.run(commands_rx, events_tx),
-            printer,
-            async {
-                // The follower never ends on its own: the stop signal ends it.
-                tokio::select! {
-                    () = stopper => {}
-                    () = follower => {}
-                }
-            },
-            bridge_task,
-            bridge_printer
-        );
+        });
+        let result = host::run(options, handle, commands, events_tx).await;
+        stopper.abort();
+        let _ = printer.await;
         result.context("the engine stopped")
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// How often `watch` looks for caps added, removed, renamed or muted by other commands.
-const CAP_STORE_CHECK: Duration = Duration::from_secs(2);
-
-/// Tells the engine about caps that other `tahoe-notifier` commands (or the app) add, remove,
-/// rename or mute while `watch` runs: they share the config file, so its cap list is compared
-/// every [`CAP_STORE_CHECK`] with the one seen before, when the file's modification time or
-/// size says it was written.
-async fn follow_cap_store(
-    store: notifier_core::caps::CapStore,
-    config_file: std::path::PathBuf,
-    commands: tokio::sync::mpsc::Sender<EngineCommand>,
-) {
-    let written = || {
-        std::fs::metadata(&config_file)
-            .ok()
-            .map(|meta| (meta.modified().ok(), meta.len()))
-    };
-    let mut last_written = written();
-    let read = |store: &notifier_core::caps::CapStore| {
-        store.list().ok().map(|entries| {
-            entries
-                .into_iter()
-                .map(|entry| (entry.id, (entry.label, entry.muted)))
-                .collect::<std::collections::BTreeMap<_, _>>()
-        })
-    };
-    let mut seen = read(&store).unwrap_or_default();
-    let mut ticks = tokio::time::interval(CAP_STORE_CHECK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let now_written = written();
-        if now_written == last_written {
-            continue;
-        }
-        // A config being rewritten (or unreadable for a moment) is looked at again next time.
-        let Some(now) = read(&store) else { continue };
-        last_written = now_written;
-        for (id, (label, muted)) in &now {
-            let command = match seen.get(id) {
-                None => EngineCommand::CapAdded(id.clone()),
-                Some((old_label, _)) if old_label != label => EngineCommand::CapAdded(id.clone()),
-                Some((_, was_muted)) if was_muted != muted => EngineCommand::SetMuted {
-                    id: id.clone(),
-                    muted: *muted,
-                },
-                Some(_) => continue,
-            };
-            if commands.send(command).await.is_err() {
-                return;
-            }
-        }
-        for id in seen.keys().filter(|id| !now.contains_key(*id)) {
-            if commands
-                .send(EngineCommand::CapRemoved(id.clone()))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-        seen = now;
+/// A notification's "Open" (or a D-Bus `OpenWindow`) while no tray runs: starts the window
+/// of an installed app at that item, or says there is none.
+fn open_window(target: Option<&str>, json: bool) {
+    let mut command = std::process::Command::new(WINDOW_PROGRAM);
+    if let Some(target) = target {
+        command.arg("--open").arg(target);
     }
+    let at = target.unwrap_or("its last page");
+    let text = match command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(mut child) => {
+            // Reaped when it ends, so that no zombie stays behind.
+            std::thread::spawn(move || child.wait());
+            format!("opening the window at {at}")
+        }
+        Err(error) => format!("cannot open the window at {at} ({WINDOW_PROGRAM}: {error})"),
+    };
+    print_event(&EngineEvent::Notice(text), json);
 }
+
+/// The window's program, installed by the `tahoe-notifier` package.
+const WINDOW_PROGRAM: &str = "tahoe-notifier-app";
 
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};

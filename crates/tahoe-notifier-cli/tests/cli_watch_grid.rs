@@ -7,93 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 #[path = "../../notifier-core/tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{keyutils_usable, run, Watching};
 use local_grid::Format;
-use serde_json::Value;
 use support::InProcessServer;
-
-fn keyutils_usable() -> bool {
-    let shown = Command::new("keyctl")
-        .args(["show", "@s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !matches!(shown, Ok(s) if s.success()) {
-        println!("skipped: no session keyring; run under `keyctl session -`");
-        return false;
-    }
-    true
-}
-
-fn cli(home: &Path, user_home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tahoe-notifier"));
-    command
-        .arg("--home")
-        .arg(home)
-        .args(["--keyring", "keyutils", "--json"])
-        .env("HOME", user_home)
-        .env_remove("TAHOE_NOTIFIER_HOME");
-    command
-}
-
-/// Runs a short command with `stdin`, which must succeed; returns its JSON answer.
-fn run(home: &Path, user_home: &Path, args: &[&str], stdin: &str) -> Value {
-    let mut child = cli(home, user_home)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
-}
-
-struct Watching {
-    child: Child,
-    events: mpsc::Receiver<Value>,
-}
-
-impl Watching {
-    /// The first event within `wait` that `pick` accepts.
-    fn wait_for(&self, wait: Duration, pick: impl Fn(&Value) -> bool) -> Option<Value> {
-        let deadline = Instant::now() + wait;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.events.recv_timeout(left) {
-                Ok(event) if pick(&event) => return Some(event),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-}
-
-impl Drop for Watching {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_picks_up_caps_added_and_removed_while_it_runs() {
@@ -124,24 +46,7 @@ async fn watch_picks_up_caps_added_and_removed_while_it_runs() {
         run(&h, &u, &["servers", "import", &grid_path], "");
         std::fs::remove_file(&grid_path).unwrap();
 
-        let mut child = cli(&h, &u)
-            .args(["watch", "--no-desktop"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (sender, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                    if sender.send(event).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let watching = Watching { child, events };
+        let watching = Watching::start(&h, &u, &["--no-desktop"]);
         let connected = watching.wait_for(Duration::from_secs(30), |e| {
             e["event"] == "server" && e["connected"] == true
         });

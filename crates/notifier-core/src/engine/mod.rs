@@ -267,6 +267,13 @@ pub enum EngineCommand {
         /// Whether the owner notifies from now on.
         delegated: bool,
     },
+    /// A cap's label changed in the store: its next notifications use the new one.
+    CapChanged(String),
+    /// The notification policy's settings changed (quiet hours, news only, pause, timed mutes,
+    /// alert settings); the engine keeps its own list of muted caps.
+    Policy(PolicyConfig),
+    /// The desktop's Do-Not-Disturb went on or off.
+    DoNotDisturb(bool),
     /// Reconnect every server now.
     ReconnectAll,
     /// Stop.
@@ -789,6 +796,30 @@ impl Engine {
                 );
                 self.set_policy_muted(&id, user_muted).await;
             }
+            EngineCommand::CapChanged(id) => match self.caps.entry(&id) {
+                Ok(entry) => {
+                    for watched in self.watched.values_mut() {
+                        if let Watched::Cap(cap) = watched {
+                            if cap.id == id {
+                                cap.label = entry.label.clone();
+                                cap.muted = entry.muted;
+                            }
+                        }
+                    }
+                    self.set_policy_muted(&id, entry.muted).await;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "a changed cap is gone already");
+                }
+            },
+            EngineCommand::Policy(config) => {
+                self.policy = PolicyConfig {
+                    muted_caps: std::mem::take(&mut self.policy.muted_caps),
+                    ..config
+                };
+                self.notify(PolicyInput::Config(self.policy.clone())).await;
+            }
+            EngineCommand::DoNotDisturb(on) => self.notify(PolicyInput::DoNotDisturb(on)).await,
             EngineCommand::ReconnectAll => self.broadcast(LinkCommand::Reconnect).await,
             EngineCommand::Shutdown => {}
         }

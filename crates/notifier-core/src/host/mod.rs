@@ -1,0 +1,658 @@
+//! The engine host: the one background process of Tahoe Notifier. It runs the engine, the
+//! magic-folder bridge, a follower of the config and preferences files (a change made by any
+//! face takes effect within [`FOLLOW_INTERVAL`]), the desktop notifications with their actions,
+//! a watcher of the desktop's Do-Not-Disturb, and — where there is a session bus — the D-Bus
+//! service `org.tahoe_lafs.Notifier` ([`service`]), whose name is the single-instance guard.
+//!
+//! Faces drive it: `tahoe-notifier watch` prints its [`HostEvent`]s; the tray draws them and
+//! sends [`HostCommand`]s; the window talks to the D-Bus service from its own process. There is
+//! one host in the code, whichever face runs it.
+//!
+//! [`run`] needs a current-thread runtime inside a `LocalSet` (the engine keeps the SQLite
+//! history across awaits and is not `Send`); [`spawn`] gives it a thread of its own.
+
+pub mod client;
+pub mod dnd;
+pub mod service;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use thiserror::Error;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use crate::caps::CapStore;
+use crate::config::ConfigFile;
+use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineOptions};
+use crate::history::History;
+use crate::keyring_problem::{probe, KeyringProblem};
+use crate::keyring_store::SecretStore;
+use crate::link::LinkTiming;
+use crate::magic_folder::bridge::{Bridge, BridgeEvent, BridgeOptions};
+use crate::notify::{
+    DesktopSink, NotificationAction, NotificationSink, PolicyConfig, RecordingSink,
+};
+use crate::paths::Paths;
+use crate::preferences::Preferences;
+use crate::status::LiveState;
+
+/// How often the host looks at the config and preferences files for changes other faces made.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the host asks whether the keyring can be used, while it cannot.
+const KEYRING_RETRY: Duration = Duration::from_secs(2);
+
+/// How the host runs.
+#[derive(Clone)]
+pub struct HostOptions {
+    /// Where the config, preferences and history live.
+    pub paths: Paths,
+    /// The keyring.
+    pub secrets: Arc<dyn SecretStore>,
+    /// A gateway that wins over the preferences' and the grids' (`watch --gateway`).
+    pub gateway_url: Option<String>,
+    /// How often caps no server holds are polled.
+    pub poll_interval: Duration,
+    /// The links' timing.
+    pub link_timing: LinkTiming,
+    /// The policy's coalescing settings (the rest comes from the preferences).
+    pub policy: PolicyConfig,
+    /// The local offset, found before threads existed.
+    pub local_offset: time::UtcOffset,
+    /// Raise desktop notifications (else they are only recorded).
+    pub desktop: bool,
+    /// Own `org.tahoe_lafs.Notifier` on the session bus, if there is one.
+    pub service: bool,
+    /// Wait for an unusable keyring (the tray) instead of failing at once (`watch`).
+    pub wait_for_keyring: bool,
+    /// Quiet hours for this run, over the preferences' (`watch --quiet-hours`).
+    pub quiet_hours: Option<crate::notify::QuietHours>,
+    /// News only for this run, over the preferences (`watch --news-only`).
+    pub news_only: bool,
+}
+
+impl std::fmt::Debug for HostOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostOptions")
+            .field("paths", &self.paths)
+            .field("desktop", &self.desktop)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostOptions {
+    /// The defaults over `paths` and `secrets`: desktop notifications, the D-Bus service, UTC.
+    pub fn new(paths: Paths, secrets: Arc<dyn SecretStore>) -> HostOptions {
+        HostOptions {
+            paths,
+            secrets,
+            gateway_url: None,
+            poll_interval: crate::engine::DEFAULT_POLL_INTERVAL,
+            link_timing: LinkTiming::default(),
+            policy: PolicyConfig::default(),
+            local_offset: time::UtcOffset::UTC,
+            desktop: true,
+            service: true,
+            wait_for_keyring: true,
+            quiet_hours: None,
+            news_only: false,
+        }
+    }
+}
+
+/// Why the host could not run.
+#[derive(Debug, Error)]
+pub enum HostError {
+    /// The engine failed to start or stopped with an error.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The keyring cannot be used and the host was not asked to wait for it.
+    #[error("the keyring cannot be used: {0}")]
+    Keyring(String),
+    /// Another engine host owns the D-Bus name already.
+    #[error("Tahoe Notifier is running already ({0}): one engine per user session")]
+    AlreadyRunning(String),
+    /// The preferences could not be read.
+    #[error(transparent)]
+    Preferences(#[from] crate::preferences::PreferencesError),
+    /// The magic-folder links could not be read.
+    #[error("cannot read the magic-folder links: {0}")]
+    MagicFolder(String),
+}
+
+/// What the host tells its face.
+#[derive(Debug, Clone)]
+pub enum HostEvent {
+    /// Something the engine reported.
+    Engine(EngineEvent),
+    /// Something the magic-folder bridge reported.
+    Bridge(BridgeEvent),
+    /// The live state changed (servers, caps, pause, keyring, unread counts).
+    State(Box<HostState>),
+    /// A notification's "Open", or a D-Bus `OpenWindow` call: the face shows this item.
+    Open(Option<String>),
+}
+
+/// The state faces draw: the live state and the unread counts.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HostState {
+    /// Servers, caps, pause, keyring, notices.
+    pub live: LiveState,
+    /// Unread changes.
+    pub unread_changes: u64,
+    /// Unread news.
+    pub unread_news: u64,
+    /// The last changes, newest first (summary and history id), for the tray's menu.
+    pub recent: Vec<(i64, String)>,
+}
+
+/// What a face may ask of the host.
+#[derive(Debug, Clone)]
+pub enum HostCommand {
+    /// Pass this on to the engine.
+    Engine(EngineCommand),
+    /// Pause notifications until then (`None`: resume).
+    Pause(Option<OffsetDateTime>),
+    /// Mark every change and news item read.
+    MarkAllRead,
+    /// Show this item in the window.
+    Open(Option<String>),
+    /// Stop.
+    Quit,
+}
+
+/// Where a face sends its commands.
+#[derive(Debug, Clone)]
+pub struct HostHandle {
+    commands: mpsc::UnboundedSender<HostCommand>,
+}
+
+impl HostHandle {
+    /// Sends `command`; `false` when the host has stopped.
+    pub fn send(&self, command: HostCommand) -> bool {
+        self.commands.send(command).is_ok()
+    }
+}
+
+/// A channel pair for [`run`]: the handle faces keep, and the receiver the host reads.
+pub fn channel() -> (HostHandle, mpsc::UnboundedReceiver<HostCommand>) {
+    let (commands, receiver) = mpsc::unbounded_channel();
+    (HostHandle { commands }, receiver)
+}
+
+impl HostOptions {
+    /// The notification policy of `preferences`, with this run's overrides.
+    fn policy(&self, preferences: &Preferences) -> PolicyConfig {
+        let mut policy = preferences.policy(self.policy.clone());
+        if self.quiet_hours.is_some() {
+            policy.quiet_hours = self.quiet_hours;
+        }
+        policy.news_only |= self.news_only;
+        policy
+    }
+}
+
+/// The history item a notification target names: `change:42` → 42.
+fn change_id(target: &str) -> Option<i64> {
+    target.strip_prefix("change:")?.parse().ok()
+}
+
+/// Runs the host until [`HostCommand::Quit`] or the commands' senders are all gone. Call it
+/// inside a `LocalSet` on a current-thread runtime.
+pub async fn run(
+    options: HostOptions,
+    handle: HostHandle,
+    mut commands: mpsc::UnboundedReceiver<HostCommand>,
+    events: mpsc::UnboundedSender<HostEvent>,
+) -> Result<(), HostError> {
+    let shared = Arc::new(Mutex::new(HostState::default()));
+    let (state_tx, mut state_rx) = tokio::sync::watch::channel(HostState::default());
+    let publish = {
+        let shared = Arc::clone(&shared);
+        let events = events.clone();
+        move |change: &dyn Fn(&mut HostState)| {
+            let snapshot = {
+                let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                change(&mut state);
+                state.clone()
+            };
+            state_tx.send_replace(snapshot.clone());
+            let _ = events.send(HostEvent::State(Box::new(snapshot)));
+        }
+    };
+    // The bus name first: a second host learns at once that one runs, before it opens stores.
+    let service = if options.service {
+        let name = service::bus_name_for(&options.paths);
+        match service::start(
+            &name,
+            Arc::clone(&shared),
+            handle.clone(),
+            options.local_offset,
+        )
+        .await
+        {
+            Ok(service) => service,
+            Err(service::ServiceError::NameTaken(owner)) => {
+                return Err(HostError::AlreadyRunning(owner))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no D-Bus service: the window and the CLI cannot reach this host");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Every change of the state is a `StateChanged` signal for the window (the latest only,
+    // when several come faster than the bus takes them).
+    let signals = service.map(|service| {
+        tokio::task::spawn_local(async move {
+            while state_rx.changed().await.is_ok() {
+                let state = state_rx.borrow_and_update().clone();
+                service.state_changed(&state).await;
+            }
+        })
+    });
+    // Caps and keys are in the keyring only: without it there is nothing to watch.
+    loop {
+        match probe(options.secrets.as_ref()) {
+            None => {
+                publish(&|s| s.live.keyring_problem = None);
+                break;
+            }
+            Some(problem) if options.wait_for_keyring => {
+                let problem: KeyringProblem = problem;
+                publish(&|s| s.live.keyring_problem = Some(problem.clone()));
+                tokio::select! {
+                    () = tokio::time::sleep(KEYRING_RETRY) => {}
+                    command = commands.recv() => {
+                        if matches!(command, None | Some(HostCommand::Quit)) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Some(problem) => return Err(HostError::Keyring(problem.message)),
+        }
+    }
+    let preferences = Preferences::load(options.paths.config_dir())?;
+    let policy = options.policy(&preferences);
+    publish(&|s| s.live.paused_until = preferences.paused_until);
+
+    let (actions_tx, mut actions) = mpsc::unbounded_channel::<NotificationAction>();
+    let sink: Arc<dyn NotificationSink> = if options.desktop {
+        Arc::new(DesktopSink::with_action_handler(Arc::new(move |action| {
+            let _ = actions_tx.send(action);
+        })))
+    } else {
+        Arc::new(RecordingSink::new())
+    };
+    let bridge = Bridge::open(BridgeOptions {
+        quiet_hours: policy.quiet_hours,
+        news_only: policy.news_only,
+        local_offset: options.local_offset,
+        ..BridgeOptions::new(
+            options.paths.clone(),
+            Arc::clone(&options.secrets),
+            Some(Arc::clone(&sink)),
+        )
+    })
+    .map_err(|e| HostError::MagicFolder(e.to_string()))?;
+    let engine = Engine::open(
+        EngineOptions {
+            paths: options.paths.clone(),
+            secrets: Arc::clone(&options.secrets),
+            gateway_url: options
+                .gateway_url
+                .clone()
+                .or_else(|| preferences.gateway_url.clone()),
+            poll_interval: options.poll_interval,
+            link_timing: options.link_timing.clone(),
+            policy,
+            local_offset: options.local_offset,
+        },
+        Some(Arc::clone(&sink)),
+    )?;
+    let history = History::open(&options.paths.history_db()).ok();
+    let counts = Counts::read(history.as_ref());
+    publish(&|s| Counts::apply(&counts, s));
+
+    // The engine's commands: queued before it runs, so that it never notifies a cap the
+    // bridge notifies for.
+    let delegations = bridge.delegations();
+    let (engine_commands, engine_commands_rx) = mpsc::channel(1024);
+    for command in delegations {
+        let _ = engine_commands.try_send(command);
+    }
+    let (engine_events_tx, mut engine_events) = mpsc::channel(1024);
+    let (changes_tx, changes_rx) = mpsc::channel(1024);
+    let (bridge_events_tx, mut bridge_events) = mpsc::channel(256);
+    let engine_task = tokio::task::spawn_local(engine.run(engine_commands_rx, engine_events_tx));
+    let bridge_task =
+        tokio::task::spawn_local(bridge.run(changes_rx, engine_commands.clone(), bridge_events_tx));
+    let mut follower = Follower::new(&options.paths, Arc::clone(&options.secrets), preferences);
+    let mut follow = tokio::time::interval(FOLLOW_INTERVAL);
+    follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut do_not_disturb = dnd::Watcher::new().await;
+    let mut dnd_ticks = tokio::time::interval(dnd::POLL_INTERVAL);
+    dnd_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pause_end: Option<tokio::time::Instant> = None;
+    let mut changes_tx = Some(changes_tx);
+    loop {
+        let pause_timer = async {
+            match pause_end {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = engine_events.recv() => {
+                let Some(event) = event else { break };
+                let counts_changed = matches!(event, EngineEvent::Changed(_) | EngineEvent::News(_));
+                if let (EngineEvent::Changed(report), Some(changes)) = (&event, &changes_tx) {
+                    let _ = changes.send(report.clone()).await;
+                }
+                let counts = counts_changed.then(|| Counts::read(history.as_ref())).flatten();
+                publish(&|s| {
+                    s.live.apply(&event);
+                    Counts::apply(&counts, s);
+                });
+                let _ = events.send(HostEvent::Engine(event));
+            }
+            Some(event) = bridge_events.recv() => {
+                let _ = events.send(HostEvent::Bridge(event));
+            }
+            command = commands.recv() => match command {
+                None | Some(HostCommand::Quit) => break,
+                Some(HostCommand::Engine(command)) => {
+                    let _ = engine_commands.send(command).await;
+                }
+                Some(HostCommand::Pause(until)) => {
+                    let saved = Preferences::update(options.paths.config_dir(), |p| {
+                        p.paused_until = until;
+                    });
+                    if let Err(error) = saved {
+                        tracing::warn!(%error, "the pause is not saved");
+                    }
+                    follower.preferences.paused_until = until;
+                    let policy = options.policy(&follower.preferences);
+                    let _ = engine_commands.send(EngineCommand::Policy(policy)).await;
+                    publish(&|s| s.live.paused_until = until);
+                }
+                Some(HostCommand::MarkAllRead) => {
+                    if let Some(history) = &history {
+                        let _ = history.mark_all_read(None);
+                    }
+                    let counts = Counts::read(history.as_ref());
+                    publish(&|s| Counts::apply(&counts, s));
+                }
+                Some(HostCommand::Open(target)) => {
+                    let _ = events.send(HostEvent::Open(target));
+                }
+            },
+            Some(action) = actions.recv() => {
+                match action {
+                    NotificationAction::Open { target } => {
+                        let _ = events.send(HostEvent::Open(Some(target)));
+                    }
+                    NotificationAction::MarkRead { target, cap_id } => {
+                        if let Some(history) = &history {
+                            match cap_id {
+                                Some(cap) => {
+                                    let _ = history.mark_all_read(Some(&cap));
+                                }
+                                None => {
+                                    if let Some(id) = change_id(&target) {
+                                        let _ = history.mark_change_read(id);
+                                    }
+                                }
+                            }
+                        }
+                        let counts = Counts::read(history.as_ref());
+                        publish(&|s| Counts::apply(&counts, s));
+                    }
+                    NotificationAction::Mute { cap_id, duration } => {
+                        let until = OffsetDateTime::now_utc() + duration;
+                        let saved = Preferences::update(options.paths.config_dir(), |p| {
+                            p.muted_until.insert(cap_id.clone(), until.unix_timestamp());
+                        });
+                        if let Err(error) = saved {
+                            tracing::warn!(%error, "the timed mute is not saved");
+                        }
+                        follower.preferences.muted_until.insert(cap_id, until.unix_timestamp());
+                        let policy = options.policy(&follower.preferences);
+                        let _ = engine_commands.send(EngineCommand::Policy(policy)).await;
+                    }
+                }
+            }
+            _ = follow.tick() => {
+                for command in follower.caps_changed() {
+                    let _ = engine_commands.send(command).await;
+                }
+                if let Some(preferences) = follower.preferences_changed() {
+                    let policy = options.policy(&preferences);
+                    let _ = engine_commands.send(EngineCommand::Policy(policy)).await;
+                    publish(&|s| s.live.paused_until = preferences.paused_until);
+                }
+                // Another face may have marked items read (`history mark-read`, the window).
+                let counts = Counts::read(history.as_ref());
+                let stale = counts.as_ref().is_some_and(|counts| {
+                    !counts.shown_in(&shared.lock().unwrap_or_else(PoisonError::into_inner))
+                });
+                if stale {
+                    publish(&|s| Counts::apply(&counts, s));
+                }
+                // Wake when the pause ends, so the state (and the tray) say so then.
+                pause_end = follower
+                    .preferences
+                    .paused_until
+                    .and_then(|until| (until - OffsetDateTime::now_utc()).try_into().ok())
+                    .map(|left: Duration| tokio::time::Instant::now() + left);
+            }
+            _ = dnd_ticks.tick() => {
+                if let Some(on) = do_not_disturb.changed().await {
+                    tracing::info!(on, "the desktop's Do-Not-Disturb changed");
+                    let _ = engine_commands.send(EngineCommand::DoNotDisturb(on)).await;
+                }
+            }
+            () = pause_timer => {
+                pause_end = None;
+                publish(&|_| {});
+            }
+        }
+    }
+    let _ = engine_commands.send(EngineCommand::Shutdown).await;
+    drop(engine_commands);
+    // The bridge ends once the engine's changes stop.
+    drop(changes_tx.take());
+    let result = engine_task.await;
+    let _ = bridge_task.await;
+    if let Some(signals) = signals {
+        signals.abort();
+    }
+    match result {
+        Ok(result) => result.map_err(HostError::from),
+        Err(error) => {
+            tracing::error!(%error, "the engine task failed");
+            Ok(())
+        }
+    }
+}
+
+/// A host running on a thread of its own.
+#[derive(Debug)]
+pub struct SpawnedHost {
+    /// Where to send commands.
+    pub handle: HostHandle,
+    /// What the host reports.
+    pub events: mpsc::UnboundedReceiver<HostEvent>,
+    /// The thread, which yields how the host ended.
+    pub thread: std::thread::JoinHandle<Result<(), HostError>>,
+}
+
+/// Unread counts and the last changes, as the history has them.
+#[derive(Debug, Clone, PartialEq)]
+struct Counts {
+    changes: u64,
+    news: u64,
+    recent: Vec<(i64, String)>,
+}
+
+impl Counts {
+    /// Read from `history` (`None` when there is none or it cannot be read).
+    fn read(history: Option<&History>) -> Option<Counts> {
+        let history = history?;
+        let counts = history.unread_counts().ok()?;
+        let recent = history
+            .list_changes(&crate::history::ChangeFilter {
+                cap_id: None,
+                unread_only: false,
+                limit: Some(5),
+            })
+            .ok()?
+            .into_iter()
+            .map(|c| (c.id, c.summary))
+            .collect();
+        Some(Counts {
+            changes: counts.changes,
+            news: counts.news,
+            recent,
+        })
+    }
+
+    /// Writes `counts`, when known, into `state`.
+    fn apply(counts: &Option<Counts>, state: &mut HostState) {
+        if let Some(counts) = counts {
+            state.unread_changes = counts.changes;
+            state.unread_news = counts.news;
+            state.recent = counts.recent.clone();
+        }
+    }
+
+    /// Whether `state` shows these counts already.
+    fn shown_in(&self, state: &HostState) -> bool {
+        (state.unread_changes, state.unread_news, &state.recent)
+            == (self.changes, self.news, &self.recent)
+    }
+}
+
+/// Runs the host on a thread of its own (its own runtime and `LocalSet`).
+pub fn spawn(options: HostOptions) -> std::io::Result<SpawnedHost> {
+    let (handle, commands) = channel();
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let host_handle = handle.clone();
+    let thread = std::thread::Builder::new()
+        .name("tahoe-notifier-host".to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| HostError::MagicFolder(format!("no async runtime: {e}")))?;
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, run(options, host_handle, commands, events_tx))
+        })?;
+    Ok(SpawnedHost {
+        handle,
+        events,
+        thread,
+    })
+}
+
+/// Follows the files other faces write: the caps in the config, and the preferences.
+struct Follower {
+    caps: CapStore,
+    config_file: PathBuf,
+    config_written: Option<(Option<std::time::SystemTime>, u64)>,
+    seen: BTreeMap<String, (String, bool)>,
+    config_dir: PathBuf,
+    preferences_written: Option<(Option<std::time::SystemTime>, u64)>,
+    preferences: Preferences,
+}
+
+fn written(path: &std::path::Path) -> Option<(Option<std::time::SystemTime>, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| (meta.modified().ok(), meta.len()))
+}
+
+impl Follower {
+    fn new(paths: &Paths, secrets: Arc<dyn SecretStore>, preferences: Preferences) -> Follower {
+        let config_file = paths.config_file();
+        let caps = CapStore::new(ConfigFile::new(config_file.clone()), secrets);
+        let seen = Self::read(&caps).unwrap_or_default();
+        let config_dir = paths.config_dir().to_path_buf();
+        Follower {
+            config_written: written(&config_file),
+            config_file,
+            caps,
+            seen,
+            preferences_written: written(&Preferences::path(&config_dir)),
+            config_dir,
+            preferences,
+        }
+    }
+
+    fn read(caps: &CapStore) -> Option<BTreeMap<String, (String, bool)>> {
+        caps.list().ok().map(|entries| {
+            entries
+                .into_iter()
+                .map(|entry| (entry.id, (entry.label, entry.muted)))
+                .collect()
+        })
+    }
+
+    /// The engine commands that tell it of caps added, removed, renamed or muted by another
+    /// face since the last look (nothing when the file was not written).
+    fn caps_changed(&mut self) -> Vec<EngineCommand> {
+        let now_written = written(&self.config_file);
+        if now_written == self.config_written {
+            return Vec::new();
+        }
+        // A config being rewritten (or unreadable for a moment) is looked at again next time.
+        let Some(now) = Self::read(&self.caps) else {
+            return Vec::new();
+        };
+        self.config_written = now_written;
+        let mut commands = Vec::new();
+        for (id, (label, muted)) in &now {
+            match self.seen.get(id) {
+                None => commands.push(EngineCommand::CapAdded(id.clone())),
+                Some((old_label, was_muted)) => {
+                    if old_label != label {
+                        commands.push(EngineCommand::CapChanged(id.clone()));
+                    }
+                    if was_muted != muted {
+                        commands.push(EngineCommand::SetMuted {
+                            id: id.clone(),
+                            muted: *muted,
+                        });
+                    }
+                }
+            }
+        }
+        for id in self.seen.keys().filter(|id| !now.contains_key(*id)) {
+            commands.push(EngineCommand::CapRemoved(id.clone()));
+        }
+        self.seen = now;
+        commands
+    }
+
+    /// The preferences, when another face changed them since the last look.
+    fn preferences_changed(&mut self) -> Option<Preferences> {
+        let now_written = written(&Preferences::path(&self.config_dir));
+        if now_written == self.preferences_written {
+            return None;
+        }
+        let preferences = Preferences::load(&self.config_dir).ok()?;
+        self.preferences_written = now_written;
+        if preferences == self.preferences {
+            return None;
+        }
+        self.preferences = preferences.clone();
+        Some(preferences)
+    }
+}
