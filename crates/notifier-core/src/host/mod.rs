@@ -249,14 +249,31 @@ pub async fn run(
     };
     // Every change of the state is a `StateChanged` signal for the window (the latest only,
     // when several come faster than the bus takes them).
+    let (window_tx, mut window_rx) = mpsc::unbounded_channel::<Option<String>>();
     let signals = service.map(|service| {
         tokio::task::spawn_local(async move {
-            while state_rx.changed().await.is_ok() {
-                let state = state_rx.borrow_and_update().clone();
-                service.state_changed(&state).await;
+            loop {
+                tokio::select! {
+                    changed = state_rx.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let state = state_rx.borrow_and_update().clone();
+                        service.state_changed(&state).await;
+                    }
+                    Some(target) = window_rx.recv() => {
+                        service.window_requested(target.as_deref().unwrap_or("")).await;
+                    }
+                }
             }
         })
     });
+    // Every request to show the window goes to the face (which starts one if none runs) and,
+    // as `WindowRequested`, to a window that runs already.
+    let open_window = |target: Option<String>| {
+        let _ = window_tx.send(target.clone());
+        let _ = events.send(HostEvent::Open(target));
+    };
     // Caps and keys are in the keyring only: without it there is nothing to watch.
     loop {
         match probe(options.secrets.as_ref()) {
@@ -390,15 +407,11 @@ pub async fn run(
                     let counts = Counts::read(history.as_ref());
                     publish(&|s| Counts::apply(&counts, s));
                 }
-                Some(HostCommand::Open(target)) => {
-                    let _ = events.send(HostEvent::Open(target));
-                }
+                Some(HostCommand::Open(target)) => open_window(target),
             },
             Some(action) = actions.recv() => {
                 match action {
-                    NotificationAction::Open { target } => {
-                        let _ = events.send(HostEvent::Open(Some(target)));
-                    }
+                    NotificationAction::Open { target } => open_window(Some(target)),
                     NotificationAction::MarkRead { target, cap_id } => {
                         if let Some(history) = &history {
                             match cap_id {

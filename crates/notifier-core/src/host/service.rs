@@ -13,6 +13,7 @@
 //! | `OpenWindow(s target)` | method | the face shows the window at `target` (`""`: where it was) |
 //! | `Quit()` | method | the host stops |
 //! | `StateChanged(s state)` | signal | the new state as JSON, after every change of it |
+//! | `WindowRequested(s target)` | signal | the window should show `target` (a running window follows it; `""`: where it was) |
 //! | `Version` | property | the host's version |
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -76,6 +77,16 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Emits `WindowRequested` with `target`.
+    pub async fn window_requested(&self, target: &str) {
+        let emitter = zbus::object_server::SignalEmitter::new(&self.connection, OBJECT_PATH);
+        if let Ok(emitter) = emitter {
+            let _ = Interface::window_requested(&emitter, target).await;
+        }
+    }
+}
+
 struct Interface {
     state: Arc<Mutex<HostState>>,
     handle: HostHandle,
@@ -130,6 +141,13 @@ impl Interface {
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()
     }
+
+    /// The window should show `target`.
+    #[zbus(signal)]
+    async fn window_requested(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        target: &str,
+    ) -> zbus::Result<()>;
 
     /// The state changed.
     #[zbus(signal)]
