@@ -1,59 +1,70 @@
-//! The app's shared core: the notifier-core stores, the history connection the page reads,
-//! the running engine and the live state the tray shows. Everything the commands, the tray
-//! and the notification sink touch hangs off one [`Core`] in Tauri's managed state.
+//! The window's shared core: the notifier-core stores the pages edit, the history they read,
+//! and the link to the engine host (`tahoe-notifier-tray`, or `tahoe-notifier watch`) that
+//! this process talks to over D-Bus. The window runs no engine: it writes caps, grids and
+//! preferences through the same stores and use cases as the CLI, and the host follows them
+//! within a second; what is live (servers, subscriptions, pause, keyring) comes from the
+//! host's `StateChanged` signal.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use notifier_core::background::{spawn_engine, EngineHandle};
+use futures_util::StreamExt as _;
 use notifier_core::caps::CapStore;
 use notifier_core::config::ConfigFile;
-use notifier_core::engine::{EngineCommand, EngineEvent, EngineOptions};
-use notifier_core::history::{History, HistoryError};
-use notifier_core::keyring_store::SecretStore;
-use notifier_core::notify::NotificationSink;
+use notifier_core::history::History;
+use notifier_core::host::client::{ClientError, HostClient};
+use notifier_core::host::HostState;
+use notifier_core::keyring_store::{KeyringBackend, SecretStore};
 use notifier_core::paths::Paths;
 use notifier_core::servers::ServerStore;
 use tauri::{AppHandle, Emitter as _};
-use time::OffsetDateTime;
+use tokio::sync::mpsc;
 
 use notifier_core::preferences::Preferences as Settings;
-use notifier_core::status::{LiveState, TrayState};
+use notifier_core::status::LiveState;
 
 /// The event the page listens to: "something changed, refresh what you show".
 pub const CHANGED_EVENT: &str = "notifier://changed";
 /// The event asking the page to show one item (`change:<id>` or `news:<grid>:<name>`).
 pub const OPEN_TARGET_EVENT: &str = "notifier://open-target";
 
-/// How often caps no updates server holds are polled through the gateway, unless
-/// `TAHOE_NOTIFIER_POLL_SECONDS` says otherwise (tests use a short one).
-const DEFAULT_POLL: Duration = Duration::from_secs(5 * 60);
+/// The background process that hosts the engine, started when none runs.
+pub const HOST_PROGRAM: &str = "tahoe-notifier-tray";
 
-/// The app's state, shared by the commands, the tray and the engine's event pump.
+/// How long the window waits for a host it started to own its bus name.
+const HOST_START: Duration = Duration::from_secs(10);
+
+/// What the window asks of the host.
+#[derive(Debug, Clone)]
+pub enum HostRequest {
+    /// Every link reconnects now.
+    Reconnect,
+    /// `hour`, `tomorrow` or `resume`.
+    Pause(String),
+}
+
+/// The window's state, shared by the commands and the host link.
 pub struct Core {
     /// Where the config and history live.
     pub paths: Paths,
     /// The keyring.
     pub secrets: Arc<dyn SecretStore>,
+    /// The keyring's kind, passed on to a host this window starts.
+    pub keyring: KeyringBackend,
+    /// The `--home` passed on to a host this window starts.
+    pub home: Option<PathBuf>,
     /// Watched caps.
     pub caps: CapStore,
     /// Updates servers and grids.
     pub servers: ServerStore,
-    /// The local time zone's offset, found before any thread started (quiet hours).
+    /// The local time zone's offset, found before any thread started.
     pub local_offset: time::UtcOffset,
     history: Mutex<History>,
-    live: Mutex<LiveState>,
-    settings: Mutex<Settings>,
-    engine: Mutex<Option<tokio::sync::mpsc::Sender<EngineCommand>>>,
-    engine_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    bridge_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// The magic-folder bridge's last word per folder name, for the Settings page.
-    folder_activity: Mutex<std::collections::HashMap<String, (String, bool)>>,
-    /// Held while the engine restarts: two restarts at once would orphan an engine.
-    restarting: Mutex<()>,
+    host: Mutex<HostState>,
+    requests: mpsc::UnboundedSender<HostRequest>,
+    requests_rx: Mutex<Option<mpsc::UnboundedReceiver<HostRequest>>>,
     pending_target: Mutex<Option<String>>,
-    last_tray: Mutex<Option<(TrayState, String)>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -64,34 +75,8 @@ impl std::fmt::Debug for Core {
     }
 }
 
-/// Hands `command` to the engine, waiting while its queue is full instead of dropping the
-/// command (the review's finding 10: a dropped `CapAdded` left a cap unwatched, a dropped
-/// `Shutdown` hung the app). The engine no longer waits on the gateway inside its loop, so the
-/// queue drains within moments; the bound only guards against an engine that stopped.
-fn deliver(
-    commands: &tokio::sync::mpsc::Sender<EngineCommand>,
-    mut command: EngineCommand,
-) -> Result<(), String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match commands.try_send(command) {
-            Ok(()) => return Ok(()),
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                return Err("the engine has stopped".to_owned())
-            }
-            Err(tokio::sync::mpsc::error::TrySendError::Full(back)) => {
-                if std::time::Instant::now() >= deadline {
-                    return Err("the engine's queue stayed full for 30 s".to_owned());
-                }
-                command = back;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-}
-
 /// Locks a mutex, using the data even if a panicking thread left it poisoned: every value
-/// here stays consistent between statements, and the tray must keep working.
+/// here stays consistent between statements.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -100,6 +85,8 @@ impl Core {
     /// Opens the stores and the history under `paths`.
     pub fn open(
         paths: Paths,
+        home: Option<PathBuf>,
+        keyring: KeyringBackend,
         secrets: Arc<dyn SecretStore>,
         local_offset: time::UtcOffset,
     ) -> anyhow::Result<Core> {
@@ -111,48 +98,52 @@ impl Core {
             )
         })?;
         let config = ConfigFile::new(paths.config_file());
-        let settings = Settings::load(paths.config_dir())?;
         let history = History::open(&paths.history_db())?;
+        let (requests, requests_rx) = mpsc::unbounded_channel();
+        let mut waiting = HostState::default();
+        waiting.live.last_notice = Some("starting the background process…".to_owned());
         Ok(Core {
             caps: CapStore::new(config.clone(), Arc::clone(&secrets)),
             servers: ServerStore::new(config, Arc::clone(&secrets)),
             paths,
+            home,
+            keyring,
             secrets,
             local_offset,
             history: Mutex::new(history),
-            live: Mutex::new(LiveState::default()),
-            settings: Mutex::new(settings),
-            engine: Mutex::new(None),
-            engine_thread: Mutex::new(None),
-            bridge_thread: Mutex::new(None),
-            folder_activity: Mutex::new(std::collections::HashMap::new()),
-            restarting: Mutex::new(()),
+            host: Mutex::new(waiting),
+            requests,
+            requests_rx: Mutex::new(Some(requests_rx)),
             pending_target: Mutex::new(None),
-            last_tray: Mutex::new(None),
         })
     }
 
-    /// The history (one connection; the engine has its own).
+    /// The history (the host has its own connection).
     pub fn history(&self) -> MutexGuard<'_, History> {
         lock(&self.history)
     }
 
-    /// The live state.
-    pub fn live(&self) -> MutexGuard<'_, LiveState> {
-        lock(&self.live)
+    /// The live state, as the host last said.
+    pub fn live(&self) -> LiveState {
+        lock(&self.host).live.clone()
     }
 
-    /// The settings.
+    /// Forgets a removed cap's live status at once (the host says so within a second too).
+    pub fn forget_cap(&self, id: &str) {
+        lock(&self.host).live.caps.remove(id);
+    }
+
+    /// The preferences as saved now (the host and the CLI write them too).
     pub fn settings(&self) -> Settings {
-        lock(&self.settings).clone()
+        Settings::load(self.paths.config_dir()).unwrap_or_default()
     }
 
-    /// Replaces the settings (already validated and saved).
-    pub fn set_settings(&self, settings: Settings) {
-        *lock(&self.settings) = settings;
+    /// Asks the host for `request` (it is sent as soon as the host is reachable).
+    pub fn ask_host(&self, request: HostRequest) {
+        let _ = self.requests.send(request);
     }
 
-    /// The use cases over this app's folders and keyring.
+    /// The use cases over this window's folders and keyring.
     pub fn notifier(&self) -> notifier_core::service::Notifier {
         notifier_core::service::Notifier::new(self.paths.clone(), Arc::clone(&self.secrets))
     }
@@ -165,33 +156,6 @@ impl Core {
         notifier_core::tahoe_node::NodeDir::find(self.settings().tahoe_node_dir.as_deref())
     }
 
-    /// Unread changes plus unread news.
-    pub fn unread(&self) -> Result<u64, HistoryError> {
-        let counts = self.history().unread_counts()?;
-        Ok(counts.changes + counts.news)
-    }
-
-    /// The tray's look and one-line summary now.
-    pub fn tray_view(&self) -> (TrayState, String) {
-        let unread = self.unread().unwrap_or(0);
-        let now = OffsetDateTime::now_utc();
-        let live = self.live();
-        (
-            live.tray_state(unread, now),
-            live.summary(unread, now, self.local_offset),
-        )
-    }
-
-    /// Records the tray's look; returns whether it differs from the last one drawn.
-    pub fn tray_changed(&self, view: &(TrayState, String)) -> bool {
-        let mut last = lock(&self.last_tray);
-        if last.as_ref() == Some(view) {
-            return false;
-        }
-        *last = Some(view.clone());
-        true
-    }
-
     /// Remembers an item the page should show once it is loaded.
     pub fn set_pending_target(&self, target: Option<String>) {
         *lock(&self.pending_target) = target;
@@ -202,230 +166,170 @@ impl Core {
         lock(&self.pending_target).take()
     }
 
-    /// Sends a command to the running engine, if any.
-    pub fn send(&self, command: EngineCommand) {
-        let commands = lock(&self.engine).clone();
-        if let Some(commands) = commands {
-            if let Err(error) = deliver(&commands, command) {
-                tracing::warn!(%error, "the engine did not take a command");
-            }
-        }
-    }
-
-    /// Stops the engine, if running, and waits for its thread and the magic-folder bridge's
-    /// (which ends once the engine's event pump stops forwarding changes to it).
-    pub fn stop_engine(&self) {
-        let commands = lock(&self.engine).take();
-        if let Some(commands) = commands {
-            if let Err(error) = deliver(&commands, EngineCommand::Shutdown) {
-                tracing::warn!(%error, "the engine did not take the shutdown");
-            }
-        }
-        if let Some(thread) = lock(&self.engine_thread).take() {
-            let _ = thread.join();
-        }
-        if let Some(thread) = lock(&self.bridge_thread).take() {
-            let _ = thread.join();
-        }
-    }
-
-    /// Records the bridge's last word about a linked folder, and whether it is a failure.
-    pub fn set_folder_activity(&self, folder: &str, text: String, failed: bool) {
-        lock(&self.folder_activity).insert(folder.to_owned(), (text, failed));
-    }
-
-    /// The bridge's last word about a linked folder (and whether it is a failure), if any
-    /// since the app started.
+    /// The bridge's last word about a linked folder (and whether it is a failure).
     pub fn folder_activity(&self, folder: &str) -> Option<(String, bool)> {
-        lock(&self.folder_activity).get(folder).cloned()
+        lock(&self.host).folders.get(folder).cloned()
+    }
+
+    fn set_host_state(&self, state: HostState) {
+        *lock(&self.host) = state;
+    }
+
+    fn set_host_problem(&self, problem: String) {
+        let mut host = lock(&self.host);
+        host.live = LiveState {
+            engine_error: Some(problem),
+            ..LiveState::default()
+        };
     }
 }
 
-/// Starts (or restarts) the engine with the current settings, and a thread that folds its
-/// events into the live state and redraws the tray and the page.
-pub fn start_engine(app: &AppHandle, core: &Arc<Core>, sink: Arc<dyn NotificationSink>) {
-    let _restarting = lock(&core.restarting);
-    core.stop_engine();
-    core.live().reset_engine_view();
-    // Without a usable keyring the engine could read no cap (or would block on an unlock
-    // prompt): say so and wait; `watch_keyring` starts the engine once it can be used.
-    let problem = notifier_core::keyring_problem::probe(core.secrets.as_ref());
-    if let Some(problem) = &problem {
-        tracing::warn!(
-            kind = ?problem.kind,
-            detail = %problem.detail,
-            "the keyring cannot be used: waiting for it before watching"
-        );
-    }
-    let waiting = problem.is_some();
-    core.live().keyring_problem = problem;
-    if waiting {
-        crate::tray::refresh(app, core);
-        let _ = app.emit(CHANGED_EVENT, ());
+/// Keeps the window linked to the engine host on a thread of its own: starts the host if none
+/// runs, mirrors its state, shows what it asks the window to show, passes requests on, and
+/// links again if the host goes away.
+pub fn link_to_host(app: &AppHandle, core: &Arc<Core>) {
+    let Some(requests) = lock(&core.requests_rx).take() else {
         return;
-    }
-    let poll_interval = std::env::var("TAHOE_NOTIFIER_POLL_SECONDS")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .map_or(DEFAULT_POLL, |s| Duration::from_secs(s.max(1)));
-    let settings = core.settings();
-    let mut options = EngineOptions::new(core.paths.clone(), Arc::clone(&core.secrets));
-    options.gateway_url = settings.gateway_url.clone();
-    options.poll_interval = poll_interval;
-    options.local_offset = core.local_offset;
-    // Quiet hours and "news only" are the engine's policy; the pause stays in the app's sink.
-    options.policy.quiet_hours = settings.quiet_hours().ok().flatten();
-    options.policy.news_only =
-        settings.notify_for == notifier_core::preferences::NotifyFor::NewsOnly;
-    match spawn_engine(options, Some(Arc::clone(&sink))) {
-        Ok(handle) => {
-            core.live().engine_error = None;
-            let EngineHandle {
-                commands,
-                events,
-                join,
-            } = handle;
-            // Linked magic-folder folders: the bridge runs beside the engine, as in `watch`.
-            let bridge = crate::magic_folder::spawn_bridge(app, core, sink, commands.clone());
-            let changes = bridge.as_ref().map(|b| b.changes.clone());
-            *lock(&core.bridge_thread) = bridge.map(|b| b.thread);
-            *lock(&core.engine) = Some(commands);
-            let pump = pump_events(app.clone(), Arc::clone(core), events, join, changes);
-            *lock(&core.engine_thread) = pump;
-        }
-        Err(error) => {
-            tracing::error!(%error, "the engine did not start");
-            core.live().engine_error = Some(error.to_string());
-        }
-    }
-    crate::tray::refresh(app, core);
-    let _ = app.emit(CHANGED_EVENT, ());
-}
-
-/// Restarts the engine with the app's own notification sink (after an import, a settings
-/// change, or once the keyring can be used).
-pub fn restart_engine(app: &AppHandle, core: &Arc<Core>) {
-    let sink: Arc<dyn NotificationSink> =
-        Arc::new(crate::notify::AppSink::new(app.clone(), Arc::clone(core)));
-    start_engine(app, core, sink);
-}
-
-/// How often an unusable keyring is looked at again.
-const KEYRING_RECHECK: Duration = Duration::from_secs(3);
-
-/// While the keyring is unusable, looks again every few seconds and starts the engine once it
-/// can be used (the user unlocked it, or started gnome-keyring).
-pub fn watch_keyring(app: &AppHandle, core: &Arc<Core>) {
+    };
     let (app, core) = (app.clone(), Arc::clone(core));
     let spawned = std::thread::Builder::new()
-        .name("keyring-watch".to_owned())
-        .spawn(move || loop {
-            std::thread::sleep(KEYRING_RECHECK);
-            let was = core.live().keyring_problem.clone();
-            if was.is_none() {
-                continue;
-            }
-            let now = notifier_core::keyring_problem::probe(core.secrets.as_ref());
-            if now == was {
-                continue;
-            }
-            if now.is_none() {
-                tracing::info!("the keyring can be used now: starting to watch");
-                restart_engine(&app, &core);
-            } else {
-                core.live().keyring_problem = now;
-                crate::tray::refresh(&app, &core);
-                let _ = app.emit(CHANGED_EVENT, ());
-            }
+        .name("host-link".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!(%error, "cannot start the host link's runtime");
+                    return;
+                }
+            };
+            runtime.block_on(host_link(app, core, requests));
         });
     if let Err(error) = spawned {
-        tracing::error!(%error, "cannot start the keyring watch");
+        tracing::error!(%error, "cannot start the host link");
     }
 }
 
-/// Checks the keyring before an action that stores a secret; an unusable one becomes the
-/// app's state (banner, tooltip) and the action's error.
-pub fn require_keyring(app: &AppHandle, core: &Arc<Core>) -> Result<(), String> {
-    let problem = notifier_core::keyring_problem::probe(core.secrets.as_ref());
-    let changed = core.live().keyring_problem != problem;
-    if changed {
-        core.live().keyring_problem = problem.clone();
-        crate::tray::refresh(app, core);
-        let _ = app.emit(CHANGED_EVENT, ());
+async fn host_link(
+    app: AppHandle,
+    core: Arc<Core>,
+    mut requests: mpsc::UnboundedReceiver<HostRequest>,
+) {
+    let mut started: Option<std::process::Child> = None;
+    loop {
+        let client = match connect_or_start(&core, &mut started).await {
+            Ok(client) => client,
+            Err(problem) => {
+                tracing::warn!(%problem, "no engine host");
+                core.set_host_problem(problem);
+                let _ = app.emit(CHANGED_EVENT, ());
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        let (Ok(mut states), Ok(mut windows)) =
+            (client.state_changes().await, client.window_requests().await)
+        else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        if let Ok(state) = client.state().await {
+            core.set_host_state(state);
+            let _ = app.emit(CHANGED_EVENT, ());
+        }
+        let gone = client.gone();
+        tokio::pin!(gone);
+        loop {
+            tokio::select! {
+                Some(state) = states.next() => {
+                    core.set_host_state(state);
+                    let _ = app.emit(CHANGED_EVENT, ());
+                }
+                Some(target) = windows.next() => {
+                    let target = (!target.is_empty()).then_some(target);
+                    let app = app.clone();
+                    let _ = app.clone().run_on_main_thread(move || crate::window::open(&app, target));
+                }
+                Some(request) = requests.recv() => {
+                    let result = match &request {
+                        HostRequest::Reconnect => client.reconnect().await,
+                        HostRequest::Pause(mode) => client.pause(mode).await,
+                    };
+                    if let Err(error) = result {
+                        tracing::warn!(%error, ?request, "the host refused");
+                    }
+                }
+                () = &mut gone => {
+                    tracing::warn!("the engine host left the bus");
+                    core.set_host_problem("the background process stopped; starting it again".to_owned());
+                    let _ = app.emit(CHANGED_EVENT, ());
+                    break;
+                }
+            }
+        }
     }
-    match problem {
+}
+
+/// The host of this window's home; started (once per window) if none runs.
+async fn connect_or_start(
+    core: &Core,
+    started: &mut Option<std::process::Child>,
+) -> Result<HostClient, String> {
+    match HostClient::connect(&core.paths).await {
+        Ok(client) => return Ok(client),
+        Err(ClientError::NotRunning) => {}
+        Err(error) => return Err(error.to_string()),
+    }
+    let still_running = started
+        .as_mut()
+        .is_some_and(|child| matches!(child.try_wait(), Ok(None)));
+    if !still_running {
+        let program = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(HOST_PROGRAM)))
+            .filter(|path| path.is_file())
+            .unwrap_or_else(|| PathBuf::from(HOST_PROGRAM));
+        let mut command = std::process::Command::new(&program);
+        if let Some(home) = &core.home {
+            command.arg("--home").arg(home);
+        }
+        command.args(["--keyring", core.keyring.as_str()]);
+        // The host outlives the window: its own session, so closing a terminal or the window
+        // does not end it.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        match command.stdin(std::process::Stdio::null()).spawn() {
+            Ok(child) => {
+                tracing::info!(pid = child.id(), "started the engine host");
+                *started = Some(child);
+            }
+            Err(error) => {
+                return Err(format!(
+                    "cannot start the background process {}: {error}",
+                    program.display()
+                ))
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + HOST_START;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(client) = HostClient::connect(&core.paths).await {
+            return Ok(client);
+        }
+    }
+    Err("the background process did not start within 10 s".to_owned())
+}
+
+/// Checks the keyring before an action that stores a secret.
+pub fn require_keyring(core: &Core) -> Result<(), String> {
+    match notifier_core::keyring_problem::probe(core.secrets.as_ref()) {
         None => Ok(()),
         Some(problem) => Err(format!(
             "{}: nothing was stored. {}",
             problem.title, problem.message
         )),
-    }
-}
-
-/// Reads the engine's events on a thread of its own until the engine stops.
-fn pump_events(
-    app: AppHandle,
-    core: Arc<Core>,
-    mut events: tokio::sync::mpsc::Receiver<EngineEvent>,
-    engine: std::thread::JoinHandle<Result<(), notifier_core::engine::EngineError>>,
-    bridge_changes: Option<tokio::sync::mpsc::Sender<notifier_core::engine::ChangeReport>>,
-) -> Option<std::thread::JoinHandle<()>> {
-    let spawned = std::thread::Builder::new()
-        .name("engine-events".to_owned())
-        .spawn(move || {
-            while let Some(event) = events.blocking_recv() {
-                log_event(&event);
-                if let (EngineEvent::Changed(report), Some(bridge)) = (&event, &bridge_changes) {
-                    // Never wait on the bridge here: the tray and the page follow this loop.
-                    if let Err(error) = bridge.try_send(report.clone()) {
-                        tracing::warn!(%error, "the magic-folder bridge did not take a change");
-                    }
-                }
-                core.live().apply(&event);
-                let new_change = matches!(event, EngineEvent::Changed(_));
-                crate::tray::refresh_with_menu(&app, &core, new_change);
-                let _ = app.emit(CHANGED_EVENT, ());
-            }
-            // The engine stopped: so does the bridge, once it sees the channel closed.
-            drop(bridge_changes);
-            match engine.join() {
-                Ok(Ok(())) => tracing::info!("the engine stopped"),
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "the engine stopped");
-                    core.live().engine_error = Some(error.to_string());
-                    crate::tray::refresh(&app, &core);
-                }
-                Err(_) => {
-                    core.live().engine_error = Some("the engine crashed".to_owned());
-                    crate::tray::refresh(&app, &core);
-                }
-            }
-        });
-    match spawned {
-        Ok(thread) => Some(thread),
-        Err(error) => {
-            tracing::error!(%error, "cannot start the event thread");
-            None
-        }
-    }
-}
-
-/// Events in the log: ids, counts and states only (labels and summaries name the user's
-/// files, so they stay at debug level; caps never reach an event).
-fn log_event(event: &EngineEvent) {
-    match event {
-        EngineEvent::Server { id, state, .. } => tracing::info!(server = %id, ?state, "server"),
-        EngineEvent::CapStatus {
-            id,
-            subscribed_on,
-            servers,
-            ..
-        } => tracing::info!(cap = %id, subscribed_on, servers, "cap status"),
-        EngineEvent::Changed(report) => {
-            tracing::info!(cap = %report.cap_id, history_id = report.history_id, "change")
-        }
-        EngineEvent::News(news) => tracing::info!(grid = %news.grid, "news"),
-        EngineEvent::Notice(text) => tracing::info!(notice = %text, "engine notice"),
     }
 }
 

@@ -1,6 +1,6 @@
-//! magic-folder in the app: the bridge running beside the engine (what `tahoe-notifier watch`
-//! does, see `docs/magic-folder.md`), and the Settings page's commands to link, list and unlink
-//! a daemon's folders. The page gets folder names, participant names, counts and paths of
+//! magic-folder in the window: the Settings page's commands to link, list and unlink a
+//! daemon's folders (the bridge itself runs in the engine host, which follows the links within
+//! a second, see `docs/magic-folder.md`). The page gets folder names, participant names, counts and paths of
 //! config directories — never a cap or the daemon's API token.
 
 use std::collections::BTreeMap;
@@ -9,175 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notifier_core::config::ConfigFile;
-use notifier_core::engine::{ChangeReport, EngineCommand};
-use notifier_core::magic_folder::bridge::{Bridge, BridgeEvent, BridgeOptions};
+
 use notifier_core::magic_folder::poll_interval::{
     self, PollCost, MEASURED_BYTES_PER_DIRECTORY_READ, SUGGESTED_POLL_INTERVAL_SECS,
 };
 use notifier_core::magic_folder::{self as mf, MagicFolderClient, MagicFolderError};
-use notifier_core::notify::NotificationSink;
 use notifier_core::snapshot::human_size;
 use serde::Serialize;
 use tauri::{AppHandle, Emitter as _, State};
-use tokio::sync::mpsc;
 
 use crate::app::{self, Core, CHANGED_EVENT};
 
 /// How long the Settings page waits for a daemon's folder list before calling it unreachable.
 const DAEMON_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The bridge of a running engine: the channel the engine's change reports go to, and the
-/// bridge's thread (it ends once that channel closes).
-pub struct RunningBridge {
-    /// Where the event pump forwards `EngineEvent::Changed`.
-    pub changes: mpsc::Sender<ChangeReport>,
-    /// The bridge's thread.
-    pub thread: std::thread::JoinHandle<()>,
-}
-
-/// Opens the bridge over the linked folders and runs it on a thread of its own, beside the
-/// engine. `None` when nothing is linked (or the links cannot be read, which is logged and
-/// shown as a notice): the engine then notifies for every cap itself.
-pub fn spawn_bridge(
-    app: &AppHandle,
-    core: &Arc<Core>,
-    sink: Arc<dyn NotificationSink>,
-    commands: mpsc::Sender<EngineCommand>,
-) -> Option<RunningBridge> {
-    let settings = core.settings();
-    let options = BridgeOptions {
-        quiet_hours: settings.quiet_hours().ok().flatten(),
-        news_only: settings.notify_for == notifier_core::preferences::NotifyFor::NewsOnly,
-        local_offset: core.local_offset,
-        ..BridgeOptions::new(core.paths.clone(), Arc::clone(&core.secrets), Some(sink))
-    };
-    let bridge = match Bridge::open(options) {
-        Ok(bridge) => bridge,
-        Err(error) => {
-            tracing::error!(%error, "cannot read the magic-folder links");
-            core.live().last_notice = Some(format!("magic-folder: {error}"));
-            return None;
-        }
-    };
-    if bridge.is_empty() {
-        return None;
-    }
-    // Queued at once, before the engine has loaded its caps, so that it never notifies for a
-    // linked cap itself (the user gets one notification, the bridge's); what the command
-    // channel cannot hold now is sent first thing on the bridge's thread.
-    let mut delegations = bridge.delegations().into_iter();
-    let mut pending = Vec::new();
-    for delegation in delegations.by_ref() {
-        if let Err(mpsc::error::TrySendError::Full(delegation)) = commands.try_send(delegation) {
-            pending.push(delegation);
-            break;
-        }
-    }
-    pending.extend(delegations);
-    let (changes, changes_rx) = mpsc::channel(1024);
-    let (app, core) = (app.clone(), Arc::clone(core));
-    let spawned = std::thread::Builder::new()
-        .name("magic-folder-bridge".to_owned())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    tracing::error!(%error, "cannot start the magic-folder bridge's runtime");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                for delegation in pending {
-                    if commands.send(delegation).await.is_err() {
-                        return;
-                    }
-                }
-                let (events_tx, mut events) = mpsc::channel(256);
-                let shown = async {
-                    while let Some(event) = events.recv().await {
-                        show_bridge_event(&app, &core, &event);
-                    }
-                };
-                tokio::join!(bridge.run(changes_rx, commands, events_tx), shown);
-            });
-        });
-    match spawned {
-        Ok(thread) => Some(RunningBridge { changes, thread }),
-        Err(error) => {
-            tracing::error!(%error, "cannot start the magic-folder bridge");
-            None
-        }
-    }
-}
-
-/// Folds a bridge event into what the page shows: the folder's last activity, and a notice
-/// (status line, tray tooltip) when the daemon could not be asked to poll.
-fn show_bridge_event(app: &AppHandle, core: &Arc<Core>, event: &BridgeEvent) {
-    let (folder, text, notice) = match event {
-        BridgeEvent::Poked {
-            folder,
-            participant,
-            elapsed,
-        } => (
-            Some(folder),
-            format!(
-                "fetched {participant}'s change {:.1} s after it was pushed",
-                elapsed.as_secs_f64()
-            ),
-            false,
-        ),
-        BridgeEvent::PokeFailed { folder, reason } => (
-            Some(folder),
-            format!("could not ask the daemon to fetch a change now ({reason}); it will at its next poll"),
-            true,
-        ),
-        BridgeEvent::Participants {
-            folder,
-            added,
-            removed,
-        } => {
-            let mut parts = Vec::new();
-            if !added.is_empty() {
-                parts.push(format!("now watching {}", added.join(", ")));
-            }
-            if !removed.is_empty() {
-                parts.push(format!("no longer watching {}", removed.join(", ")));
-            }
-            (Some(folder), parts.join("; "), false)
-        }
-        BridgeEvent::Notified { .. } => {
-            tracing::info!("magic-folder notification raised");
-            return;
-        }
-        BridgeEvent::Notice(text) => (None, text.clone(), true),
-    };
-    tracing::info!(kind = event_kind(event), "magic-folder bridge event");
-    if let Some(folder) = folder {
-        core.set_folder_activity(folder, text.clone(), notice);
-    }
-    if notice {
-        let line = match folder {
-            Some(folder) => format!("magic-folder \"{folder}\": {text}"),
-            None => format!("magic-folder: {text}"),
-        };
-        core.live().last_notice = Some(line);
-        crate::tray::refresh(app, core);
-    }
-    let _ = app.emit(CHANGED_EVENT, ());
-}
-
-fn event_kind(event: &BridgeEvent) -> &'static str {
-    match event {
-        BridgeEvent::Poked { .. } => "poked",
-        BridgeEvent::PokeFailed { .. } => "poke failed",
-        BridgeEvent::Participants { .. } => "participants",
-        BridgeEvent::Notified { .. } => "notified",
-        BridgeEvent::Notice(_) => "notice",
-    }
-}
 
 /* ---------- commands ---------- */
 
@@ -382,7 +226,7 @@ pub async fn link_magic_folders(
     conflicts_only: bool,
 ) -> Result<Vec<LinkedView>> {
     let dir = config_dir_from(&config_dir)?;
-    app::require_keyring(&app, &core).map_err(crate::commands::CommandError::new)?;
+    app::require_keyring(&core).map_err(crate::commands::CommandError::new)?;
     let client = MagicFolderClient::new(&dir).map_err(error)?;
     let config = ConfigFile::new(core.paths.config_file());
     let outcomes = mf::link_folders(&client, &core.caps, &config, None, conflicts_only)
@@ -421,7 +265,7 @@ pub fn unlink_magic_folder(
     let removed =
         mf::unlink_folder(&core.caps, &config, Path::new(&config_dir), &folder).map_err(error)?;
     for id in &removed {
-        core.live().caps.remove(id);
+        core.forget_cap(id);
     }
     tracing::info!(removed = removed.len(), "magic-folder unlinked");
     restart(&app, &core);
@@ -457,16 +301,7 @@ pub fn apply_magic_folder_poll_interval(config_dir: String, folder: String) -> R
     .map_err(error)
 }
 
-fn restart(app: &AppHandle, core: &Arc<Core>) {
-    // Stopping waits for the engine's threads: off the async runtime's worker.
-    let (app, core) = (app.clone(), Arc::clone(core));
-    let spawned = std::thread::Builder::new()
-        .name("engine-restart".to_owned())
-        .spawn(move || {
-            app::restart_engine(&app, &core);
-            let _ = app.emit(CHANGED_EVENT, ());
-        });
-    if let Err(error) = spawned {
-        tracing::error!(%error, "cannot restart the engine");
-    }
+fn restart(app: &AppHandle, _core: &Arc<Core>) {
+    // The host restarts its engine and bridge over the new links by itself.
+    let _ = app.emit(CHANGED_EVENT, ());
 }

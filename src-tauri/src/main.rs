@@ -1,19 +1,17 @@
-//! Tahoe Notifier, the tray app: a thin Tauri shell over notifier-core.
+//! Tahoe Notifier's window: a thin Tauri shell over notifier-core, a process of its own that
+//! ends when the window is closed. The engine, the notifications and the tray icon live in the
+//! engine host (`tahoe-notifier-tray`), which this window talks to over D-Bus and starts if it
+//! is not running.
 //!
-//! - `app.rs`: the shared core (stores, history, engine thread, live state)
-//! - `commands.rs`: what the page may call
-//! - `tray.rs`: icon states and menu
-//! - `window.rs`: the window, made on demand and destroyed when closed
-//! - `notify.rs`: the notification sink (pause, quiet hours, click to open)
-//! - `state.rs`: what the engine's events add up to
-//! - `settings.rs`: the app's preferences
-//! - `magic_folder.rs`: the magic-folder bridge beside the engine, and Settings' link commands
-//! - `keyring_state.rs`: whether the keyring can be used (absent, locked), without prompting
+//! - `app.rs`: the shared core (stores, history) and the link to the host (its live state,
+//!   what it asks the window to show, what the window asks of it)
+//! - `commands/`: what the page may call, one module per page
+//! - `window.rs`: the one window
+//! - `magic_folder.rs`: Settings' magic-folder link commands
 //!
-//! Usage: `tahoe-notifier-app [--tray] [--home DIR] [--keyring secret-service|keyutils]`,
-//! `tahoe-notifier-app --version`. `--tray` starts with no window (what login autostart uses).
-//! `--paused-until SECS` is what the app passes itself when it restarts tray-only after the
-//! window closed (`window.rs`). The options are documented for users in
+//! Usage: `tahoe-notifier-app [--open ITEM] [--home DIR] [--keyring secret-service|keyutils]`,
+//! `tahoe-notifier-app --tray` (start the background process only, for old autostart entries),
+//! `tahoe-notifier-app --version`. The options are documented for users in
 //! `packaging/tahoe-notifier/tahoe-notifier-app.1`.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
@@ -21,8 +19,6 @@
 mod app;
 mod commands;
 mod magic_folder;
-mod notify;
-mod tray;
 mod window;
 
 use std::path::PathBuf;
@@ -41,7 +37,7 @@ use tauri::{Manager as _, RunEvent};
 /// "Tahoe Notifier.desktop", which overrides nothing.
 const AUTOSTART_NAME: &str = "tahoe-notifier";
 
-/// What the app passes itself when started at login: no window, only the tray.
+/// What the app passes itself when started at login: no window, only the background process.
 const AUTOSTART_ARGS: [&str; 1] = ["--tray"];
 
 /// Command-line options.
@@ -49,11 +45,12 @@ const AUTOSTART_ARGS: [&str; 1] = ["--tray"];
 struct Options {
     /// `--version`: print it and exit, before anything starts.
     version: bool,
+    /// `--tray`: make sure the background process runs, open no window.
     tray_only: bool,
     home: Option<PathBuf>,
     keyring: KeyringBackend,
-    /// A pause carried over a tray-only restart (`window::closed`), as Unix seconds.
-    paused_until: Option<i64>,
+    /// `--open ITEM`: the item to show (`change:42`, `news:…`, a page name).
+    open: Option<String>,
 }
 
 fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
@@ -72,12 +69,7 @@ fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> 
                     .context("--keyring needs secret-service or keyutils")?
                     .parse()?
             }
-            "--paused-until" => {
-                options.paused_until = args
-                    .next()
-                    .and_then(|value| value.parse().ok())
-                    .or(options.paused_until)
-            }
+            "--open" => options.open = Some(args.next().context("--open needs an item")?),
             // WebDriver and desktop launchers may add their own arguments: ignore them.
             _ => {}
         }
@@ -111,8 +103,6 @@ fn main() {
     let local_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     // RUST_LOG as usual, never the third-party lines that carry secrets (see the function).
     notifier_core::logging::init_stderr("info");
-    // After the offset and the environment: it starts threads.
-    window::reap_inherited_children();
     if let Err(error) = run(options, local_offset) {
         eprintln!("tahoe-notifier-app: {error:#}");
         std::process::exit(1);
@@ -127,28 +117,32 @@ fn version_line() -> String {
 fn run(options: Options, local_offset: time::UtcOffset) -> anyhow::Result<()> {
     let paths = Paths::resolve(options.home.as_deref())
         .context("cannot choose where to keep the config")?;
-    if let Some(warning) = options.keyring.warning() {
-        tracing::warn!("{warning}");
+    if options.tray_only {
+        return start_host_only(&options);
     }
     let secrets = Arc::new(KeyringSecretStore::new(options.keyring));
-    let core = Arc::new(app::Core::open(paths, secrets, local_offset)?);
-    let tray_only = options.tray_only;
-    if let Some(until) = options
-        .paused_until
-        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
-    {
-        core.live().paused_until = Some(until);
-    }
+    let core = Arc::new(app::Core::open(
+        paths,
+        options.home.clone(),
+        options.keyring,
+        secrets,
+        local_offset,
+    )?);
+    let open_at = options.open.clone();
 
     let tauri_app = tauri::Builder::default()
         // First, so that a second launch is turned away before it builds anything.
-        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+        .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
             tracing::info!("second launch: showing the window");
-            window::open(app, None);
+            let target = args
+                .iter()
+                .position(|a| a == "--open")
+                .and_then(|i| args.get(i + 1).cloned());
+            window::open(app, target);
         }))
         .plugin(tauri_plugin_dialog::init())
         // On Linux the plugin writes ~/.config/autostart/<AUTOSTART_NAME>.desktop with
-        // `Exec=<this binary> --tray` (macOS: a LaunchAgent, its default).
+        // `Exec=<this binary> --tray`, which starts the background process only.
         .plugin(
             tauri_plugin_autostart::Builder::new()
                 .app_name(AUTOSTART_NAME)
@@ -194,37 +188,41 @@ fn run(options: Options, local_offset: time::UtcOffset) -> anyhow::Result<()> {
         .setup(move |app| {
             let handle = app.handle().clone();
             let core = Arc::clone(app.state::<Arc<app::Core>>().inner());
-            tray::create(&handle, &core)?;
-            let carried_pause = core.live().paused_until;
-            if let Some(until) = carried_pause {
-                tray::redraw_when_pause_ends(&handle, &core, until);
-            }
-            let sink = Arc::new(notify::AppSink::new(handle.clone(), Arc::clone(&core)));
-            app::start_engine(&handle, &core, sink);
-            app::watch_keyring(&handle, &core);
-            if !tray_only {
-                window::open(&handle, None);
-            }
+            app::link_to_host(&handle, &core);
+            window::open(&handle, open_at);
             Ok(())
         })
         .build(tauri::generate_context!())
         .context("cannot start the app")?;
 
-    tauri_app.run(move |app, event| match event {
-        // Closing the last window must not end the app: the tray and the engine stay. Only
-        // Quit (an explicit exit code) ends it.
-        RunEvent::ExitRequested {
-            code: None, api, ..
-        } => api.prevent_exit(),
-        RunEvent::Exit => core.stop_engine(),
-        RunEvent::WindowEvent {
-            label,
-            event: tauri::WindowEvent::Destroyed,
-            ..
-        } if label == window::MAIN => window::closed(app),
-        _ => {}
+    // Closing the window ends this process; the engine goes on in the host.
+    tauri_app.run(|_app, event| {
+        if let RunEvent::ExitRequested { .. } = event {
+            tracing::info!("window closed");
+        }
     });
     Ok(())
+}
+
+/// `--tray`: starts the background process (if it is not running) and returns at once, without
+/// touching the display: what login autostart runs.
+fn start_host_only(options: &Options) -> anyhow::Result<()> {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(app::HOST_PROGRAM)))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(app::HOST_PROGRAM));
+    let mut command = std::process::Command::new(&program);
+    if let Some(home) = &options.home {
+        command.arg("--home").arg(home);
+    }
+    command.args(["--keyring", options.keyring.as_str()]);
+    // Replaces this process: the host is what autostart meant to run.
+    let error = std::os::unix::process::CommandExt::exec(&mut command);
+    Err(anyhow::anyhow!(
+        "cannot start {}: {error}",
+        program.display()
+    ))
 }
 
 #[cfg(test)]
@@ -235,9 +233,19 @@ mod tests {
 
     #[test]
     fn options() {
-        let args = ["app", "--tray", "--home", "/tmp/x", "--keyring", "keyutils"];
+        let args = [
+            "app",
+            "--tray",
+            "--home",
+            "/tmp/x",
+            "--keyring",
+            "keyutils",
+            "--open",
+            "change:4",
+        ];
         let options = parse_options(args.iter().map(|s| s.to_string())).unwrap();
         assert!(options.tray_only);
+        assert_eq!(options.open.as_deref(), Some("change:4"));
         assert_eq!(options.home, Some(PathBuf::from("/tmp/x")));
         assert_eq!(options.keyring, KeyringBackend::Keyutils);
         assert!(!options.version);
@@ -254,7 +262,7 @@ mod tests {
     #[test]
     fn the_man_page_documents_every_option() {
         let page = include_str!("../../packaging/tahoe-notifier/tahoe-notifier-app.1");
-        for option in ["--tray", "--home", "--keyring", "--version"] {
+        for option in ["--tray", "--open", "--home", "--keyring", "--version"] {
             assert!(
                 page.contains(&option.replace('-', "\\-")),
                 "tahoe-notifier-app.1 does not mention {option}"

@@ -33,6 +33,12 @@ pub enum ServiceError {
     /// The config file failed.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The history failed.
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
+    /// The preferences failed.
+    #[error(transparent)]
+    Preferences(#[from] crate::preferences::PreferencesError),
     /// The local Tahoe node's files could not be read.
     #[error(transparent)]
     NodeDir(#[from] NodeDirError),
@@ -189,6 +195,46 @@ impl Notifier {
                 alias: alias.trim_end_matches(':').to_owned(),
             })?;
         self.add_cap(&found.read_cap, Some(label.unwrap_or(&found.name)), grid)
+    }
+
+    /// Stops watching the cap `id`: its keyring and config entries go, and so does its history
+    /// (its change records and the snapshot of a directory have no use once the cap is gone).
+    /// A running engine host sees it within a second and unsubscribes it.
+    pub fn remove_cap(&self, id: &str) -> Result<crate::config::CapEntry, ServiceError> {
+        let removed = self.caps().remove(id)?;
+        if self.paths.history_db().exists() {
+            crate::history::History::open(&self.paths.history_db())?.forget_cap(id)?;
+        }
+        Ok(removed)
+    }
+
+    /// Gives the cap `id` a new label (the next notifications use it).
+    pub fn rename_cap(&self, id: &str, label: &str) -> Result<(), ServiceError> {
+        Ok(self.caps().rename(id, label)?)
+    }
+
+    /// Mutes or unmutes the cap `id`: muted changes are recorded, not notified.
+    pub fn set_muted(&self, id: &str, muted: bool) -> Result<(), ServiceError> {
+        Ok(self.caps().set_muted(id, muted)?)
+    }
+
+    /// Holds notifications back until `until` (`None`: resumes). Written to the preferences,
+    /// which a running host follows; faces that reach the host ask it instead, so its state
+    /// follows at once.
+    pub fn pause(&self, until: Option<time::OffsetDateTime>) -> Result<(), ServiceError> {
+        self.ensure_dirs()?;
+        crate::preferences::Preferences::update(self.paths.config_dir(), |p| {
+            p.paused_until = until;
+        })?;
+        Ok(())
+    }
+
+    /// Marks every change and news item read (of one cap only, with `cap_id`).
+    pub fn mark_all_read(&self, cap_id: Option<&str>) -> Result<(), ServiceError> {
+        if self.paths.history_db().exists() {
+            crate::history::History::open(&self.paths.history_db())?.mark_all_read(cap_id)?;
+        }
+        Ok(())
     }
 
     /// Imports a grid's description. A description that leaves the gateway to each user gets

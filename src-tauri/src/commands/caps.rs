@@ -2,7 +2,6 @@
 
 use notifier_core::caps::check_watchable;
 use notifier_core::config::{CapEntry, CapKind};
-use notifier_core::engine::EngineCommand;
 use notifier_core::history::ChangeFilter;
 use serde::Serialize;
 use tahoe_caps::{Cap, CapRole};
@@ -146,12 +145,11 @@ pub fn add_cap(
     grid: Option<String>,
 ) -> Result<Added> {
     let cap = watchable(&text).map_err(CommandError)?;
-    app::require_keyring(&app, &core).map_err(CommandError)?;
+    app::require_keyring(&core).map_err(CommandError)?;
     let added = core
         .notifier()
         .add_cap(&cap, Some(&label), grid.as_deref())
         .map_err(CommandError::new)?;
-    core.send(EngineCommand::CapAdded(added.id.clone()));
     changed(&app, &core);
     Ok(Added {
         id: added.id,
@@ -162,10 +160,9 @@ pub fn add_cap(
 /// Renames a watched cap.
 #[tauri::command(async)]
 pub fn rename_cap(app: AppHandle, core: Shared<'_>, id: String, label: String) -> Result<()> {
-    core.caps.rename(&id, &label)?;
-    // The engine keeps labels for its notifications: re-adding refreshes them.
-    core.send(EngineCommand::CapRemoved(id.clone()));
-    core.send(EngineCommand::CapAdded(id));
+    core.notifier()
+        .rename_cap(&id, &label)
+        .map_err(CommandError::new)?;
     changed(&app, &core);
     Ok(())
 }
@@ -173,18 +170,19 @@ pub fn rename_cap(app: AppHandle, core: Shared<'_>, id: String, label: String) -
 /// Mutes or unmutes a watched cap.
 #[tauri::command(async)]
 pub fn set_muted(app: AppHandle, core: Shared<'_>, id: String, muted: bool) -> Result<()> {
-    core.caps.set_muted(&id, muted)?;
-    core.send(EngineCommand::SetMuted { id, muted });
+    core.notifier()
+        .set_muted(&id, muted)
+        .map_err(CommandError::new)?;
     changed(&app, &core);
     Ok(())
 }
 
-/// Stops watching: unsubscribes, then deletes the keyring entry and the config entry.
+/// Stops watching: the keyring entry, the config entry and the cap's history go (as with
+/// `tahoe-notifier caps remove`); the host unsubscribes it within a second.
 #[tauri::command(async)]
 pub fn remove_cap(app: AppHandle, core: Shared<'_>, id: String) -> Result<()> {
-    core.send(EngineCommand::CapRemoved(id.clone()));
-    core.caps.remove(&id)?;
-    core.live().caps.remove(&id);
+    core.notifier().remove_cap(&id).map_err(CommandError::new)?;
+    core.forget_cap(&id);
     changed(&app, &core);
     Ok(())
 }
@@ -253,13 +251,12 @@ pub fn add_alias(
                     .to_owned(),
             )
         })?;
-    app::require_keyring(&app, &core).map_err(CommandError)?;
+    app::require_keyring(&core).map_err(CommandError)?;
     let label = label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
     let added = core
         .notifier()
         .add_alias(&node, &name, label.as_deref(), grid.as_deref())
         .map_err(CommandError::new)?;
-    core.send(EngineCommand::CapAdded(added.id.clone()));
     changed(&app, &core);
     Ok(Added {
         id: added.id,

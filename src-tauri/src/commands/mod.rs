@@ -17,7 +17,6 @@ use serde::Serialize;
 use tauri::{AppHandle, Emitter as _, State};
 
 use crate::app::{Core, CHANGED_EVENT};
-use crate::tray::{self};
 
 /// A command's failure, as the page shows it: one sentence, never a secret (every error type
 /// of notifier-core is written to leave caps out).
@@ -54,7 +53,6 @@ command_error_from!(
 pub(crate) type Result<T> = std::result::Result<T, CommandError>;
 pub(crate) type Shared<'a> = State<'a, Arc<Core>>;
 
-pub(crate) fn changed(app: &AppHandle, core: &Arc<Core>) {
-    tray::refresh_with_menu(app, core, true);
+pub(crate) fn changed(app: &AppHandle, _core: &Arc<Core>) {
     let _ = app.emit(CHANGED_EVENT, ());
 }

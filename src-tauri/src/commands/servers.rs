@@ -1,9 +1,7 @@
 //! The Servers page: updates servers, grids, importing a grid file.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use notifier_core::engine::EngineCommand;
 use notifier_core::grid_file::parse_grid_file;
 use serde::Serialize;
 use tauri::AppHandle;
@@ -80,7 +78,7 @@ pub fn list_servers(core: Shared<'_>) -> Result<ServersView> {
 /// Reconnects every updates server now.
 #[tauri::command(async)]
 pub fn reconnect(core: Shared<'_>) {
-    core.send(EngineCommand::ReconnectAll);
+    core.ask_host(app::HostRequest::Reconnect);
 }
 
 /// What an import did.
@@ -90,18 +88,17 @@ pub struct Imported {
     servers: usize,
 }
 
-/// Imports the grid file at `path` (chosen by the user), then restarts the engine so it
-/// connects to the new servers. The file's secrets go to the keyring, never to the page.
+/// Imports the grid file at `path` (chosen by the user); the host connects to the new servers
+/// within a second. The file's secrets go to the keyring, never to the page.
 #[tauri::command(async)]
 pub fn import_grid_file(app: AppHandle, core: Shared<'_>, path: String) -> Result<Imported> {
     let path = expand_home(path.trim());
     let text = std::fs::read_to_string(&path)
         .map_err(|e| CommandError(format!("cannot read the grid file {}: {e}", path.display())))?;
     let grid = parse_grid_file(&text)?;
-    app::require_keyring(&app, &core).map_err(CommandError)?;
+    app::require_keyring(&core).map_err(CommandError)?;
     let entry = core.servers.import_grid(&grid)?;
-    let core = Arc::clone(&core);
-    app::restart_engine(&app, &core);
+    super::changed(&app, &core);
     Ok(Imported {
         grid: entry.name,
         servers: grid.updates_servers.len(),

@@ -1,14 +1,11 @@
 //! The Settings page: preferences, start at login, pause.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use tauri::AppHandle;
 use tauri_plugin_autostart::ManagerExt as _;
 
 use super::{CommandError, Result, Shared};
 use crate::app::{self};
-use crate::tray::{self, Pause};
 use notifier_core::preferences::{NotifyFor, Preferences as Settings};
 
 /// The Settings page's data.
@@ -103,14 +100,14 @@ pub fn set_settings(app: AppHandle, core: Shared<'_>, settings: SettingsInput) -
         ..core.settings()
     };
     new.validate()?;
-    new.save(core.paths.config_dir())?;
-    let changed = core.settings() != new;
-    core.set_settings(new);
-    // The engine reads the gateway and its notification policy when it starts.
-    if changed {
-        let core = Arc::clone(&core);
-        app::restart_engine(&app, &core);
-    }
+    // Edited under the file's lock, so that a pause or mute the host saved meanwhile stays;
+    // the host follows the new policy and gateway within a second.
+    Settings::update(core.paths.config_dir(), |saved| {
+        saved.gateway_url = new.gateway_url.clone();
+        saved.quiet_hours = new.quiet_hours.clone();
+        saved.notify_for = new.notify_for;
+    })?;
+    super::changed(&app, &core);
     Ok(())
 }
 
@@ -129,12 +126,10 @@ pub fn set_autostart(app: AppHandle, enabled: bool) -> Result<bool> {
 /// Pauses notifications (`hour`, `tomorrow`) or resumes them (`resume`).
 #[tauri::command(async)]
 pub fn pause(app: AppHandle, core: Shared<'_>, mode: String) -> Result<()> {
-    let how = match mode.as_str() {
-        "hour" => Pause::OneHour,
-        "tomorrow" => Pause::UntilTomorrow,
-        "resume" => Pause::Resume,
-        _ => return Err(CommandError(format!("unknown pause mode {mode:?}"))),
-    };
-    tray::pause(&app, &core, how);
+    if !matches!(mode.as_str(), "hour" | "tomorrow" | "resume") {
+        return Err(CommandError(format!("unknown pause mode {mode:?}")));
+    }
+    core.ask_host(app::HostRequest::Pause(mode));
+    super::changed(&app, &core);
     Ok(())
 }

@@ -77,7 +77,7 @@ fn mailbox_url() -> String {
 #[tauri::command(async)]
 pub async fn join_grid(app: AppHandle, core: Shared<'_>, code: String) -> Result<JoinedView> {
     let code: InviteCode = code.parse().map_err(CommandError::new)?;
-    app::require_keyring(&app, &core).map_err(CommandError)?;
+    app::require_keyring(&core).map_err(CommandError)?;
     let choice = gateway_choice(&core)?;
     let imported = core
         .notifier()
@@ -85,7 +85,7 @@ pub async fn join_grid(app: AppHandle, core: Shared<'_>, code: String) -> Result
         .await
         .map_err(CommandError::new)?;
     let core = Arc::clone(&core);
-    app::restart_engine(&app, &core);
+    super::changed(&app, &core);
     changed(&app, &core);
     Ok(view(&imported))
 }
@@ -110,13 +110,13 @@ pub fn open_grid_file(app: AppHandle, core: Shared<'_>) -> Result<Option<JoinedV
     let grid = parse_grid_file(&text)
         .map_err(|e| CommandError(format!("cannot import {}: {e}", path.display())))?;
     drop(text);
-    app::require_keyring(&app, &core).map_err(CommandError)?;
+    app::require_keyring(&core).map_err(CommandError)?;
     let imported = core
         .notifier()
         .import_grid(grid, &gateway_choice(&core)?)
         .map_err(|e| CommandError(format!("cannot import {}: {e}", path.display())))?;
     let core = Arc::clone(&core);
-    app::restart_engine(&app, &core);
+    super::changed(&app, &core);
     changed(&app, &core);
     Ok(Some(view(&imported)))
 }
@@ -183,10 +183,9 @@ pub fn choose_node_dir(app: AppHandle, core: Shared<'_>) -> Result<Option<LocalN
         )));
     }
     let view = node_view(&node)?;
-    let mut settings = core.settings();
-    settings.tahoe_node_dir = Some(path);
-    settings.save(core.paths.config_dir())?;
-    core.set_settings(settings);
+    notifier_core::preferences::Preferences::update(core.paths.config_dir(), |p| {
+        p.tahoe_node_dir = Some(path);
+    })?;
     changed(&app, &core);
     Ok(Some(view))
 }
@@ -209,12 +208,12 @@ pub fn use_local_node(app: AppHandle, core: Shared<'_>) -> Result<LocalNodeView>
         )));
     };
     let mut settings = core.settings();
-    settings.gateway_url = Some(url);
+    settings.gateway_url = Some(url.clone());
     settings.validate()?;
-    settings.save(core.paths.config_dir())?;
-    core.set_settings(settings);
-    let core = Arc::clone(&core);
-    app::restart_engine(&app, &core);
+    // The host follows the new gateway within a second.
+    notifier_core::preferences::Preferences::update(core.paths.config_dir(), |p| {
+        p.gateway_url = Some(url);
+    })?;
     changed(&app, &core);
     Ok(view)
 }

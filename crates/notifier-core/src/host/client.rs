@@ -42,6 +42,10 @@ trait Notifier {
     fn quit(&self) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
+    #[zbus(signal)]
+    fn state_changed(&self, state: &str) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn window_requested(&self, target: &str) -> zbus::Result<()>;
 }
 
 /// A connection to the host of one home.
@@ -139,6 +143,52 @@ impl HostClient {
     /// Stops the host.
     pub async fn quit(&self) -> Result<(), ClientError> {
         self.proxy.quit().await.map_err(refused)
+    }
+
+    /// The host's state after each change of it (`StateChanged`), unreadable ones skipped.
+    pub async fn state_changes(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = HostState> + Unpin, ClientError> {
+        use futures_util::StreamExt as _;
+        let stream = self.proxy.receive_state_changed().await.map_err(refused)?;
+        Ok(stream
+            .filter_map(|signal| async move {
+                let args = signal.args().ok()?;
+                serde_json::from_str(args.state()).ok()
+            })
+            .boxed())
+    }
+
+    /// Each item the window is asked to show (`WindowRequested`; `""`: where it was).
+    pub async fn window_requests(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = String> + Unpin, ClientError> {
+        use futures_util::StreamExt as _;
+        let stream = self
+            .proxy
+            .receive_window_requested()
+            .await
+            .map_err(refused)?;
+        Ok(stream
+            .filter_map(|signal| async move {
+                let args = signal.args().ok()?;
+                let target: String = (*args.target()).to_owned();
+                Some(target)
+            })
+            .boxed())
+    }
+
+    /// Resolves once the host has left the bus (stopped or crashed).
+    pub async fn gone(&self) {
+        use futures_util::StreamExt as _;
+        let Ok(mut owners) = self.proxy.inner().receive_owner_changed().await else {
+            return;
+        };
+        while let Some(owner) = owners.next().await {
+            if owner.is_none() {
+                return;
+            }
+        }
     }
 
     /// The host's version.

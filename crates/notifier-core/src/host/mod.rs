@@ -148,6 +148,51 @@ pub struct HostState {
     pub unread_news: u64,
     /// The last changes, newest first (summary and history id), for the tray's menu.
     pub recent: Vec<(i64, String)>,
+    /// The magic-folder bridge's last word per linked folder, and whether it is a failure.
+    #[serde(default)]
+    pub folders: BTreeMap<String, (String, bool)>,
+}
+
+/// What a bridge event means for the state: the folder it is about (if any), a sentence, and
+/// whether it is a failure (then also the state's notice).
+fn describe_bridge_event(event: &BridgeEvent) -> Option<(Option<&str>, String, bool)> {
+    Some(match event {
+        BridgeEvent::Poked {
+            folder,
+            participant,
+            elapsed,
+        } => (
+            Some(folder.as_str()),
+            format!(
+                "fetched {participant}'s change {:.1} s after it was pushed",
+                elapsed.as_secs_f64()
+            ),
+            false,
+        ),
+        BridgeEvent::PokeFailed { folder, reason } => (
+            Some(folder.as_str()),
+            format!(
+                "could not ask the daemon to fetch a change now ({reason}); it will at its next poll"
+            ),
+            true,
+        ),
+        BridgeEvent::Participants {
+            folder,
+            added,
+            removed,
+        } => {
+            let mut parts = Vec::new();
+            if !added.is_empty() {
+                parts.push(format!("now watching {}", added.join(", ")));
+            }
+            if !removed.is_empty() {
+                parts.push(format!("no longer watching {}", removed.join(", ")));
+            }
+            (Some(folder.as_str()), parts.join("; "), false)
+        }
+        BridgeEvent::Notified { .. } => return None,
+        BridgeEvent::Notice(text) => (None, text.clone(), true),
+    })
 }
 
 /// What a face may ask of the host.
@@ -297,7 +342,6 @@ pub async fn run(
         }
     }
     let preferences = Preferences::load(options.paths.config_dir())?;
-    let policy = options.policy(&preferences);
     publish(&|s| s.live.paused_until = preferences.paused_until);
 
     let (actions_tx, mut actions) = mpsc::unbounded_channel::<NotificationAction>();
@@ -308,49 +352,11 @@ pub async fn run(
     } else {
         Arc::new(RecordingSink::new())
     };
-    let bridge = Bridge::open(BridgeOptions {
-        quiet_hours: policy.quiet_hours,
-        news_only: policy.news_only,
-        local_offset: options.local_offset,
-        ..BridgeOptions::new(
-            options.paths.clone(),
-            Arc::clone(&options.secrets),
-            Some(Arc::clone(&sink)),
-        )
-    })
-    .map_err(|e| HostError::MagicFolder(e.to_string()))?;
-    let engine = Engine::open(
-        EngineOptions {
-            paths: options.paths.clone(),
-            secrets: Arc::clone(&options.secrets),
-            gateway_url: options
-                .gateway_url
-                .clone()
-                .or_else(|| preferences.gateway_url.clone()),
-            poll_interval: options.poll_interval,
-            link_timing: options.link_timing.clone(),
-            policy,
-            local_offset: options.local_offset,
-        },
-        Some(Arc::clone(&sink)),
-    )?;
+    let mut running = Running::start(&options, &preferences, &sink, false)?;
     let history = History::open(&options.paths.history_db()).ok();
     let counts = Counts::read(history.as_ref());
     publish(&|s| Counts::apply(&counts, s));
-
-    // The engine's commands: queued before it runs, so that it never notifies a cap the
-    // bridge notifies for.
-    let delegations = bridge.delegations();
-    let (engine_commands, engine_commands_rx) = mpsc::channel(1024);
-    for command in delegations {
-        let _ = engine_commands.try_send(command);
-    }
-    let (engine_events_tx, mut engine_events) = mpsc::channel(1024);
-    let (changes_tx, changes_rx) = mpsc::channel(1024);
-    let (bridge_events_tx, mut bridge_events) = mpsc::channel(256);
-    let engine_task = tokio::task::spawn_local(engine.run(engine_commands_rx, engine_events_tx));
-    let bridge_task =
-        tokio::task::spawn_local(bridge.run(changes_rx, engine_commands.clone(), bridge_events_tx));
+    let mut dnd_on = false;
     let mut follower = Follower::new(&options.paths, Arc::clone(&options.secrets), preferences);
     let mut follow = tokio::time::interval(FOLLOW_INTERVAL);
     follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -358,7 +364,6 @@ pub async fn run(
     let mut dnd_ticks = tokio::time::interval(dnd::POLL_INTERVAL);
     dnd_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pause_end: Option<tokio::time::Instant> = None;
-    let mut changes_tx = Some(changes_tx);
     loop {
         let pause_timer = async {
             match pause_end {
@@ -367,10 +372,10 @@ pub async fn run(
             }
         };
         tokio::select! {
-            event = engine_events.recv() => {
+            event = running.events.recv() => {
                 let Some(event) = event else { break };
                 let counts_changed = matches!(event, EngineEvent::Changed(_) | EngineEvent::News(_));
-                if let (EngineEvent::Changed(report), Some(changes)) = (&event, &changes_tx) {
+                if let (EngineEvent::Changed(report), Some(changes)) = (&event, &running.changes) {
                     let _ = changes.send(report.clone()).await;
                 }
                 let counts = counts_changed.then(|| Counts::read(history.as_ref())).flatten();
@@ -380,13 +385,26 @@ pub async fn run(
                 });
                 let _ = events.send(HostEvent::Engine(event));
             }
-            Some(event) = bridge_events.recv() => {
+            Some(event) = running.bridge_events.recv() => {
+                if let Some((folder, text, failed)) = describe_bridge_event(&event) {
+                    publish(&|s| {
+                        if let Some(folder) = folder {
+                            s.folders.insert(folder.to_owned(), (text.clone(), failed));
+                        }
+                        if failed {
+                            s.live.last_notice = Some(match folder {
+                                Some(folder) => format!("magic-folder \"{folder}\": {text}"),
+                                None => format!("magic-folder: {text}"),
+                            });
+                        }
+                    });
+                }
                 let _ = events.send(HostEvent::Bridge(event));
             }
             command = commands.recv() => match command {
                 None | Some(HostCommand::Quit) => break,
                 Some(HostCommand::Engine(command)) => {
-                    let _ = engine_commands.send(command).await;
+                    let _ = running.commands.send(command).await;
                 }
                 Some(HostCommand::Pause(until)) => {
                     let saved = Preferences::update(options.paths.config_dir(), |p| {
@@ -397,7 +415,7 @@ pub async fn run(
                     }
                     follower.preferences.paused_until = until;
                     let policy = options.policy(&follower.preferences);
-                    let _ = engine_commands.send(EngineCommand::Policy(policy)).await;
+                    let _ = running.commands.send(EngineCommand::Policy(policy)).await;
                     publish(&|s| s.live.paused_until = until);
                 }
                 Some(HostCommand::MarkAllRead) => {
@@ -438,17 +456,33 @@ pub async fn run(
                         }
                         follower.preferences.muted_until.insert(cap_id, until.unix_timestamp());
                         let policy = options.policy(&follower.preferences);
-                        let _ = engine_commands.send(EngineCommand::Policy(policy)).await;
+                        let _ = running.commands.send(EngineCommand::Policy(policy)).await;
                     }
                 }
             }
             _ = follow.tick() => {
+                // New servers, grids, magic-folder links or gateway: the engine and the bridge
+                // start again over them (links reconnect; nothing is reported twice, as after
+                // any reconnect).
+                if follower.wiring_changed() {
+                    tracing::info!("servers, grids, links or the gateway changed: restarting the engine");
+                    let result = std::mem::replace(
+                        &mut running,
+                        Running::start(&options, &follower.preferences, &sink, dnd_on)?,
+                    )
+                    .stop()
+                    .await;
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "the replaced engine ended with an error");
+                    }
+                    publish(&|s| s.live.reset_engine_view());
+                }
                 for command in follower.caps_changed() {
-                    let _ = engine_commands.send(command).await;
+                    let _ = running.commands.send(command).await;
                 }
                 if let Some(preferences) = follower.preferences_changed() {
                     let policy = options.policy(&preferences);
-                    let _ = engine_commands.send(EngineCommand::Policy(policy)).await;
+                    let _ = running.commands.send(EngineCommand::Policy(policy)).await;
                     publish(&|s| s.live.paused_until = preferences.paused_until);
                 }
                 // Another face may have marked items read (`history mark-read`, the window).
@@ -469,7 +503,8 @@ pub async fn run(
             _ = dnd_ticks.tick() => {
                 if let Some(on) = do_not_disturb.changed().await {
                     tracing::info!(on, "the desktop's Do-Not-Disturb changed");
-                    let _ = engine_commands.send(EngineCommand::DoNotDisturb(on)).await;
+                    dnd_on = on;
+                    let _ = running.commands.send(EngineCommand::DoNotDisturb(on)).await;
                 }
             }
             () = pause_timer => {
@@ -478,20 +513,100 @@ pub async fn run(
             }
         }
     }
-    let _ = engine_commands.send(EngineCommand::Shutdown).await;
-    drop(engine_commands);
-    // The bridge ends once the engine's changes stop.
-    drop(changes_tx.take());
-    let result = engine_task.await;
-    let _ = bridge_task.await;
+    let result = running.stop().await;
     if let Some(signals) = signals {
         signals.abort();
     }
-    match result {
-        Ok(result) => result.map_err(HostError::from),
-        Err(error) => {
-            tracing::error!(%error, "the engine task failed");
-            Ok(())
+    result.map_err(HostError::from)
+}
+
+/// The engine and the magic-folder bridge, running beside each other on the host's `LocalSet`.
+struct Running {
+    commands: mpsc::Sender<EngineCommand>,
+    events: mpsc::Receiver<EngineEvent>,
+    changes: Option<mpsc::Sender<crate::engine::ChangeReport>>,
+    bridge_events: mpsc::Receiver<BridgeEvent>,
+    engine_task: tokio::task::JoinHandle<Result<(), EngineError>>,
+    bridge_task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Opens both over the config and `preferences` as they are now, and starts them.
+    fn start(
+        options: &HostOptions,
+        preferences: &Preferences,
+        sink: &Arc<dyn NotificationSink>,
+        dnd_on: bool,
+    ) -> Result<Running, HostError> {
+        let policy = options.policy(preferences);
+        let bridge = Bridge::open(BridgeOptions {
+            quiet_hours: policy.quiet_hours,
+            news_only: policy.news_only,
+            local_offset: options.local_offset,
+            ..BridgeOptions::new(
+                options.paths.clone(),
+                Arc::clone(&options.secrets),
+                Some(Arc::clone(sink)),
+            )
+        })
+        .map_err(|e| HostError::MagicFolder(e.to_string()))?;
+        let engine = Engine::open(
+            EngineOptions {
+                paths: options.paths.clone(),
+                secrets: Arc::clone(&options.secrets),
+                gateway_url: options
+                    .gateway_url
+                    .clone()
+                    .or_else(|| preferences.gateway_url.clone()),
+                poll_interval: options.poll_interval,
+                link_timing: options.link_timing.clone(),
+                policy,
+                local_offset: options.local_offset,
+            },
+            Some(Arc::clone(sink)),
+        )?;
+        // Queued before the engine runs: it must never notify a cap the bridge notifies for,
+        // nor show what Do-Not-Disturb holds back.
+        let delegations = bridge.delegations();
+        let (commands, commands_rx) = mpsc::channel(1024 + delegations.len());
+        for command in delegations {
+            let _ = commands.try_send(command);
+        }
+        if dnd_on {
+            let _ = commands.try_send(EngineCommand::DoNotDisturb(true));
+        }
+        let (events_tx, events) = mpsc::channel(1024);
+        let (changes, changes_rx) = mpsc::channel(1024);
+        let (bridge_events_tx, bridge_events) = mpsc::channel(256);
+        let engine_task = tokio::task::spawn_local(engine.run(commands_rx, events_tx));
+        let bridge_task =
+            tokio::task::spawn_local(bridge.run(changes_rx, commands.clone(), bridge_events_tx));
+        Ok(Running {
+            commands,
+            events,
+            changes: Some(changes),
+            bridge_events,
+            engine_task,
+            bridge_task,
+        })
+    }
+
+    /// Stops both and waits for them.
+    async fn stop(mut self) -> Result<(), EngineError> {
+        let _ = self.commands.send(EngineCommand::Shutdown).await;
+        drop(self.commands);
+        // The bridge ends once the engine's changes stop.
+        drop(self.changes.take());
+        // Events still queued are of no use now; the engine must not wait on a full queue.
+        self.events.close();
+        let result = self.engine_task.await;
+        let _ = self.bridge_task.await;
+        match result {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::error!(%error, "the engine task failed");
+                Ok(())
+            }
         }
     }
 }
@@ -578,6 +693,8 @@ pub fn spawn(options: HostOptions) -> std::io::Result<SpawnedHost> {
 /// Follows the files other faces write: the caps in the config, and the preferences.
 struct Follower {
     caps: CapStore,
+    /// The servers, grids, magic-folder links and gateway the engine was started with.
+    wiring: Option<String>,
     config_file: PathBuf,
     config_written: Option<(Option<std::time::SystemTime>, u64)>,
     seen: BTreeMap<String, (String, bool)>,
@@ -598,7 +715,9 @@ impl Follower {
         let caps = CapStore::new(ConfigFile::new(config_file.clone()), secrets);
         let seen = Self::read(&caps).unwrap_or_default();
         let config_dir = paths.config_dir().to_path_buf();
+        let wiring = Self::wiring(&config_file, &preferences);
         Follower {
+            wiring,
             config_written: written(&config_file),
             config_file,
             caps,
@@ -616,6 +735,30 @@ impl Follower {
                 .map(|entry| (entry.id, (entry.label, entry.muted)))
                 .collect()
         })
+    }
+
+    /// What the engine and bridge are built over, as one comparable text (`None` while the
+    /// config cannot be read).
+    fn wiring(config_file: &std::path::Path, preferences: &Preferences) -> Option<String> {
+        let config = ConfigFile::new(config_file.to_path_buf()).load().ok()?;
+        serde_json::to_string(&(
+            &config.servers,
+            &config.grids,
+            &config.magic_folder_links,
+            &preferences.gateway_url,
+        ))
+        .ok()
+    }
+
+    /// Whether the servers, grids, links or gateway changed since the engine started (then
+    /// remembered as seen).
+    fn wiring_changed(&mut self) -> bool {
+        let now = Self::wiring(&self.config_file, &self.preferences);
+        if now.is_none() || now == self.wiring {
+            return false;
+        }
+        self.wiring = now;
+        true
     }
 
     /// The engine commands that tell it of caps added, removed, renamed or muted by another
