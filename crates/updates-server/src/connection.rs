@@ -1,15 +1,16 @@
 //! One subscriber's WebSocket session after the upgrade: its messages, its updates, its limits.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use mutable_updates::message::{
-    BatchedUpdates, ClientMessage, ErrorCode, ProtocolError, RequestedIndex, ServerMessage, Status,
-    SubscriptionStatus,
+    BatchedUpdates, ClientMessage, ErrorCode, ProofRequest, ProtocolError, RequestedIndex,
+    ServerMessage, Status, SubscriptionStatus,
 };
+use mutable_updates::proof::SlotProof;
 use tahoe_caps::StorageIndex;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -43,18 +44,41 @@ enum Ending {
     Abandon(&'static str),
 }
 
-/// Updates held back for a client that asked for batching.
+/// Updates held back for a client that asked for batching: one entry per SI in arrival order,
+/// found through a hash map, so a window of n distinct hot slots costs O(n), not O(n²)
+/// (finding 13).
 struct Batch {
     delay: Duration,
-    pending: Vec<(StorageIndex, u64)>,
+    pending: Vec<(StorageIndex, u64, Option<Arc<SlotProof>>)>,
+    positions: HashMap<StorageIndex, usize>,
     deadline: Option<tokio::time::Instant>,
 }
 
 impl Batch {
-    fn add(&mut self, storage_index: StorageIndex, seqnum: u64) {
-        match self.pending.iter_mut().find(|(si, _)| *si == storage_index) {
-            Some(entry) => entry.1 = entry.1.max(seqnum),
-            None => self.pending.push((storage_index, seqnum)),
+    fn new(delay: Duration) -> Self {
+        Self {
+            delay,
+            pending: Vec::new(),
+            positions: HashMap::new(),
+            deadline: None,
+        }
+    }
+
+    /// Adds one update; `proof` only for a subscription that asked for proofs.
+    fn add(&mut self, storage_index: StorageIndex, seqnum: u64, proof: Option<Arc<SlotProof>>) {
+        match self.positions.get(&storage_index) {
+            Some(&at) => {
+                if let Some(entry) = self.pending.get_mut(at) {
+                    if seqnum >= entry.1 {
+                        // The proof goes with the seqnum it proves.
+                        *entry = (storage_index, seqnum, proof);
+                    }
+                }
+            }
+            None => {
+                self.positions.insert(storage_index, self.pending.len());
+                self.pending.push((storage_index, seqnum, proof));
+            }
         }
         if self.deadline.is_none() {
             self.deadline = Some(tokio::time::Instant::now() + self.delay);
@@ -63,14 +87,23 @@ impl Batch {
 
     fn take_message(&mut self) -> Option<Message> {
         self.deadline = None;
+        self.positions.clear();
         if self.pending.is_empty() {
             return None;
         }
         let pending = std::mem::take(&mut self.pending);
+        let mut proofs = Vec::new();
+        let mut seqnums = Vec::with_capacity(pending.len());
+        for (si, seqnum, proof) in pending {
+            seqnums.push((si, seqnum));
+            if let Some(proof) = proof {
+                proofs.push((si, (*proof).clone().without_key()));
+            }
+        }
         let message = ServerMessage::Updates(BatchedUpdates {
-            storage_indexes: pending.iter().map(|(si, _)| *si).collect(),
-            seqnums: pending,
-            proofs: Vec::new(),
+            storage_indexes: seqnums.iter().map(|(si, _)| *si).collect(),
+            seqnums,
+            proofs,
         });
         Some(Message::Text(message.to_json().into()))
     }
@@ -229,7 +262,15 @@ fn deliveries_to_messages(
     // Draining what is already queued lets one flush carry many updates.
     while let Some(delivery) = next {
         match batch {
-            Some(batch) => batch.add(delivery.change.storage_index, delivery.change.seqnum),
+            Some(batch) => {
+                let proof = delivery
+                    .change
+                    .proof
+                    .as_ref()
+                    .filter(|_| delivery.with_proof)
+                    .map(Arc::clone);
+                batch.add(delivery.change.storage_index, delivery.change.seqnum, proof);
+            }
             None => {
                 metrics.updates_sent.fetch_add(1, Ordering::Relaxed);
                 published.push(delivery.published);
@@ -344,16 +385,15 @@ fn handle_text(
                 let delay = delay.min(context.limits.max_batch_delay);
                 match batch {
                     Some(batch) => batch.delay = delay,
-                    None => {
-                        *batch = Some(Batch {
-                            delay,
-                            pending: Vec::new(),
-                            deadline: None,
-                        });
-                    }
+                    None => *batch = Some(Batch::new(delay)),
                 }
             }
-            subscribe_status(&subscribe.storage_indexes, registration, context)
+            subscribe_status(
+                &subscribe.storage_indexes,
+                subscribe.proofs,
+                registration,
+                context,
+            )
         }
         ClientMessage::Unsubscribe(unsubscribe) => {
             let mut seen = HashSet::new();
@@ -392,6 +432,7 @@ fn refused(code: ErrorCode, message: String) -> SubscriptionStatus {
 /// Subscribes to every mutable slot this server holds and says why the others were refused.
 fn subscribe_status(
     requested: &[RequestedIndex],
+    proofs: Option<ProofRequest>,
     registration: &mut Registration,
     context: &SessionContext,
 ) -> Status {
@@ -447,13 +488,29 @@ fn subscribe_status(
         entries.push((item.raw.clone(), status));
     }
     let storage_indexes: Vec<StorageIndex> = accepted.iter().map(|(_, si)| *si).collect();
-    registration.subscribe_all(&storage_indexes);
+    registration.subscribe_all_with(&storage_indexes, proofs.is_some());
     // Read the seqnum only after subscribing: a publish in between is then either in this
     // status or in an update that follows it, never in neither.
     let mut seqnums = Vec::with_capacity(accepted.len());
+    let mut proof_entries = Vec::new();
     for (position, si) in accepted {
-        match context.slots.state(&si) {
-            SlotState::Mutable { seqnum } => seqnums.push((entries[position].0.clone(), seqnum)),
+        let (state, proof) = match proofs {
+            Some(_) => context.slots.state_with_proof(&si),
+            None => (context.slots.state(&si), None),
+        };
+        match state {
+            SlotState::Mutable { seqnum } => {
+                let raw = entries[position].0.clone();
+                // A proof is of the version the status names, or it is left out.
+                if let Some(proof) = proof.filter(|p| p.prefix().seqnum() == seqnum) {
+                    let proof = match proofs {
+                        Some(ProofRequest::WithKeys) => (*proof).clone(),
+                        _ => (*proof).clone().without_key(),
+                    };
+                    proof_entries.push((raw.clone(), proof));
+                }
+                seqnums.push((raw, seqnum));
+            }
             _ => {
                 // Deleted between the two reads: report what is true now.
                 registration.unsubscribe_all(&[si]);
@@ -467,6 +524,6 @@ fn subscribe_status(
     Status {
         entries,
         seqnums,
-        proofs: Vec::new(),
+        proofs: proof_entries,
     }
 }

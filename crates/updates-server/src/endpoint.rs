@@ -91,10 +91,11 @@ impl UpdatesEndpoint {
                 .metrics
                 .slot_changes
                 .fetch_add(1, Ordering::Relaxed);
+            let (storage_index, seqnum) = (change.storage_index, change.seqnum);
             let delivered = self.context.hub.publish(change);
             tracing::debug!(
-                storage_index = %change.storage_index,
-                seqnum = change.seqnum,
+                %storage_index,
+                seqnum,
                 delivered,
                 "slot changed"
             );

@@ -172,7 +172,7 @@ impl Metrics {
 impl MetricsSource for crate::watcher::ShareWatcher {
     fn write_metrics(&self, out: &mut String) {
         let stats = self.stats();
-        let rows: [(&str, &str, &str, u64); 11] = [
+        let rows: [(&str, &str, &str, u64); 14] = [
             (
                 "watcher_mutable_slots",
                 "gauge",
@@ -208,6 +208,24 @@ impl MetricsSource for crate::watcher::ShareWatcher {
                 "counter",
                 "Share reads skipped (truncated, unreadable, unknown).",
                 stats.skipped_reads,
+            ),
+            (
+                "watcher_retries_total",
+                "counter",
+                "Folder or share reads that failed for a passing reason (EMFILE, EAGAIN, EIO) and were tried again.",
+                stats.retries,
+            ),
+            (
+                "watcher_pending_retries",
+                "gauge",
+                "Folders waiting to be read again after a passing failure.",
+                stats.pending_retries,
+            ),
+            (
+                "watcher_torn_proofs_total",
+                "counter",
+                "Share proofs not served because they did not verify under their own key.",
+                stats.torn_proofs,
             ),
             (
                 "watcher_watches",

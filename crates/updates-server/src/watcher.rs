@@ -48,6 +48,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use inotify::Inotify;
+use mutable_updates::proof::SlotProof;
 use tahoe_caps::StorageIndex;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -96,6 +97,14 @@ pub struct WatcherStats {
     pub rescans: u64,
     /// Share reads skipped: truncated or half-written, unreadable, unknown format.
     pub skipped_reads: u64,
+    /// Reads of a folder or share that failed for a passing reason (EMFILE, ENFILE, EAGAIN,
+    /// EIO, ...) and were scheduled again with backoff.
+    pub retries: u64,
+    /// Folders waiting to be read again now (gauge).
+    pub pending_retries: u64,
+    /// Proofs not served because their signature did not verify under their own key (a share
+    /// read while being rewritten); the next read of the share replaces them.
+    pub torn_proofs: u64,
     /// inotify watches held now.
     pub watches: u64,
     /// Folders without a watch, rescanned periodically.
@@ -266,5 +275,12 @@ impl Drop for Inner {
 impl SlotDirectory for ShareWatcher {
     fn state(&self, storage_index: &StorageIndex) -> SlotState {
         self.inner.shared.state(storage_index)
+    }
+
+    fn state_with_proof(
+        &self,
+        storage_index: &StorageIndex,
+    ) -> (SlotState, Option<Arc<SlotProof>>) {
+        self.inner.shared.state_with_proof(storage_index)
     }
 }

@@ -186,10 +186,7 @@ async fn a_reader_that_falls_behind_is_closed_with_1008_and_memory_stays_bounded
     expect_status(&mut socket).await;
     // Many changes at once, faster than the session can drain its queue of five.
     for seqnum in 2..2000 {
-        server.hub.publish(SlotChange {
-            storage_index: si(1),
-            seqnum,
-        });
+        server.hub.publish(SlotChange::new(si(1), seqnum));
     }
     assert_eq!(close_code(&mut socket).await, Some(CloseCode::Policy));
 }
@@ -340,10 +337,7 @@ async fn maximum_delay_batches_updates_into_one_message() {
     .await;
     expect_status(&mut socket).await;
     for (n, seqnum) in [(1, 2), (2, 5), (1, 3)] {
-        server.hub.publish(SlotChange {
-            storage_index: si(n),
-            seqnum,
-        });
+        server.hub.publish(SlotChange::new(si(n), seqnum));
     }
     match next(&mut socket, Duration::from_secs(5)).await {
         Next::Message(ServerMessage::Updates(batch)) => {
@@ -379,10 +373,7 @@ async fn unsubscribed_and_unknown_indexes_get_no_updates() {
     send_text(&mut socket, ClientMessage::unsubscribe([si(1)]).to_json()).await;
     expect_status(&mut socket).await;
     for n in [1, 50, 2] {
-        server.hub.publish(SlotChange {
-            storage_index: si(n),
-            seqnum: 7,
-        });
+        server.hub.publish(SlotChange::new(si(n), 7));
     }
     match next(&mut socket, Duration::from_secs(5)).await {
         Next::Message(ServerMessage::Update(update)) => {
