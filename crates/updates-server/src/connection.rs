@@ -20,8 +20,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::frames::FrameWatch;
 use crate::hub::{Delivery, Hub, Registration};
-use crate::limits::{Limits, RateMeter};
+use crate::limits::{Limits, RateMeter, ReplyBudget};
 use crate::metrics::Metrics;
 use crate::slots::{SlotDirectory, SlotState};
 
@@ -31,6 +32,8 @@ pub(crate) struct SessionContext {
     pub slots: Arc<dyn SlotDirectory>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// Bytes of replies being written now, over every connection.
+    pub replies: ReplyBudget,
 }
 
 /// Why the session ended, for the log and the close frame.
@@ -111,7 +114,7 @@ impl Batch {
 
 /// Runs one session until the client leaves, breaks a limit, or the server shuts down.
 pub(crate) async fn run_session<S>(
-    mut socket: WebSocketStream<S>,
+    mut socket: WebSocketStream<FrameWatch<S>>,
     context: Arc<SessionContext>,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -128,10 +131,17 @@ pub(crate) async fn run_session<S>(
     let overflow = registration.overflow();
     let mut rate = RateMeter::new(&context.limits);
     let mut batch: Option<Batch> = None;
-    let mut pings = tokio::time::interval_at(
-        tokio::time::Instant::now() + context.limits.ping_interval,
-        context.limits.ping_interval,
-    );
+    // One timer per session does the pings and the checks for an unfinished fragmented message
+    // and for a session without subscriptions: a limit is enforced within one period of it.
+    let limits = &context.limits;
+    let period = limits
+        .ping_interval
+        .min(limits.fragment_timeout)
+        .min(limits.idle_timeout)
+        .max(Duration::from_millis(10));
+    let mut housekeeping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut next_ping = Instant::now() + limits.ping_interval;
+    let mut idle_since = Some(Instant::now());
     let mut unanswered_pings = 0u32;
     let send_timeout = context.limits.ping_interval;
     // When each update now being written was published, for the delivery-latency histogram.
@@ -155,12 +165,18 @@ pub(crate) async fn run_session<S>(
             incoming = socket.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => break Ending::ClientGone,
                 Some(Err(error)) => break ending_for_read_error(&error),
+                // Every frame counts against the rate, pings and pongs too (finding 12): a
+                // ping costs us a pong and a flush.
+                Some(Ok(_)) if !rate.admit(Instant::now()) => {
+                    context.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    break Ending::Close(CloseCode::Policy, "more than the allowed messages per second");
+                }
                 Some(Ok(Message::Text(text))) => {
-                    if !rate.admit(Instant::now()) {
-                        context.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-                        break Ending::Close(CloseCode::Policy, "more than the allowed messages per second");
-                    }
                     let reply = handle_text(text.as_str(), &mut registration, &mut batch, &context);
+                    idle_since = match registration.subscription_count() {
+                        0 => idle_since.or_else(|| Some(Instant::now())),
+                        _ => None,
+                    };
                     // A status has an entry per requested index, so a reply can be many times
                     // its request: past the bound, say so instead of buffering it.
                     if reply.len() > context.limits.max_reply_bytes {
@@ -172,10 +188,6 @@ pub(crate) async fn run_session<S>(
                     vec![reply]
                 }
                 Some(Ok(Message::Binary(_))) => {
-                    if !rate.admit(Instant::now()) {
-                        context.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-                        break Ending::Close(CloseCode::Policy, "more than the allowed messages per second");
-                    }
                     context.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     vec![error_message(ErrorCode::MalformedMessage, "messages are JSON in text frames; binary frames are not part of the protocol")]
                 }
@@ -193,12 +205,30 @@ pub(crate) async fn run_session<S>(
             () = sleep_until_or_forever(batch_deadline) => {
                 batch.as_mut().and_then(Batch::take_message).into_iter().collect()
             }
-            _ = pings.tick() => {
-                if unanswered_pings >= 2 {
-                    break Ending::Close(CloseCode::Policy, "no answer to two pings");
+            _ = housekeeping.tick() => {
+                let now = Instant::now();
+                if socket
+                    .get_ref()
+                    .fragment_open_since()
+                    .is_some_and(|since| now.saturating_duration_since(since) >= limits.fragment_timeout)
+                {
+                    context.metrics.limit_closes.fetch_add(1, Ordering::Relaxed);
+                    break Ending::Close(CloseCode::Policy, "a fragmented message was left unfinished too long");
                 }
-                unanswered_pings += 1;
-                vec![Message::Ping(Default::default())]
+                if idle_since.is_some_and(|since| now.saturating_duration_since(since) >= limits.idle_timeout) {
+                    context.metrics.limit_closes.fetch_add(1, Ordering::Relaxed);
+                    break Ending::Close(CloseCode::Policy, "no subscription held: subscribe, or reconnect when you have something to watch");
+                }
+                if now >= next_ping {
+                    if unanswered_pings >= 2 {
+                        break Ending::Close(CloseCode::Policy, "no answer to two pings");
+                    }
+                    unanswered_pings += 1;
+                    next_ping = now + limits.ping_interval;
+                    vec![Message::Ping(Default::default())]
+                } else {
+                    Vec::new()
+                }
             }
         };
         if outgoing.is_empty() {
@@ -208,7 +238,19 @@ pub(crate) async fn run_session<S>(
             }
             continue;
         }
-        if let Err(ending) = send_all(&mut socket, outgoing, send_timeout, &overflow).await {
+        // Every reply being written counts against one global bound (a non-reader's status
+        // would otherwise sit in its write buffer for a whole ping interval).
+        let bytes: usize = outgoing.iter().map(Message::len).sum();
+        let Some(reserved) = context.replies.reserve(bytes) else {
+            context.metrics.limit_closes.fetch_add(1, Ordering::Relaxed);
+            break Ending::Close(
+                CloseCode::Again,
+                "server short of memory for replies: reconnect later",
+            );
+        };
+        let sent = send_all(&mut socket, outgoing, send_timeout, &overflow).await;
+        drop(reserved);
+        if let Err(ending) = sent {
             break ending;
         }
         for at in published.drain(..) {
@@ -293,7 +335,7 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
 }
 
 async fn send_all<S>(
-    sink: &mut WebSocketStream<S>,
+    sink: &mut WebSocketStream<FrameWatch<S>>,
     messages: Vec<Message>,
     timeout: Duration,
     overflow: &crate::hub::OverflowSignal,
@@ -326,7 +368,7 @@ where
 }
 
 async fn flush_or_abandon<S>(
-    sink: &mut WebSocketStream<S>,
+    sink: &mut WebSocketStream<FrameWatch<S>>,
     timeout: Duration,
     overflow: &crate::hub::OverflowSignal,
 ) -> Result<(), Ending>

@@ -2,6 +2,7 @@
 
 pub(crate) mod connection;
 pub mod endpoint;
+pub mod frames;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
