@@ -140,7 +140,12 @@ pub(crate) async fn run_session<S>(
         .min(limits.idle_timeout)
         .max(Duration::from_millis(10));
     let mut housekeeping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut next_ping = Instant::now() + limits.ping_interval;
+    // Pings every this many ticks (the period divides the ping interval when it is the
+    // shortest limit; otherwise pings come up to one period late).
+    let ticks_per_ping =
+        u32::try_from((limits.ping_interval.as_nanos() / period.as_nanos()).max(1))
+            .unwrap_or(u32::MAX);
+    let mut ticks_to_ping = ticks_per_ping;
     let mut idle_since = Some(Instant::now());
     let mut unanswered_pings = 0u32;
     let send_timeout = context.limits.ping_interval;
@@ -219,12 +224,13 @@ pub(crate) async fn run_session<S>(
                     context.metrics.limit_closes.fetch_add(1, Ordering::Relaxed);
                     break Ending::Close(CloseCode::Policy, "no subscription held: subscribe, or reconnect when you have something to watch");
                 }
-                if now >= next_ping {
+                ticks_to_ping -= 1;
+                if ticks_to_ping == 0 {
+                    ticks_to_ping = ticks_per_ping;
                     if unanswered_pings >= 2 {
                         break Ending::Close(CloseCode::Policy, "no answer to two pings");
                     }
                     unanswered_pings += 1;
-                    next_ping = now + limits.ping_interval;
                     vec![Message::Ping(Default::default())]
                 } else {
                     Vec::new()
