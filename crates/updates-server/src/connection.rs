@@ -177,9 +177,14 @@ pub(crate) async fn run_session<S>(
                     break Ending::Close(CloseCode::Policy, "more than the allowed messages per second");
                 }
                 Some(Ok(Message::Text(text))) => {
-                    let reply = handle_text(text.as_str(), &mut registration, &mut batch, &context);
-                    idle_since = match registration.subscription_count() {
-                        0 => idle_since.or_else(|| Some(Instant::now())),
+                    let (reply, asked) = handle_text(text.as_str(), &mut registration, &mut batch, &context);
+                    // Idle means holding nothing and not waiting for anything: a session whose
+                    // subscribe named only slots this server does not hold (yet) is a client
+                    // waiting for them to appear here (it asks again later), not idle; one that
+                    // never asked, or unsubscribed from everything, is.
+                    idle_since = match (registration.subscription_count(), asked) {
+                        (0, Asked::Nothing) => idle_since.or_else(|| Some(Instant::now())),
+                        (0, Asked::Unsubscribed) => Some(Instant::now()),
                         _ => None,
                     };
                     // A status has an entry per requested index, so a reply can be many times
@@ -407,12 +412,23 @@ fn error_message(code: ErrorCode, message: &str) -> Message {
 }
 
 /// Answers one text message: a `status` for (un)subscribe, an `error` for anything else.
+/// What a client message asked for, for the idle rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// A subscribe naming at least one well-formed storage index.
+    Subscribed,
+    /// An unsubscribe.
+    Unsubscribed,
+    /// Nothing that counts: an error, a subscribe of malformed indexes only.
+    Nothing,
+}
+
 fn handle_text(
     text: &str,
     registration: &mut Registration,
     batch: &mut Option<Batch>,
     context: &SessionContext,
-) -> Message {
+) -> (Message, Asked) {
     let message = match ClientMessage::parse(text) {
         Ok(message) => message,
         Err(error) => {
@@ -420,15 +436,22 @@ fn handle_text(
                 .metrics
                 .protocol_errors
                 .fetch_add(1, Ordering::Relaxed);
-            return Message::Text(
-                ServerMessage::Error(error.to_protocol_error())
-                    .to_json()
-                    .into(),
+            return (
+                Message::Text(
+                    ServerMessage::Error(error.to_protocol_error())
+                        .to_json()
+                        .into(),
+                ),
+                Asked::Nothing,
             );
         }
     };
+    let mut asked = Asked::Nothing;
     let status = match message {
         ClientMessage::Subscribe(subscribe) => {
+            if subscribe.storage_indexes.iter().any(|si| si.parsed.is_ok()) {
+                asked = Asked::Subscribed;
+            }
             if let Some(delay) = subscribe.maximum_delay {
                 let delay = delay.min(context.limits.max_batch_delay);
                 match batch {
@@ -444,6 +467,7 @@ fn handle_text(
             )
         }
         ClientMessage::Unsubscribe(unsubscribe) => {
+            asked = Asked::Unsubscribed;
             let mut seen = HashSet::new();
             let mut entries = Vec::new();
             let mut parsed = Vec::new();
@@ -470,7 +494,10 @@ fn handle_text(
             }
         }
     };
-    Message::Text(ServerMessage::Status(status).to_json().into())
+    (
+        Message::Text(ServerMessage::Status(status).to_json().into()),
+        asked,
+    )
 }
 
 fn refused(code: ErrorCode, message: String) -> SubscriptionStatus {

@@ -601,7 +601,7 @@ async fn a_ping_flood_is_counted_by_the_rate_meter_and_closed_with_1008() {
 }
 
 #[tokio::test]
-async fn a_session_without_subscriptions_times_out_one_with_them_stays() {
+async fn a_session_that_holds_and_awaits_nothing_times_out_others_stay() {
     let server = start(Limits {
         idle_timeout: Duration::from_millis(300),
         ..Limits::default()
@@ -611,9 +611,18 @@ async fn a_session_without_subscriptions_times_out_one_with_them_stays() {
     let mut busy = connect(&server).await;
     send_text(&mut busy, ClientMessage::subscribe([si(5)]).to_json()).await;
     expect_status(&mut busy).await;
-    // Subscribing only to what this server does not hold leaves the session idle too.
-    send_text(&mut idle, ClientMessage::subscribe([si(77)]).to_json()).await;
-    expect_status(&mut idle).await;
+    // Waiting for a slot this server does not hold yet is not idleness.
+    let mut waiting = connect(&server).await;
+    send_text(&mut waiting, ClientMessage::subscribe([si(77)]).to_json()).await;
+    expect_status(&mut waiting).await;
+    // Never asking for anything is; so is unsubscribing from everything.
+    let mut emptied = connect(&server).await;
+    send_text(&mut emptied, ClientMessage::subscribe([si(6)]).to_json()).await;
+    expect_status(&mut emptied).await;
+    send_text(&mut emptied, ClientMessage::unsubscribe([si(6)]).to_json()).await;
+    expect_status(&mut emptied).await;
+    let (code, _) = close_frame(&mut emptied, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(CloseCode::Policy));
     let (code, reason) = close_frame(&mut idle, Duration::from_secs(5)).await;
     assert_eq!(code, Some(CloseCode::Policy));
     assert!(reason.contains("no subscription"), "{reason}");

@@ -945,9 +945,11 @@ impl Tree {
             SlotState::Mutable { seqnum } => record.proof_candidate(seqnum),
             _ => None,
         };
-        // Check a new candidate's signature once; the same Arc again is the same proof.
+        // Check a new candidate's signature once: every share of a version carries the same
+        // prefix, signature and key, and a lease renewal rewrites them unchanged, so a read that
+        // brings the same bytes again costs a comparison, not an RSA verification.
         let proof_changed = match (&record.checked_proof, &candidate) {
-            (Some((checked, _)), Some(candidate)) => !Arc::ptr_eq(checked, candidate),
+            (Some((checked, _)), Some(candidate)) => **checked != **candidate,
             (None, None) => false,
             _ => true,
         };
