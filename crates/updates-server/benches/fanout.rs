@@ -7,6 +7,11 @@
 //! write to its receipt by every subscriber.
 //!
 //! `cargo bench -p updates-server --bench fanout -- --connections 10000 --subscriptions 10`
+//!
+//! `--proofs-compare` instead runs the same fan-out twice in one process against one server, with
+//! 1,000 subscribers (`--connections`) of one slot whose share carries a real RSA-PSS signature:
+//! first plain v1 subscribers, then subscribers that asked for proofs, and prints the two side by
+//! side (latency, server CPU per delivery, bytes per update).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -52,6 +57,9 @@ struct Args {
     /// Worker threads of the load generator's runtime (the server has its own process).
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// Compare the fan-out with proofs off and on (see the top of this file).
+    #[arg(long)]
+    proofs_compare: bool,
     /// Ignored: cargo bench passes it.
     #[arg(long, hide = true)]
     bench: bool,
@@ -76,6 +84,9 @@ fn main() {
 }
 
 async fn run(args: Args) {
+    if args.proofs_compare {
+        return compare_proofs(args).await;
+    }
     let work = tempfile::tempdir().expect("temp dir");
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let slots: Vec<StorageIndex> = (0..args.slots.max(1))
@@ -412,6 +423,10 @@ fn start_server(work: &Path, storage: &Path, metrics: std::net::SocketAddr) -> C
         .arg("--nurl-file")
         .arg(work.join("nurl"))
         .args(["--max-queued-updates", "1000"])
+        // One address opens every connection here.
+        .args(["--max-connections", "100000"])
+        .args(["--max-sessions-per-address", "100000"])
+        .args(["--max-handshakes-per-address", "100000"])
         .arg("--metrics-listen")
         .arg(metrics.to_string())
         .arg("--exit-when-stdin-closes")
@@ -471,4 +486,285 @@ fn stat_ticks(path: &str) -> u64 {
 
 fn ticks_per_second() -> f64 {
     100.0
+}
+
+// ---- proofs on versus off -----------------------------------------------------------------------
+
+/// A slot's writer: signs each new version the way Tahoe does (RSA-PSS, SHA-256, 32-byte salt).
+struct Writer {
+    signing: rsa::pss::SigningKey<sha2::Sha256>,
+    key_der: Vec<u8>,
+    rng: rand::rngs::StdRng,
+}
+
+impl Writer {
+    fn new() -> Self {
+        use rsa::pkcs8::EncodePublicKey as _;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let private = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key");
+        let key_der = private
+            .to_public_key()
+            .to_public_key_der()
+            .expect("DER")
+            .as_bytes()
+            .to_vec();
+        Self {
+            signing: rsa::pss::SigningKey::new_with_salt_len(private, 32),
+            key_der,
+            rng,
+        }
+    }
+
+    fn fingerprint(&self) -> [u8; 32] {
+        tahoe_caps::hash::mutable_pubkey_fingerprint(&self.key_der)
+    }
+
+    /// Writes an SDMF share of version `seqnum` in place: signed prefix, offsets, key, signature.
+    fn write(&mut self, storage: &Path, si: &StorageIndex, seqnum: u64) {
+        use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _};
+        let mut prefix = Vec::with_capacity(75);
+        prefix.push(0u8);
+        prefix.extend_from_slice(&seqnum.to_be_bytes());
+        prefix.extend_from_slice(&[0x11; 32]); // root hash
+        prefix.extend_from_slice(&[0x22; 16]); // salt
+        prefix.extend_from_slice(&[1, 1]); // k, N
+        prefix.extend_from_slice(&64u64.to_be_bytes()); // segment size
+        prefix.extend_from_slice(&64u64.to_be_bytes()); // data length
+        let signature = self.signing.sign_with_rng(&mut self.rng, &prefix).to_vec();
+        let key_at = 107u32;
+        let signature_at = key_at + self.key_der.len() as u32;
+        let rest_at = signature_at + signature.len() as u32;
+        let mut data = prefix;
+        for offset in [signature_at, rest_at, rest_at, rest_at] {
+            data.extend_from_slice(&offset.to_be_bytes());
+        }
+        for offset in [u64::from(rest_at), u64::from(rest_at)] {
+            data.extend_from_slice(&offset.to_be_bytes());
+        }
+        data.extend_from_slice(&self.key_der);
+        data.extend_from_slice(&signature);
+        let dir = storage.join("shares").join(si.share_dir());
+        std::fs::create_dir_all(&dir).expect("share dir");
+        let path = dir.join("0");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .expect("open share");
+        let mut header = vec![0u8; DATA_OFFSET];
+        header[..32].copy_from_slice(MUTABLE_MAGIC_V2);
+        header[84..92].copy_from_slice(&(data.len() as u64).to_be_bytes());
+        header.extend_from_slice(&data);
+        file.write_all(&header).expect("write share");
+    }
+}
+
+struct Phase {
+    proofs: bool,
+    latencies_ms: Vec<f64>,
+    last_receipt_ms: Vec<f64>,
+    server_cpu_s: f64,
+    bytes_per_update: f64,
+    status_bytes: f64,
+    verified: bool,
+}
+
+async fn compare_proofs(args: Args) {
+    let work = tempfile::tempdir().expect("temp dir");
+    let storage = work.path().join("storage");
+    let hot = StorageIndex::from_bytes([0x5a; 16]);
+    let mut writer = Writer::new();
+    writer.write(&storage, &hot, 1);
+    let metrics_address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port");
+    let mut server = start_server(work.path(), &storage, metrics_address);
+    let nurl = wait_for_nurl(&work.path().join("nurl")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = server.id();
+    let mut seqnum = 1u64;
+    let mut phases = Vec::new();
+    for proofs in [false, true] {
+        let pending: Pending = Arc::new(RwLock::new(HashMap::new()));
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let updates = Arc::new(AtomicUsize::new(0));
+        let verified_ok = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..args.connections {
+            let nurl = nurl.clone();
+            let gate = Arc::clone(&gate);
+            tasks.spawn(async move {
+                let _permit = gate.acquire_owned().await.expect("semaphore");
+                let mut socket = mutable_updates::client::connect(&nurl, "/v1/mutable_updates")
+                    .await
+                    .expect("connect");
+                let subscribe = if proofs {
+                    ClientMessage::subscribe_with_proofs(
+                        [hot],
+                        mutable_updates::message::ProofRequest::WithKeys,
+                    )
+                } else {
+                    ClientMessage::subscribe([hot])
+                };
+                socket
+                    .send(Message::Text(subscribe.to_json().into()))
+                    .await
+                    .expect("send subscribe");
+                loop {
+                    match socket.next().await {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Ok(ServerMessage::Status(_)) =
+                                ServerMessage::parse(text.as_str())
+                            {
+                                break (socket, text.len());
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        other => panic!("ended before its status: {other:?}"),
+                    }
+                }
+            });
+        }
+        let mut readers = Vec::new();
+        let mut status_bytes = 0usize;
+        let fingerprint = writer.fingerprint();
+        let key = mutable_updates::proof::VerificationKey::from_der(&writer.key_der).expect("key");
+        while let Some(joined) = tasks.join_next().await {
+            let (mut socket, status_len) = joined.expect("connect task");
+            status_bytes += status_len;
+            let pending = Arc::clone(&pending);
+            let bytes = Arc::clone(&bytes);
+            let updates = Arc::clone(&updates);
+            let verified_ok = Arc::clone(&verified_ok);
+            let check = readers.is_empty().then(|| key.clone());
+            readers.push(tokio::spawn(async move {
+                while let Some(Ok(message)) = socket.next().await {
+                    let Message::Text(text) = message else {
+                        continue;
+                    };
+                    let Ok(ServerMessage::Update(update)) = ServerMessage::parse(text.as_str())
+                    else {
+                        continue;
+                    };
+                    bytes.fetch_add(text.len(), Ordering::Relaxed);
+                    updates.fetch_add(1, Ordering::Relaxed);
+                    // One reader checks every proof it gets against the writer's fingerprint.
+                    if let (Some(key), Some(proof)) = (&check, &update.proof) {
+                        if proof
+                            .verify(&fingerprint, Some(key))
+                            .is_ok_and(|v| Some(v.seqnum()) == update.seqnum)
+                        {
+                            verified_ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let Some(seqnum) = update.seqnum else {
+                        continue;
+                    };
+                    let record = pending
+                        .read()
+                        .unwrap()
+                        .get(&(update.storage_index, seqnum))
+                        .cloned();
+                    if let Some(record) = record {
+                        let micros = record
+                            .written_at
+                            .elapsed()
+                            .as_micros()
+                            .min(u128::from(u32::MAX)) as u32;
+                        FANOUT_LATENCIES.lock().unwrap().push(micros);
+                        record.received.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        FANOUT_LATENCIES.lock().unwrap().clear();
+        let cpu_start = cpu_ticks(pid);
+        let mut last_receipt_ms = Vec::new();
+        for _ in 0..args.fanout_writes {
+            seqnum += 1;
+            let record = Arc::new(PendingWrite {
+                written_at: Instant::now(),
+                received: AtomicUsize::new(0),
+            });
+            pending
+                .write()
+                .unwrap()
+                .insert((hot, seqnum), Arc::clone(&record));
+            writer.write(&storage, &hot, seqnum);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while record.received.load(Ordering::Acquire) < args.connections
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            last_receipt_ms.push(record.written_at.elapsed().as_secs_f64() * 1000.0);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let server_cpu_s = (cpu_ticks(pid) - cpu_start) as f64 / ticks_per_second();
+        let mut latencies_ms: Vec<f64> = FANOUT_LATENCIES
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|micros| f64::from(*micros) / 1000.0)
+            .collect();
+        latencies_ms.sort_by(|a, b| a.total_cmp(b));
+        last_receipt_ms.sort_by(|a, b| a.total_cmp(b));
+        let received = updates.load(Ordering::Relaxed).max(1);
+        phases.push(Phase {
+            proofs,
+            latencies_ms,
+            last_receipt_ms,
+            server_cpu_s,
+            bytes_per_update: bytes.load(Ordering::Relaxed) as f64 / received as f64,
+            status_bytes: status_bytes as f64 / args.connections.max(1) as f64,
+            verified: !proofs || verified_ok.load(Ordering::Relaxed) == args.fanout_writes,
+        });
+        for reader in readers {
+            reader.abort();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    println!(
+        "fan-out, {} subscribers of one slot, {} writes each way (same server, same run):",
+        args.connections, args.fanout_writes
+    );
+    println!("| | proofs off | proofs on |\n|---|---|---|");
+    let row = |name: &str, f: &dyn Fn(&Phase) -> String| {
+        println!("| {name} | {} | {} |", f(&phases[0]), f(&phases[1]));
+    };
+    row("write-to-receipt p50 ms", &|p| {
+        format!("{:.1}", percentile(&p.latencies_ms, 0.5))
+    });
+    row("write-to-receipt p99 ms", &|p| {
+        format!("{:.1}", percentile(&p.latencies_ms, 0.99))
+    });
+    row("write-to-last-receipt p50 ms", &|p| {
+        format!("{:.1}", percentile(&p.last_receipt_ms, 0.5))
+    });
+    row("deliveries", &|p| p.latencies_ms.len().to_string());
+    row("server CPU µs per delivery", &|p| {
+        format!(
+            "{:.1}",
+            p.server_cpu_s * 1e6 / (args.fanout_writes * args.connections).max(1) as f64
+        )
+    });
+    row("bytes per update message", &|p| {
+        format!("{:.0}", p.bytes_per_update)
+    });
+    row("bytes per status (1 SI, with-keys)", &|p| {
+        format!("{:.0}", p.status_bytes)
+    });
+    row("proofs verified by a reader", &|p| {
+        if p.proofs {
+            p.verified.to_string()
+        } else {
+            "-".to_owned()
+        }
+    });
 }

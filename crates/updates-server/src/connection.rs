@@ -1,15 +1,16 @@
 //! One subscriber's WebSocket session after the upgrade: its messages, its updates, its limits.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use mutable_updates::message::{
-    BatchedUpdates, ClientMessage, ErrorCode, ProtocolError, RequestedIndex, ServerMessage, Status,
-    SubscriptionStatus,
+    BatchedUpdates, ClientMessage, ErrorCode, ProofRequest, ProtocolError, RequestedIndex,
+    ServerMessage, Status, SubscriptionStatus,
 };
+use mutable_updates::proof::SlotProof;
 use tahoe_caps::StorageIndex;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -19,8 +20,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::frames::FrameWatch;
 use crate::hub::{Delivery, Hub, Registration};
-use crate::limits::{Limits, RateMeter};
+use crate::limits::{Limits, RateMeter, ReplyBudget};
 use crate::metrics::Metrics;
 use crate::slots::{SlotDirectory, SlotState};
 
@@ -30,6 +32,8 @@ pub(crate) struct SessionContext {
     pub slots: Arc<dyn SlotDirectory>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// Bytes of replies being written now, over every connection.
+    pub replies: ReplyBudget,
 }
 
 /// Why the session ended, for the log and the close frame.
@@ -43,18 +47,41 @@ enum Ending {
     Abandon(&'static str),
 }
 
-/// Updates held back for a client that asked for batching.
+/// Updates held back for a client that asked for batching: one entry per SI in arrival order,
+/// found through a hash map, so a window of n distinct hot slots costs O(n), not O(n²)
+/// (finding 13).
 struct Batch {
     delay: Duration,
-    pending: Vec<(StorageIndex, u64)>,
+    pending: Vec<(StorageIndex, u64, Option<Arc<SlotProof>>)>,
+    positions: HashMap<StorageIndex, usize>,
     deadline: Option<tokio::time::Instant>,
 }
 
 impl Batch {
-    fn add(&mut self, storage_index: StorageIndex, seqnum: u64) {
-        match self.pending.iter_mut().find(|(si, _)| *si == storage_index) {
-            Some(entry) => entry.1 = entry.1.max(seqnum),
-            None => self.pending.push((storage_index, seqnum)),
+    fn new(delay: Duration) -> Self {
+        Self {
+            delay,
+            pending: Vec::new(),
+            positions: HashMap::new(),
+            deadline: None,
+        }
+    }
+
+    /// Adds one update; `proof` only for a subscription that asked for proofs.
+    fn add(&mut self, storage_index: StorageIndex, seqnum: u64, proof: Option<Arc<SlotProof>>) {
+        match self.positions.get(&storage_index) {
+            Some(&at) => {
+                if let Some(entry) = self.pending.get_mut(at) {
+                    if seqnum >= entry.1 {
+                        // The proof goes with the seqnum it proves.
+                        *entry = (storage_index, seqnum, proof);
+                    }
+                }
+            }
+            None => {
+                self.positions.insert(storage_index, self.pending.len());
+                self.pending.push((storage_index, seqnum, proof));
+            }
         }
         if self.deadline.is_none() {
             self.deadline = Some(tokio::time::Instant::now() + self.delay);
@@ -63,14 +90,23 @@ impl Batch {
 
     fn take_message(&mut self) -> Option<Message> {
         self.deadline = None;
+        self.positions.clear();
         if self.pending.is_empty() {
             return None;
         }
         let pending = std::mem::take(&mut self.pending);
+        let mut proofs = Vec::new();
+        let mut seqnums = Vec::with_capacity(pending.len());
+        for (si, seqnum, proof) in pending {
+            seqnums.push((si, seqnum));
+            if let Some(proof) = proof {
+                proofs.push((si, (*proof).clone().without_key()));
+            }
+        }
         let message = ServerMessage::Updates(BatchedUpdates {
-            storage_indexes: pending.iter().map(|(si, _)| *si).collect(),
-            seqnums: pending,
-            proofs: Vec::new(),
+            storage_indexes: seqnums.iter().map(|(si, _)| *si).collect(),
+            seqnums,
+            proofs,
         });
         Some(Message::Text(message.to_json().into()))
     }
@@ -78,7 +114,7 @@ impl Batch {
 
 /// Runs one session until the client leaves, breaks a limit, or the server shuts down.
 pub(crate) async fn run_session<S>(
-    mut socket: WebSocketStream<S>,
+    mut socket: WebSocketStream<FrameWatch<S>>,
     context: Arc<SessionContext>,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -95,10 +131,22 @@ pub(crate) async fn run_session<S>(
     let overflow = registration.overflow();
     let mut rate = RateMeter::new(&context.limits);
     let mut batch: Option<Batch> = None;
-    let mut pings = tokio::time::interval_at(
-        tokio::time::Instant::now() + context.limits.ping_interval,
-        context.limits.ping_interval,
-    );
+    // One timer per session does the pings and the checks for an unfinished fragmented message
+    // and for a session without subscriptions: a limit is enforced within one period of it.
+    let limits = &context.limits;
+    let period = limits
+        .ping_interval
+        .min(limits.fragment_timeout)
+        .min(limits.idle_timeout)
+        .max(Duration::from_millis(10));
+    let mut housekeeping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // Pings every this many ticks (the period divides the ping interval when it is the
+    // shortest limit; otherwise pings come up to one period late).
+    let ticks_per_ping =
+        u32::try_from((limits.ping_interval.as_nanos() / period.as_nanos()).max(1))
+            .unwrap_or(u32::MAX);
+    let mut ticks_to_ping = ticks_per_ping;
+    let mut idle_since = Some(Instant::now());
     let mut unanswered_pings = 0u32;
     let send_timeout = context.limits.ping_interval;
     // When each update now being written was published, for the delivery-latency histogram.
@@ -122,12 +170,23 @@ pub(crate) async fn run_session<S>(
             incoming = socket.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => break Ending::ClientGone,
                 Some(Err(error)) => break ending_for_read_error(&error),
+                // Every frame counts against the rate, pings and pongs too (finding 12): a
+                // ping costs us a pong and a flush.
+                Some(Ok(_)) if !rate.admit(Instant::now()) => {
+                    context.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    break Ending::Close(CloseCode::Policy, "more than the allowed messages per second");
+                }
                 Some(Ok(Message::Text(text))) => {
-                    if !rate.admit(Instant::now()) {
-                        context.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-                        break Ending::Close(CloseCode::Policy, "more than the allowed messages per second");
-                    }
-                    let reply = handle_text(text.as_str(), &mut registration, &mut batch, &context);
+                    let (reply, asked) = handle_text(text.as_str(), &mut registration, &mut batch, &context);
+                    // Idle means holding nothing and not waiting for anything: a session whose
+                    // subscribe named only slots this server does not hold (yet) is a client
+                    // waiting for them to appear here (it asks again later), not idle; one that
+                    // never asked, or unsubscribed from everything, is.
+                    idle_since = match (registration.subscription_count(), asked) {
+                        (0, Asked::Nothing) => idle_since.or_else(|| Some(Instant::now())),
+                        (0, Asked::Unsubscribed) => Some(Instant::now()),
+                        _ => None,
+                    };
                     // A status has an entry per requested index, so a reply can be many times
                     // its request: past the bound, say so instead of buffering it.
                     if reply.len() > context.limits.max_reply_bytes {
@@ -139,10 +198,6 @@ pub(crate) async fn run_session<S>(
                     vec![reply]
                 }
                 Some(Ok(Message::Binary(_))) => {
-                    if !rate.admit(Instant::now()) {
-                        context.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-                        break Ending::Close(CloseCode::Policy, "more than the allowed messages per second");
-                    }
                     context.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     vec![error_message(ErrorCode::MalformedMessage, "messages are JSON in text frames; binary frames are not part of the protocol")]
                 }
@@ -160,12 +215,31 @@ pub(crate) async fn run_session<S>(
             () = sleep_until_or_forever(batch_deadline) => {
                 batch.as_mut().and_then(Batch::take_message).into_iter().collect()
             }
-            _ = pings.tick() => {
-                if unanswered_pings >= 2 {
-                    break Ending::Close(CloseCode::Policy, "no answer to two pings");
+            _ = housekeeping.tick() => {
+                let now = Instant::now();
+                if socket
+                    .get_ref()
+                    .fragment_open_since()
+                    .is_some_and(|since| now.saturating_duration_since(since) >= limits.fragment_timeout)
+                {
+                    context.metrics.limit_closes.fetch_add(1, Ordering::Relaxed);
+                    break Ending::Close(CloseCode::Policy, "a fragmented message was left unfinished too long");
                 }
-                unanswered_pings += 1;
-                vec![Message::Ping(Default::default())]
+                if idle_since.is_some_and(|since| now.saturating_duration_since(since) >= limits.idle_timeout) {
+                    context.metrics.limit_closes.fetch_add(1, Ordering::Relaxed);
+                    break Ending::Close(CloseCode::Policy, "no subscription held: subscribe, or reconnect when you have something to watch");
+                }
+                ticks_to_ping -= 1;
+                if ticks_to_ping == 0 {
+                    ticks_to_ping = ticks_per_ping;
+                    if unanswered_pings >= 2 {
+                        break Ending::Close(CloseCode::Policy, "no answer to two pings");
+                    }
+                    unanswered_pings += 1;
+                    vec![Message::Ping(Default::default())]
+                } else {
+                    Vec::new()
+                }
             }
         };
         if outgoing.is_empty() {
@@ -175,7 +249,19 @@ pub(crate) async fn run_session<S>(
             }
             continue;
         }
-        if let Err(ending) = send_all(&mut socket, outgoing, send_timeout, &overflow).await {
+        // Every reply being written counts against one global bound (a non-reader's status
+        // would otherwise sit in its write buffer for a whole ping interval).
+        let bytes: usize = outgoing.iter().map(Message::len).sum();
+        let Some(reserved) = context.replies.reserve(bytes) else {
+            context.metrics.limit_closes.fetch_add(1, Ordering::Relaxed);
+            break Ending::Close(
+                CloseCode::Again,
+                "server short of memory for replies: reconnect later",
+            );
+        };
+        let sent = send_all(&mut socket, outgoing, send_timeout, &overflow).await;
+        drop(reserved);
+        if let Err(ending) = sent {
             break ending;
         }
         for at in published.drain(..) {
@@ -229,7 +315,15 @@ fn deliveries_to_messages(
     // Draining what is already queued lets one flush carry many updates.
     while let Some(delivery) = next {
         match batch {
-            Some(batch) => batch.add(delivery.change.storage_index, delivery.change.seqnum),
+            Some(batch) => {
+                let proof = delivery
+                    .change
+                    .proof
+                    .as_ref()
+                    .filter(|_| delivery.with_proof)
+                    .map(Arc::clone);
+                batch.add(delivery.change.storage_index, delivery.change.seqnum, proof);
+            }
             None => {
                 metrics.updates_sent.fetch_add(1, Ordering::Relaxed);
                 published.push(delivery.published);
@@ -252,7 +346,7 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
 }
 
 async fn send_all<S>(
-    sink: &mut WebSocketStream<S>,
+    sink: &mut WebSocketStream<FrameWatch<S>>,
     messages: Vec<Message>,
     timeout: Duration,
     overflow: &crate::hub::OverflowSignal,
@@ -285,7 +379,7 @@ where
 }
 
 async fn flush_or_abandon<S>(
-    sink: &mut WebSocketStream<S>,
+    sink: &mut WebSocketStream<FrameWatch<S>>,
     timeout: Duration,
     overflow: &crate::hub::OverflowSignal,
 ) -> Result<(), Ending>
@@ -318,12 +412,23 @@ fn error_message(code: ErrorCode, message: &str) -> Message {
 }
 
 /// Answers one text message: a `status` for (un)subscribe, an `error` for anything else.
+/// What a client message asked for, for the idle rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// A subscribe naming at least one well-formed storage index.
+    Subscribed,
+    /// An unsubscribe.
+    Unsubscribed,
+    /// Nothing that counts: an error, a subscribe of malformed indexes only.
+    Nothing,
+}
+
 fn handle_text(
     text: &str,
     registration: &mut Registration,
     batch: &mut Option<Batch>,
     context: &SessionContext,
-) -> Message {
+) -> (Message, Asked) {
     let message = match ClientMessage::parse(text) {
         Ok(message) => message,
         Err(error) => {
@@ -331,31 +436,38 @@ fn handle_text(
                 .metrics
                 .protocol_errors
                 .fetch_add(1, Ordering::Relaxed);
-            return Message::Text(
-                ServerMessage::Error(error.to_protocol_error())
-                    .to_json()
-                    .into(),
+            return (
+                Message::Text(
+                    ServerMessage::Error(error.to_protocol_error())
+                        .to_json()
+                        .into(),
+                ),
+                Asked::Nothing,
             );
         }
     };
+    let mut asked = Asked::Nothing;
     let status = match message {
         ClientMessage::Subscribe(subscribe) => {
+            if subscribe.storage_indexes.iter().any(|si| si.parsed.is_ok()) {
+                asked = Asked::Subscribed;
+            }
             if let Some(delay) = subscribe.maximum_delay {
                 let delay = delay.min(context.limits.max_batch_delay);
                 match batch {
                     Some(batch) => batch.delay = delay,
-                    None => {
-                        *batch = Some(Batch {
-                            delay,
-                            pending: Vec::new(),
-                            deadline: None,
-                        });
-                    }
+                    None => *batch = Some(Batch::new(delay)),
                 }
             }
-            subscribe_status(&subscribe.storage_indexes, registration, context)
+            subscribe_status(
+                &subscribe.storage_indexes,
+                subscribe.proofs,
+                registration,
+                context,
+            )
         }
         ClientMessage::Unsubscribe(unsubscribe) => {
+            asked = Asked::Unsubscribed;
             let mut seen = HashSet::new();
             let mut entries = Vec::new();
             let mut parsed = Vec::new();
@@ -382,7 +494,10 @@ fn handle_text(
             }
         }
     };
-    Message::Text(ServerMessage::Status(status).to_json().into())
+    (
+        Message::Text(ServerMessage::Status(status).to_json().into()),
+        asked,
+    )
 }
 
 fn refused(code: ErrorCode, message: String) -> SubscriptionStatus {
@@ -392,6 +507,7 @@ fn refused(code: ErrorCode, message: String) -> SubscriptionStatus {
 /// Subscribes to every mutable slot this server holds and says why the others were refused.
 fn subscribe_status(
     requested: &[RequestedIndex],
+    proofs: Option<ProofRequest>,
     registration: &mut Registration,
     context: &SessionContext,
 ) -> Status {
@@ -447,13 +563,29 @@ fn subscribe_status(
         entries.push((item.raw.clone(), status));
     }
     let storage_indexes: Vec<StorageIndex> = accepted.iter().map(|(_, si)| *si).collect();
-    registration.subscribe_all(&storage_indexes);
+    registration.subscribe_all_with(&storage_indexes, proofs.is_some());
     // Read the seqnum only after subscribing: a publish in between is then either in this
     // status or in an update that follows it, never in neither.
     let mut seqnums = Vec::with_capacity(accepted.len());
+    let mut proof_entries = Vec::new();
     for (position, si) in accepted {
-        match context.slots.state(&si) {
-            SlotState::Mutable { seqnum } => seqnums.push((entries[position].0.clone(), seqnum)),
+        let (state, proof) = match proofs {
+            Some(_) => context.slots.state_with_proof(&si),
+            None => (context.slots.state(&si), None),
+        };
+        match state {
+            SlotState::Mutable { seqnum } => {
+                let raw = entries[position].0.clone();
+                // A proof is of the version the status names, or it is left out.
+                if let Some(proof) = proof.filter(|p| p.prefix().seqnum() == seqnum) {
+                    let proof = match proofs {
+                        Some(ProofRequest::WithKeys) => (*proof).clone(),
+                        _ => (*proof).clone().without_key(),
+                    };
+                    proof_entries.push((raw.clone(), proof));
+                }
+                seqnums.push((raw, seqnum));
+            }
             _ => {
                 // Deleted between the two reads: report what is true now.
                 registration.unsubscribe_all(&[si]);
@@ -467,6 +599,6 @@ fn subscribe_status(
     Status {
         entries,
         seqnums,
-        proofs: Vec::new(),
+        proofs: proof_entries,
     }
 }

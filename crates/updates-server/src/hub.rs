@@ -5,11 +5,12 @@
 //! whose queue is full is told to close (the spec's slow-reader rule) instead of letting memory
 //! grow. No lock here is ever held across an `.await`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use mutable_updates::message::{ServerMessage, Update};
+use mutable_updates::proof::SlotProof;
 use tahoe_caps::StorageIndex;
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -23,9 +24,13 @@ pub type ConnectionId = u64;
 /// One change on its way to one connection.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// The slot that changed and its new seqnum.
+    /// The slot that changed and its new seqnum (and proof, if the watcher read one).
     pub change: SlotChange,
-    /// The `update` message already rendered, shared by every receiver of this change.
+    /// Whether this connection asked for proofs of this slot: then `frame` carries the proof
+    /// (when there is one), and a batch should too.
+    pub with_proof: bool,
+    /// The `update` message already rendered, shared by every receiver of this change that
+    /// asked the same (with or without proofs).
     pub frame: Utf8Bytes,
     /// When the hub received the change.
     pub published: std::time::Instant,
@@ -62,6 +67,8 @@ impl OverflowSignal {
 struct Subscriber {
     queue: mpsc::Sender<Delivery>,
     overflow: Arc<OverflowSignal>,
+    /// This subscription asked for proofs (`options.proofs`).
+    proofs: bool,
 }
 
 /// The SI → subscribers index shared by all connections.
@@ -91,32 +98,46 @@ impl Hub {
             subscriber: Subscriber {
                 queue,
                 overflow: Arc::new(OverflowSignal::default()),
+                proofs: false,
             },
             receiver,
-            subscribed: HashSet::new(),
+            subscribed: HashMap::new(),
         }
     }
 
     /// Delivers one change to every connection subscribed to its SI; returns how many got it.
     pub fn publish(&self, change: SlotChange) -> usize {
-        let frame = Utf8Bytes::from(
-            ServerMessage::Update(Update {
-                storage_index: change.storage_index,
-                seqnum: Some(change.seqnum),
-                proof: None,
-            })
-            .to_json(),
-        );
+        let render = |proof: Option<SlotProof>| {
+            Utf8Bytes::from(
+                ServerMessage::Update(Update {
+                    storage_index: change.storage_index,
+                    seqnum: Some(change.seqnum),
+                    proof,
+                })
+                .to_json(),
+            )
+        };
         let subscribers = self.read();
         let Some(connections) = subscribers.get(&change.storage_index) else {
             return 0;
         };
+        // Each form rendered once, and only if someone wants it. Updates never carry the key:
+        // a client keeps it from its status (docs/mutable-updates-v1.md, "proofs").
+        let mut plain: Option<Utf8Bytes> = None;
+        let mut proved: Option<Utf8Bytes> = None;
         let mut delivered = 0;
         let published = std::time::Instant::now();
         for subscriber in connections.values() {
+            let frame = match (&change.proof, subscriber.proofs) {
+                (Some(proof), true) => proved
+                    .get_or_insert_with(|| render(Some((**proof).clone().without_key())))
+                    .clone(),
+                _ => plain.get_or_insert_with(|| render(None)).clone(),
+            };
             let delivery = Delivery {
-                change,
-                frame: frame.clone(),
+                change: change.clone(),
+                with_proof: subscriber.proofs,
+                frame,
                 published,
             };
             match subscriber.queue.try_send(delivery) {
@@ -166,7 +187,8 @@ pub struct Registration {
     hub: Arc<Hub>,
     subscriber: Subscriber,
     receiver: mpsc::Receiver<Delivery>,
-    subscribed: HashSet<StorageIndex>,
+    /// Held storage indexes, each with whether it asked for proofs.
+    subscribed: HashMap<StorageIndex, bool>,
 }
 
 impl Registration {
@@ -182,31 +204,48 @@ impl Registration {
 
     /// Whether this connection already holds `storage_index`.
     pub fn is_subscribed(&self, storage_index: &StorageIndex) -> bool {
-        self.subscribed.contains(storage_index)
+        self.subscribed.contains_key(storage_index)
     }
 
-    /// Adds subscriptions (idempotent) under one lock acquisition.
+    /// Adds subscriptions without proofs (idempotent) under one lock acquisition.
     pub fn subscribe_all(&mut self, storage_indexes: &[StorageIndex]) {
-        let fresh: Vec<StorageIndex> = storage_indexes
+        self.subscribe_all_with(storage_indexes, false);
+    }
+
+    /// Adds subscriptions (idempotent) under one lock acquisition; `proofs`: their updates carry
+    /// proofs. Subscribing again to a held SI sets its `proofs` to the latest subscribe's.
+    pub fn subscribe_all_with(&mut self, storage_indexes: &[StorageIndex], proofs: bool) {
+        let mut fresh = 0u64;
+        let changed: Vec<StorageIndex> = storage_indexes
             .iter()
             .copied()
-            .filter(|si| self.subscribed.insert(*si))
+            .filter(|si| match self.subscribed.insert(*si, proofs) {
+                None => {
+                    fresh += 1;
+                    true
+                }
+                Some(before) => before != proofs,
+            })
             .collect();
-        if fresh.is_empty() {
+        if changed.is_empty() {
             return;
         }
+        let subscriber = Subscriber {
+            proofs,
+            ..self.subscriber.clone()
+        };
         let mut index = self.hub.write();
-        for si in &fresh {
+        for si in &changed {
             index
                 .entry(*si)
                 .or_default()
-                .insert(self.id, self.subscriber.clone());
+                .insert(self.id, subscriber.clone());
         }
         drop(index);
         self.hub
             .metrics
             .subscriptions
-            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+            .fetch_add(fresh, Ordering::Relaxed);
     }
 
     /// Removes subscriptions; SIs it does not hold are ignored.
@@ -214,7 +253,7 @@ impl Registration {
         let held: Vec<StorageIndex> = storage_indexes
             .iter()
             .copied()
-            .filter(|si| self.subscribed.remove(si))
+            .filter(|si| self.subscribed.remove(si).is_some())
             .collect();
         self.remove_from_index(&held);
     }
@@ -257,7 +296,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let held: Vec<StorageIndex> = self.subscribed.drain().collect();
+        let held: Vec<StorageIndex> = self.subscribed.drain().map(|(si, _)| si).collect();
         self.remove_from_index(&held);
     }
 }
@@ -281,10 +320,7 @@ mod tests {
         let mut b = hub.register(8);
         a.subscribe_all(&[si(1), si(2)]);
         b.subscribe_all(&[si(2)]);
-        let delivered = hub.publish(SlotChange {
-            storage_index: si(1),
-            seqnum: 5,
-        });
+        let delivered = hub.publish(SlotChange::new(si(1), 5));
         assert_eq!(delivered, 1);
         let got = a.next_delivery().await.unwrap();
         assert_eq!(got.change.seqnum, 5);
@@ -299,13 +335,7 @@ mod tests {
         a.subscribe_all(&[si(1)]);
         a.subscribe_all(&[si(1), si(1)]);
         assert_eq!(a.subscription_count(), 1);
-        assert_eq!(
-            hub.publish(SlotChange {
-                storage_index: si(1),
-                seqnum: 2
-            }),
-            1
-        );
+        assert_eq!(hub.publish(SlotChange::new(si(1), 2)), 1);
         assert_eq!(hub.metrics.subscriptions.load(Ordering::Relaxed), 1);
     }
 
@@ -326,10 +356,7 @@ mod tests {
         let mut a = hub.register(2);
         a.subscribe_all(&[si(1)]);
         for seqnum in 1..=5 {
-            hub.publish(SlotChange {
-                storage_index: si(1),
-                seqnum,
-            });
+            hub.publish(SlotChange::new(si(1), seqnum));
         }
         assert!(a.overflow().is_raised());
         assert_eq!(hub.metrics.queue_overflows.load(Ordering::Relaxed), 1);
@@ -341,12 +368,6 @@ mod tests {
         let mut a = hub.register(8);
         a.subscribe_all(&[si(1)]);
         a.unsubscribe_all(&[si(1), si(9)]);
-        assert_eq!(
-            hub.publish(SlotChange {
-                storage_index: si(1),
-                seqnum: 3
-            }),
-            0
-        );
+        assert_eq!(hub.publish(SlotChange::new(si(1), 3)), 0);
     }
 }

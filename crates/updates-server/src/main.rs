@@ -12,7 +12,7 @@ use mutable_updates::pinning::{server_config_from_pem, spki_hash_of_pem};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use updates_server::endpoint::UpdatesEndpoint;
-use updates_server::limits::Limits;
+use updates_server::limits::{connection_budget_for, descriptor_reserve, Limits};
 use updates_server::metrics::{is_loopback, serve_metrics, MetricsSource};
 use updates_server::node::IdentitySources;
 use updates_server::watcher::{ShareWatcher, WatcherOptions};
@@ -96,6 +96,22 @@ struct RunArgs {
     /// Seconds between pings (two unanswered pings close a connection).
     #[arg(long, default_value_t = 30)]
     ping_interval: u64,
+    /// Most connections held at once. The server lowers it to fit under its descriptor limit
+    /// (RLIMIT_NOFILE, raised to the hard limit at start) with a reserve for the share watcher.
+    #[arg(long, default_value_t = 8_192)]
+    max_connections: usize,
+    /// Most unfinished handshakes (TLS and upgrade) from one address.
+    #[arg(long, default_value_t = 16)]
+    max_handshakes_per_address: usize,
+    /// Most authenticated sessions from one address.
+    #[arg(long, default_value_t = 128)]
+    max_sessions_per_address: usize,
+    /// Seconds a session may hold no subscription before it is closed.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout: u64,
+    /// Bytes of replies being written at once over all connections, at most.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_queued_reply_bytes: usize,
     /// Seconds between rescans of directories that could not be watched (inotify limit reached).
     #[arg(long, default_value_t = 2)]
     rescan_interval: u64,
@@ -196,11 +212,33 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     })?;
 
+    let defaults = Limits::default();
+    let nofile = raise_nofile_limit();
+    let max_connections =
+        connection_budget_for(nofile, args.max_connections, defaults.max_refusing);
+    if max_connections == 0 {
+        bail!(
+            "a descriptor limit of {nofile} leaves no room for connections after the watcher's \
+             reserve of {}: raise LimitNOFILE",
+            descriptor_reserve(nofile)
+        );
+    }
+    tracing::info!(
+        nofile,
+        max_connections,
+        reserve = descriptor_reserve(nofile),
+        "connection budget"
+    );
     let limits = Limits {
         max_subscriptions: args.max_subscriptions,
         max_queued_updates: args.max_queued_updates,
         ping_interval: Duration::from_secs(args.ping_interval.max(1)),
-        ..Limits::default()
+        max_connections,
+        max_unauthenticated_per_address: args.max_handshakes_per_address.max(1),
+        max_authenticated_per_address: args.max_sessions_per_address.max(1),
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        max_queued_reply_bytes: args.max_queued_reply_bytes,
+        ..defaults
     };
     let endpoint = Arc::new(UpdatesEndpoint::new(
         Arc::new(watcher.clone()),
@@ -268,18 +306,62 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { endpoint.forward_changes(changes_out).await })
     };
     let exit_when_stdin_closes = args.exit_when_stdin_closes;
-    tokio::spawn(async move {
-        tokio::select! {
-            () = wait_for_stop_signal() => tracing::info!("stop requested"),
-            () = stdin_closed(), if exit_when_stdin_closes => tracing::info!("standard input closed: stopping"),
-        }
-        let _ = shutdown_tx.send(true);
-    });
+    let stopper = {
+        let watcher = watcher.clone();
+        tokio::spawn(async move {
+            let failure = tokio::select! {
+                () = wait_for_stop_signal() => { tracing::info!("stop requested"); None }
+                () = stdin_closed(), if exit_when_stdin_closes => {
+                    tracing::info!("standard input closed: stopping");
+                    None
+                }
+                // A dead watcher means a frozen index: better to stop (non-zero, so that the
+                // supervisor restarts us) than to tell subscribers nothing (finding 16).
+                reason = watcher.failed() => {
+                    tracing::error!(%reason, "the share watcher died: stopping");
+                    Some(reason)
+                }
+            };
+            let _ = shutdown_tx.send(true);
+            failure
+        })
+    };
     endpoint.serve(listener, shutdown_rx).await;
     watcher.shutdown();
     forwarder.abort();
+    let failure = stopper.await.ok().flatten();
     tracing::info!("stopped");
-    Ok(())
+    match failure {
+        Some(reason) => bail!("the share watcher died ({reason})"),
+        None => Ok(()),
+    }
+}
+
+/// Raises the soft descriptor limit to the hard one and returns the limit in force.
+fn raise_nofile_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // None is RLIM_INFINITY: bounded here by what the kernel would let us open anyway.
+    let ceiling = 1u64 << 20;
+    let current = limit.current.unwrap_or(ceiling).min(ceiling);
+    let maximum = limit.maximum.unwrap_or(ceiling).min(ceiling);
+    if current >= maximum {
+        return current;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => {
+            tracing::debug!(from = current, to = maximum, "raised RLIMIT_NOFILE");
+            maximum
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise RLIMIT_NOFILE");
+            current
+        }
+    }
 }
 
 async fn wait_for_stop_signal() {
@@ -309,25 +391,99 @@ async fn stdin_closed() {
     }
 }
 
-/// Writes a secret-bearing file atomically, readable by the owner only.
+/// Writes a secret-bearing file atomically, readable by the owner only (finding 15): a fresh
+/// temporary file in the same folder, created exclusively (O_EXCL, so no leftover file or
+/// symlink is followed or reused) with mode 0600 set on the descriptor whatever the umask,
+/// written and synced, renamed over the target, and the folder synced.
 fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the NURL file's path has no file name"))?;
+    let mut attempt = 0u32;
+    let (temporary, mut file) = loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".{}.{nanos:x}.{attempt}.tmp", std::process::id()));
+        let temporary = dir.join(temp_name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temporary)
+        {
+            Ok(file) => break (temporary, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let written = (|| {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nurl_file_is_private_even_beside_a_leftover_world_readable_temp_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("updates-server.nurl");
+        // What the old code reused: a fixed-name temp file, world-readable, and a symlink.
+        let old_temp = dir.path().join("updates-server.tmp");
+        std::fs::write(&old_temp, "").unwrap();
+        std::fs::set_permissions(&old_temp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(
+            "/tmp/elsewhere",
+            dir.path().join(".updates-server.nurl.tmp"),
+        )
+        .unwrap();
+        // An existing target that was too open is replaced by a 0600 file.
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private_file(&path, "pb://secret\n").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "pb://secret\n");
+        assert_eq!(
+            std::fs::read_to_string(&old_temp).unwrap(),
+            "",
+            "the old temp file is untouched"
+        );
+        // No temporary file is left behind.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.ends_with(".tmp")
+                    && n.starts_with(".updates-server.nurl.")
+                    && n != ".updates-server.nurl.tmp" // the planted symlink
+            })
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub handshake_failures: AtomicU64,
     /// Time from a change reaching the hub to its update being written to a subscriber's socket.
     pub delivery_latency: LatencyHistogram,
+    /// Connections refused at accept or after the upgrade (server full, per-address caps).
+    pub connections_refused: AtomicU64,
+    /// Sessions closed by a limit: unfinished fragment, no subscription, reply memory.
+    pub limit_closes: AtomicU64,
 }
 
 /// Upper bounds of the delivery-latency buckets, in microseconds.
@@ -92,7 +96,19 @@ impl Metrics {
     /// Renders every counter in the Prometheus text format.
     pub fn render(&self, extra: Option<&dyn MetricsSource>) -> String {
         let mut out = String::with_capacity(2048);
-        let rows: [(&str, &str, &str, &AtomicU64); 10] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 12] = [
+            (
+                "connections_refused_total",
+                "counter",
+                "Connections refused: server at its connection limit, or an address over its share.",
+                &self.connections_refused,
+            ),
+            (
+                "limit_closes_total",
+                "counter",
+                "Sessions closed by a limit: unfinished fragmented message, no subscription, reply memory.",
+                &self.limit_closes,
+            ),
             (
                 "connections",
                 "gauge",
@@ -172,7 +188,7 @@ impl Metrics {
 impl MetricsSource for crate::watcher::ShareWatcher {
     fn write_metrics(&self, out: &mut String) {
         let stats = self.stats();
-        let rows: [(&str, &str, &str, u64); 11] = [
+        let rows: [(&str, &str, &str, u64); 14] = [
             (
                 "watcher_mutable_slots",
                 "gauge",
@@ -208,6 +224,24 @@ impl MetricsSource for crate::watcher::ShareWatcher {
                 "counter",
                 "Share reads skipped (truncated, unreadable, unknown).",
                 stats.skipped_reads,
+            ),
+            (
+                "watcher_retries_total",
+                "counter",
+                "Folder or share reads that failed for a passing reason (EMFILE, EAGAIN, EIO) and were tried again.",
+                stats.retries,
+            ),
+            (
+                "watcher_pending_retries",
+                "gauge",
+                "Folders waiting to be read again after a passing failure.",
+                stats.pending_retries,
+            ),
+            (
+                "watcher_torn_proofs_total",
+                "counter",
+                "Share proofs not served because they did not verify under their own key.",
+                stats.torn_proofs,
             ),
             (
                 "watcher_watches",

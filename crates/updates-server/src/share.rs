@@ -18,6 +18,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use mutable_updates::proof::SlotProof;
 use thiserror::Error;
 
 /// Magic of a version-1 mutable container: the text, then five fixed bytes chosen by Tahoe.
@@ -135,6 +136,107 @@ pub fn read_share_header(path: &Path) -> Result<ShareHeader, ShareError> {
         }
     }
     parse_share_header(&buf[..filled])
+}
+
+/// Most bytes read from the start of a share file to find its proof: the container header, the
+/// share data's header, and (MDMF) the encrypted private key and share hash chain that lie before
+/// the signature and key. Real shares need about 1 KiB (SDMF) or 2.5 KiB (MDMF); a share whose
+/// offsets point further is served without a proof.
+pub const MAX_PROOF_READ: usize = 64 * 1024;
+
+/// First read of a share: enough for the header and, for nearly every real share, its proof.
+const FIRST_READ: usize = 4096;
+
+/// What one read of a share file found: its header and, for a mutable share, the slot proof of
+/// the version it holds (`None` when the share's proof cannot be cut out: an old or damaged share,
+/// or one caught mid-write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRead {
+    /// The header, as [`read_share_header`] gives it.
+    pub header: ShareHeader,
+    /// The signed prefix, signature and verification key of a mutable share, unverified.
+    pub proof: Option<SlotProof>,
+}
+
+/// Reads a share's header and, for a mutable share, its slot proof: at most [`MAX_PROOF_READ`]
+/// bytes, in one read for nearly every share. An unreadable proof is no error (the seqnum is
+/// then served unproven); an unreadable header is, as in [`read_share_header`].
+pub fn read_share(path: &Path) -> Result<ShareRead, ShareError> {
+    let io_error = |source| ShareError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(io_error)?;
+    if !metadata.is_file() {
+        return Err(io_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let mut file = File::open(path).map_err(io_error)?;
+    let mut buf = vec![0u8; FIRST_READ];
+    let filled = fill(&mut file, &mut buf).map_err(io_error)?;
+    buf.truncate(filled);
+    let header = parse_share_header(&buf)?;
+    if !matches!(header, ShareHeader::Mutable { .. }) {
+        return Ok(ShareRead {
+            header,
+            proof: None,
+        });
+    }
+    let data = buf.get(DATA_OFFSET..).unwrap_or_default();
+    let needed = SlotProof::share_data_needed(data)
+        .ok()
+        .and_then(|n| n.checked_add(DATA_OFFSET))
+        .filter(|&n| n <= MAX_PROOF_READ);
+    let Some(needed) = needed else {
+        return Ok(ShareRead {
+            header,
+            proof: None,
+        });
+    };
+    if needed > buf.len() && filled == FIRST_READ {
+        let have = buf.len();
+        buf.resize(needed, 0);
+        let more = fill(&mut file, &mut buf[have..]).map_err(io_error)?;
+        buf.truncate(have + more);
+    }
+    let proof = SlotProof::from_share_file(&buf).ok();
+    Ok(ShareRead { header, proof })
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn fill(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Whether an I/O error is a passing shortage (descriptors, memory, a busy or failing device)
+/// after which the same read is worth trying again, rather than a fact about the file.
+pub fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::EAGAIN
+                | libc::EIO
+                | libc::ENOMEM
+                | libc::EINTR
+                | libc::ENOBUFS
+        )
+    ) || matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::TimedOut
+    )
 }
 
 /// Parses the beginning of a share file. Pure and total: any input gives a header or an error.

@@ -48,6 +48,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use inotify::Inotify;
+use mutable_updates::proof::SlotProof;
 use tahoe_caps::StorageIndex;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -96,6 +97,14 @@ pub struct WatcherStats {
     pub rescans: u64,
     /// Share reads skipped: truncated or half-written, unreadable, unknown format.
     pub skipped_reads: u64,
+    /// Reads of a folder or share that failed for a passing reason (EMFILE, ENFILE, EAGAIN,
+    /// EIO, ...) and were scheduled again with backoff.
+    pub retries: u64,
+    /// Folders waiting to be read again now (gauge).
+    pub pending_retries: u64,
+    /// Proofs not served because their signature did not verify under their own key (a share
+    /// read while being rewritten); the next read of the share replaces them.
+    pub torn_proofs: u64,
     /// inotify watches held now.
     pub watches: u64,
     /// Folders without a watch, rescanned periodically.
@@ -136,6 +145,32 @@ pub struct ShareWatcher {
 struct Inner {
     shared: Arc<SharedIndex>,
     control: Mutex<Control>,
+    /// Turns `Some(why)` when the watcher thread ended without being told to stop.
+    failed: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+/// Reports a watcher thread that ends on its own (a returned reason, or a panic) to
+/// [`ShareWatcher::failed`].
+struct DeathNotice {
+    sender: tokio::sync::watch::Sender<Option<String>>,
+    reason: Option<String>,
+    stopped: bool,
+}
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let reason = self.reason.take().unwrap_or_else(|| {
+            if thread::panicking() {
+                "the share watcher thread panicked".to_owned()
+            } else {
+                "the share watcher thread ended".to_owned()
+            }
+        });
+        let _ = self.sender.send(Some(reason));
+    }
 }
 
 #[derive(Debug)]
@@ -175,10 +210,16 @@ impl ShareWatcher {
         tree.initial_scan();
 
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (failed_tx, failed_rx) = tokio::sync::watch::channel(None);
         let (ready_tx, ready_rx) = std_mpsc::sync_channel::<Result<(), WatchError>>(1);
         let thread = thread::Builder::new()
             .name("share-watcher".to_owned())
             .spawn(move || {
+                let mut notice = DeathNotice {
+                    sender: failed_tx,
+                    reason: None,
+                    stopped: false,
+                };
                 // Built on its own thread, so no runtime is ever dropped inside the caller's.
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_io()
@@ -203,7 +244,10 @@ impl ShareWatcher {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                runtime.block_on(tree.run(events, stop_rx, changes));
+                match runtime.block_on(tree.run(events, stop_rx, changes)) {
+                    None => notice.stopped = true,
+                    Some(reason) => notice.reason = Some(reason),
+                }
             })
             .map_err(WatchError::Thread)?;
         let started = match ready_rx.recv() {
@@ -224,8 +268,26 @@ impl ShareWatcher {
                     stop: Some(stop_tx),
                     thread: Some(thread),
                 }),
+                failed: failed_rx,
             }),
         })
+    }
+
+    /// Resolves, with the reason, once the watcher has stopped watching without being told to
+    /// (the inotify stream ended, the thread panicked). Lookups then answer from a frozen
+    /// index, so a server should exit non-zero and let its supervisor restart it (finding 16).
+    /// Never resolves after [`shutdown`](Self::shutdown).
+    pub async fn failed(&self) -> String {
+        let mut failed = self.inner.failed.clone();
+        loop {
+            if let Some(reason) = failed.borrow_and_update().clone() {
+                return reason;
+            }
+            if failed.changed().await.is_err() {
+                // The thread is gone and said nothing: it was stopped.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Counters for metrics.
@@ -266,5 +328,12 @@ impl Drop for Inner {
 impl SlotDirectory for ShareWatcher {
     fn state(&self, storage_index: &StorageIndex) -> SlotState {
         self.inner.shared.state(storage_index)
+    }
+
+    fn state_with_proof(
+        &self,
+        storage_index: &StorageIndex,
+    ) -> (SlotState, Option<Arc<SlotProof>>) {
+        self.inner.shared.state_with_proof(storage_index)
     }
 }

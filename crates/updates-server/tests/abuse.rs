@@ -109,6 +109,11 @@ impl Server {
             .arg("--nurl-file")
             .arg(&nurl_path)
             .arg("--exit-when-stdin-closes")
+            // Every client of these tests comes from 127.0.0.1, attackers and the legitimate
+            // one alike: the per-address caps (tested in tests/fd_flood.rs and limits.rs) are
+            // lifted so that each test reaches the limit it is about.
+            .args(["--max-handshakes-per-address", "100000"])
+            .args(["--max-sessions-per-address", "100000"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())

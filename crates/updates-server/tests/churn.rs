@@ -58,6 +58,10 @@ impl Server {
             .arg("--node-dir")
             .arg(node_dir)
             .args(["--listen", "127.0.0.1:0", "--exit-when-stdin-closes"])
+            // Holders and churners all come from 127.0.0.1: lift the per-address caps, which
+            // have tests of their own (limits.rs, fd_flood.rs).
+            .args(["--max-sessions-per-address", "100000"])
+            .args(["--max-handshakes-per-address", "100000"])
             .arg("--nurl-file")
             .arg(&nurl_file)
             .arg("--metrics-listen")

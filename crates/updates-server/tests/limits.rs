@@ -186,10 +186,7 @@ async fn a_reader_that_falls_behind_is_closed_with_1008_and_memory_stays_bounded
     expect_status(&mut socket).await;
     // Many changes at once, faster than the session can drain its queue of five.
     for seqnum in 2..2000 {
-        server.hub.publish(SlotChange {
-            storage_index: si(1),
-            seqnum,
-        });
+        server.hub.publish(SlotChange::new(si(1), seqnum));
     }
     assert_eq!(close_code(&mut socket).await, Some(CloseCode::Policy));
 }
@@ -340,10 +337,7 @@ async fn maximum_delay_batches_updates_into_one_message() {
     .await;
     expect_status(&mut socket).await;
     for (n, seqnum) in [(1, 2), (2, 5), (1, 3)] {
-        server.hub.publish(SlotChange {
-            storage_index: si(n),
-            seqnum,
-        });
+        server.hub.publish(SlotChange::new(si(n), seqnum));
     }
     match next(&mut socket, Duration::from_secs(5)).await {
         Next::Message(ServerMessage::Updates(batch)) => {
@@ -379,10 +373,7 @@ async fn unsubscribed_and_unknown_indexes_get_no_updates() {
     send_text(&mut socket, ClientMessage::unsubscribe([si(1)]).to_json()).await;
     expect_status(&mut socket).await;
     for n in [1, 50, 2] {
-        server.hub.publish(SlotChange {
-            storage_index: si(n),
-            seqnum: 7,
-        });
+        server.hub.publish(SlotChange::new(si(n), 7));
     }
     match next(&mut socket, Duration::from_secs(5)).await {
         Next::Message(ServerMessage::Update(update)) => {
@@ -454,4 +445,260 @@ async fn a_status_larger_than_the_reply_bound_closes_with_1009() {
     assert!(request.len() < 64 * 1024);
     send_text(&mut socket, request).await;
     assert_eq!(close_code(&mut socket).await, Some(CloseCode::Size));
+}
+
+// ---- issue 12: connection budget, fragments, pings, idleness, one handshake deadline ----------
+
+/// Reads until the server closes; returns the close code and reason.
+async fn close_frame(
+    socket: &mut InsecureWebSocket,
+    wait: Duration,
+) -> (Option<CloseCode>, String) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => panic!("the server did not close the connection within {wait:?}"),
+            Ok(None) | Ok(Some(Err(_))) => return (None, String::new()),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return (
+                    frame.as_ref().map(|f| f.code),
+                    frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                )
+            }
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn past_the_global_budget_connections_are_refused_with_1013_and_a_reason() {
+    let server = start(Limits {
+        max_connections: 2,
+        ..Limits::default()
+    })
+    .await;
+    let mut first = connect(&server).await;
+    let _second = connect(&server).await;
+    let mut third = connect(&server).await;
+    let (code, reason) = close_frame(&mut third, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(CloseCode::Again));
+    assert!(reason.contains("connection limit"), "{reason}");
+    // The admitted ones are unaffected.
+    send_text(&mut first, ClientMessage::subscribe([si(1)]).to_json()).await;
+    assert!(expect_status(&mut first)
+        .await
+        .get(&si(1).to_string())
+        .is_some());
+    // A place freed is a place for the next one.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = connect(&server).await;
+    send_text(&mut fourth, ClientMessage::subscribe([si(2)]).to_json()).await;
+    expect_status(&mut fourth).await;
+    let _ = server.shutdown.send(true);
+}
+
+#[tokio::test]
+async fn one_address_gets_only_its_share_of_sessions() {
+    let server = start(Limits {
+        max_authenticated_per_address: 2,
+        ..Limits::default()
+    })
+    .await;
+    let _a = connect(&server).await;
+    let _b = connect(&server).await;
+    let mut c = connect(&server).await;
+    let (code, reason) = close_frame(&mut c, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(CloseCode::Again));
+    assert!(reason.contains("your address"), "{reason}");
+    let _ = server.shutdown.send(true);
+}
+
+#[tokio::test]
+async fn a_fragmented_message_left_unfinished_closes_with_1008() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let server = start(Limits {
+        fragment_timeout: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(200),
+        ..Limits::default()
+    })
+    .await;
+    let mut socket = connect(&server).await;
+    let started = std::time::Instant::now();
+    let first = Frame::message(vec![b'['; 60_000], OpCode::Data(Data::Text), false);
+    socket.send(Message::Frame(first)).await.unwrap();
+    // We keep answering pings (the client library does), which used to keep it open for good.
+    let (code, reason) = close_frame(&mut socket, Duration::from_secs(5)).await;
+    let after = started.elapsed();
+    assert_eq!(code, Some(CloseCode::Policy), "{reason}");
+    assert!(reason.contains("fragmented"), "{reason}");
+    assert!(
+        after >= Duration::from_millis(300),
+        "closed after {after:?}"
+    );
+    println!("unfinished fragment closed after {after:?} (limit 300 ms)");
+    // A fragmented message that is finished in time is fine.
+    let mut socket = connect(&server).await;
+    let text = ClientMessage::subscribe([si(3)]).to_json();
+    let (head, tail) = text.split_at(10);
+    socket
+        .send(Message::Frame(Frame::message(
+            head.as_bytes().to_vec(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Frame(Frame::message(
+            tail.as_bytes().to_vec(),
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .await
+        .unwrap();
+    expect_status(&mut socket).await;
+    // Reading (so answering pings) past the fragment limit: nothing closes it.
+    assert!(matches!(
+        next(&mut socket, Duration::from_millis(700)).await,
+        Next::Nothing
+    ));
+    send_text(&mut socket, ClientMessage::subscribe([si(4)]).to_json()).await;
+    expect_status(&mut socket).await;
+    let _ = server.shutdown.send(true);
+}
+
+#[tokio::test]
+async fn a_ping_flood_is_counted_by_the_rate_meter_and_closed_with_1008() {
+    let server = start(Limits {
+        max_messages_per_second: 20,
+        rate_window: Duration::from_secs(1),
+        ..Limits::default()
+    })
+    .await;
+    let mut socket = connect(&server).await;
+    let mut sent = 0;
+    let code = loop {
+        if socket
+            .send(Message::Ping(vec![0u8; 125].into()))
+            .await
+            .is_err()
+        {
+            break close_code(&mut socket).await;
+        }
+        sent += 1;
+        if sent % 10 == 0 {
+            if let Next::Closed(code) = next(&mut socket, Duration::from_millis(1)).await {
+                break code;
+            }
+        }
+        assert!(sent < 10_000, "no close after {sent} pings");
+    };
+    assert_eq!(code, Some(CloseCode::Policy));
+    println!("ping flood closed with 1008 after {sent} pings (limit 20/s over 1 s)");
+    let _ = server.shutdown.send(true);
+}
+
+#[tokio::test]
+async fn a_session_that_holds_and_awaits_nothing_times_out_others_stay() {
+    let server = start(Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut idle = connect(&server).await;
+    let mut busy = connect(&server).await;
+    send_text(&mut busy, ClientMessage::subscribe([si(5)]).to_json()).await;
+    expect_status(&mut busy).await;
+    // Waiting for a slot this server does not hold yet is not idleness.
+    let mut waiting = connect(&server).await;
+    send_text(&mut waiting, ClientMessage::subscribe([si(77)]).to_json()).await;
+    expect_status(&mut waiting).await;
+    // Never asking for anything is; so is unsubscribing from everything.
+    let mut emptied = connect(&server).await;
+    send_text(&mut emptied, ClientMessage::subscribe([si(6)]).to_json()).await;
+    expect_status(&mut emptied).await;
+    send_text(&mut emptied, ClientMessage::unsubscribe([si(6)]).to_json()).await;
+    expect_status(&mut emptied).await;
+    let (code, _) = close_frame(&mut emptied, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(CloseCode::Policy));
+    let (code, reason) = close_frame(&mut idle, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(CloseCode::Policy));
+    assert!(reason.contains("no subscription"), "{reason}");
+    assert!(matches!(
+        next(&mut busy, Duration::from_millis(900)).await,
+        Next::Nothing
+    ));
+    server.hub.publish(SlotChange::new(si(5), 2));
+    assert!(matches!(
+        next(&mut busy, Duration::from_secs(2)).await,
+        Next::Message(ServerMessage::Update(_))
+    ));
+    let _ = server.shutdown.send(true);
+}
+
+/// Finding 11: the TLS handshake and the upgrade share one deadline. A client slow in both
+/// (TLS after 60 % of the deadline, then the upgrade request dripped a byte at a time) is
+/// dropped at the deadline, not after twice it.
+#[tokio::test]
+async fn tls_and_upgrade_together_get_one_handshake_deadline() {
+    use tokio::io::AsyncWriteExt as _;
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_pem = generated.cert.pem();
+    let key_pem = generated.key_pair.serialize_pem();
+    let tls =
+        mutable_updates::pinning::server_config_from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+            .unwrap();
+    let spki = mutable_updates::pinning::spki_hash_of_pem(cert_pem.as_bytes()).unwrap();
+    let deadline = Duration::from_millis(1000);
+    let endpoint = Arc::new(UpdatesEndpoint::new(
+        Arc::new(MemorySlots::default()),
+        &swissnum(),
+        Some(tls),
+        Limits {
+            handshake_timeout: deadline,
+            ..Limits::default()
+        },
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move { endpoint.serve(listener, shutdown_rx).await });
+
+    let started = std::time::Instant::now();
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    tokio::time::sleep(deadline.mul_f64(0.6)).await;
+    let connector =
+        tokio_rustls::TlsConnector::from(mutable_updates::pinning::pinned_client_config(spki));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1".to_owned()).unwrap();
+    let mut stream = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS within the deadline");
+    let request = format!(
+        "GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let mut dropped_after = None;
+    for byte in request.bytes() {
+        if stream.write_all(&[byte]).await.is_err() || stream.flush().await.is_err() {
+            dropped_after = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if started.elapsed() > deadline * 3 {
+            break;
+        }
+    }
+    // A write may still succeed just after the close: read to see the end for sure.
+    let dropped_after = match dropped_after {
+        Some(at) => at,
+        None => panic!("still open {:?} after connecting", started.elapsed()),
+    };
+    println!("slow TLS (600 ms) + slow upgrade: dropped {dropped_after:?} after connect (deadline {deadline:?})");
+    assert!(
+        dropped_after < deadline + Duration::from_millis(400),
+        "{dropped_after:?}"
+    );
+    let _ = shutdown.send(true);
 }

@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use local_grid::{Format, Grid, StorageNode};
 use mutable_updates::client::{self, ConnectError};
 use mutable_updates::message::{
-    ClientMessage, ErrorCode, ServerMessage, Status, SubscriptionStatus,
+    ClientMessage, ErrorCode, ProofRequest, ServerMessage, Status, SubscriptionStatus,
 };
 use mutable_updates::nurl::{Nurl, Swissnum};
 use tahoe_caps::{Cap, StorageIndex};
@@ -174,6 +174,131 @@ fn holders(grid: &Grid, si: &StorageIndex) -> Vec<usize> {
         })
         .map(|(index, _)| index)
         .collect()
+}
+
+async fn subscribe_with(socket: &mut Socket, raw: &[&str], proofs: Option<ProofRequest>) -> Status {
+    let mut json = serde_json::json!({"tahoe-mutable-notification-version": 1, "subscribe": raw});
+    if let Some(proofs) = proofs {
+        json["options"] = serde_json::json!({ "proofs": proofs.as_str() });
+    }
+    socket
+        .send(Message::Text(json.to_string().into()))
+        .await
+        .unwrap();
+    match next_message(socket, Duration::from_secs(10)).await {
+        Some(ServerMessage::Status(status)) => status,
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+/// Issue 12: a client that asks for proofs gets, in its status and in every update, the slot's
+/// signed prefix and signature as the real Tahoe node wrote them, which verify against the
+/// fingerprint in the cap; "without-keys" leaves the key out; a plain v1 client on the same
+/// server sees exactly what it saw before (no proof anywhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_in_status_and_updates_verify_against_the_caps_fingerprint_sdmf_and_mdmf() {
+    let fixture = fixture();
+    for (format, make_file) in [
+        (Format::Sdmf, false),
+        (Format::Mdmf, false),
+        (Format::Sdmf, true),
+        (Format::Mdmf, true),
+    ] {
+        let cap = if make_file {
+            fixture.grid.create_mutable_file(format, b"first").unwrap()
+        } else {
+            fixture.grid.create_mutable_dir(format).unwrap()
+        };
+        let parsed: Cap = cap.parse().unwrap();
+        let fingerprint = parsed
+            .fingerprint()
+            .expect("a mutable cap has a fingerprint");
+        let si = parsed.storage_index().unwrap();
+        let raw = si.to_string();
+        let holders = holders(fixture.grid, &si);
+        assert!(!holders.is_empty());
+        let server = &fixture.servers[holders[0]];
+        let mut with_keys = connect(&server.nurl).await;
+        let mut without_keys = connect(&server.nurl).await;
+        let mut plain = connect(&server.nurl).await;
+
+        let status = subscribe_with(&mut with_keys, &[&raw], Some(ProofRequest::WithKeys)).await;
+        assert_eq!(status.seqnum(&raw), Some(1));
+        let proof = status.proof(&raw).expect("a proof in the with-keys status");
+        assert!(
+            proof.verification_key().is_some(),
+            "with-keys: the key is sent"
+        );
+        let verified = proof
+            .verify(&fingerprint, None)
+            .expect("the status proof verifies with the cap's fingerprint");
+        assert_eq!(verified.seqnum(), 1);
+        let key = verified.verification_key().clone();
+        // Against another slot's fingerprint it must fail.
+        let mut wrong = fingerprint;
+        wrong[0] ^= 1;
+        assert!(proof.verify(&wrong, None).is_err());
+
+        let status =
+            subscribe_with(&mut without_keys, &[&raw], Some(ProofRequest::WithoutKeys)).await;
+        let keyless = status
+            .proof(&raw)
+            .expect("a proof in the without-keys status");
+        assert!(keyless.verification_key().is_none(), "without-keys: no key");
+        assert_eq!(
+            keyless.verify(&fingerprint, Some(&key)).unwrap().seqnum(),
+            1
+        );
+
+        let status = subscribe_with(&mut plain, &[&raw], None).await;
+        assert_eq!(status.seqnum(&raw), Some(1));
+        assert!(status.proofs.is_empty(), "a plain v1 client gets no proofs");
+
+        if make_file {
+            fixture
+                .grid
+                .overwrite_mutable_file(&cap, b"second version")
+                .unwrap();
+        } else {
+            fixture.grid.put_child(&cap, "new.txt", b"hello").unwrap();
+        }
+        for (socket, asked) in [
+            (&mut with_keys, true),
+            (&mut without_keys, true),
+            (&mut plain, false),
+        ] {
+            match next_message(socket, Duration::from_secs(10)).await {
+                Some(ServerMessage::Update(update)) => {
+                    assert_eq!(update.storage_index, si);
+                    assert_eq!(update.seqnum, Some(2));
+                    match (asked, &update.proof) {
+                        (true, Some(proof)) => {
+                            assert!(
+                                proof.verification_key().is_none(),
+                                "updates never carry the key"
+                            );
+                            let verified = proof
+                                .verify(&fingerprint, Some(&key))
+                                .expect("the update's proof verifies with the kept key");
+                            assert_eq!(verified.seqnum(), 2);
+                        }
+                        (true, None) => {
+                            panic!("{format:?}: an update without a proof for a client that asked")
+                        }
+                        (false, None) => {}
+                        (false, Some(_)) => panic!("a plain client got a proof"),
+                    }
+                }
+                other => panic!("expected an update, got {other:?}"),
+            }
+        }
+        eprintln!(
+            "{format:?} {}: proof verified (status with key {} bytes raw, update without key {} bytes raw)",
+            if make_file { "file" } else { "directory" },
+            proof.len_bytes(),
+            keyless.len_bytes()
+        );
+    }
 }
 
 async fn assert_one_update_per_holder(fixture: &Fixture, cap: &str, change: impl FnOnce()) {

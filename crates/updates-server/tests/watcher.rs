@@ -193,13 +193,7 @@ async fn publish_over_three_shares_gives_exactly_one_change() {
 
     grid.publish(&si(1), &[0, 1, 2], 3, 4);
     let change = next_change(&mut rx).await;
-    assert_eq!(
-        change,
-        SlotChange {
-            storage_index: si(1),
-            seqnum: 4
-        }
-    );
+    assert_eq!(change, SlotChange::new(si(1), 4));
     assert_quiet(&mut rx).await;
     assert_eq!(watcher.state(&si(1)), SlotState::Mutable { seqnum: 4 });
 
@@ -241,13 +235,7 @@ async fn new_slots_are_found_even_when_files_precede_the_watch() {
 
     // A new prefix folder, slot folder and shares, written at once.
     grid.create_mutable(&si(200), &[0, 1, 2], 1);
-    assert_eq!(
-        next_change(&mut rx).await,
-        SlotChange {
-            storage_index: si(200),
-            seqnum: 1
-        }
-    );
+    assert_eq!(next_change(&mut rx).await, SlotChange::new(si(200), 1));
     // A new slot under a prefix folder that already exists.
     let sibling = {
         let mut bytes = *si(1).as_bytes();
@@ -290,13 +278,7 @@ async fn deleted_slot_leaves_the_index_and_can_come_back() {
 
     // The same slot made again is a new slot to announce, and is watched again.
     grid.create_mutable(&si(1), &[0], 1);
-    assert_eq!(
-        next_change(&mut rx).await,
-        SlotChange {
-            storage_index: si(1),
-            seqnum: 1
-        }
-    );
+    assert_eq!(next_change(&mut rx).await, SlotChange::new(si(1), 1));
     grid.publish(&si(1), &[0], 1, 2);
     assert_eq!(next_change(&mut rx).await.seqnum, 2);
     assert_quiet(&mut rx).await;
@@ -321,21 +303,9 @@ async fn truncated_share_gives_nothing_until_complete() {
 
     // Completed in place: one change each.
     write_in_place(&grid.share(&si(1), 1), 0, &full);
-    assert_eq!(
-        next_change(&mut rx).await,
-        SlotChange {
-            storage_index: si(1),
-            seqnum: 9
-        }
-    );
+    assert_eq!(next_change(&mut rx).await, SlotChange::new(si(1), 9));
     write_in_place(&grid.share(&si(2), 0), 0, &full);
-    assert_eq!(
-        next_change(&mut rx).await,
-        SlotChange {
-            storage_index: si(2),
-            seqnum: 9
-        }
-    );
+    assert_eq!(next_change(&mut rx).await, SlotChange::new(si(2), 9));
     assert_quiet(&mut rx).await;
 }
 
@@ -452,13 +422,7 @@ async fn shares_directory_appearing_later_is_picked_up() {
     let slot = storage.join("shares").join(si(5).share_dir());
     fs::create_dir_all(&slot).unwrap();
     fs::write(slot.join("0"), mutable_share(8)).unwrap();
-    assert_eq!(
-        next_change(&mut rx).await,
-        SlotChange {
-            storage_index: si(5),
-            seqnum: 8
-        }
-    );
+    assert_eq!(next_change(&mut rx).await, SlotChange::new(si(5), 8));
     assert_eq!(watcher.state(&si(5)), SlotState::Mutable { seqnum: 8 });
 
     // shares/ removed entirely: everything leaves the index; made again: found again.

@@ -98,10 +98,7 @@ async fn wait_state(watcher: &ShareWatcher, storage_index: &StorageIndex, expect
 }
 
 fn change(storage_index: StorageIndex, seqnum: u64) -> Option<SlotChange> {
-    Some(SlotChange {
-        storage_index,
-        seqnum,
-    })
+    Some(SlotChange::new(storage_index, seqnum))
 }
 
 #[tokio::test]

@@ -6,24 +6,32 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
+use mutable_updates::proof::SlotProof;
 use tahoe_caps::StorageIndex;
 
 use super::WatcherStats;
 use crate::slots::SlotState;
 
+/// A slot's state with the proof of its current version.
+type Entry = (SlotState, Option<Arc<SlotProof>>);
+
 /// Slot states as last seen on disk, plus the watcher's counters.
 #[derive(Debug, Default)]
 pub(super) struct SharedIndex {
     /// Only `Mutable` and `Immutable` are stored; a missing key means `Absent`.
-    slots: RwLock<HashMap<StorageIndex, SlotState>>,
+    /// Each with the proof of its current version, when one could be read and checked.
+    slots: RwLock<HashMap<StorageIndex, Entry>>,
     pub(super) mutable_slots: AtomicU64,
     pub(super) immutable_slots: AtomicU64,
     pub(super) events_processed: AtomicU64,
     pub(super) changes_emitted: AtomicU64,
     pub(super) rescans: AtomicU64,
     pub(super) skipped_reads: AtomicU64,
+    pub(super) retries: AtomicU64,
+    pub(super) pending_retries: AtomicU64,
+    pub(super) torn_proofs: AtomicU64,
     pub(super) watches: AtomicU64,
     pub(super) unwatched_dirs: AtomicU64,
     pub(super) watch_limit_hit: AtomicBool,
@@ -38,20 +46,41 @@ impl SharedIndex {
         let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
         slots
             .get(storage_index)
-            .copied()
-            .unwrap_or(SlotState::Absent)
+            .map_or(SlotState::Absent, |(state, _)| *state)
+    }
+
+    /// The state of one slot with the proof of its current version.
+    pub(super) fn state_with_proof(
+        &self,
+        storage_index: &StorageIndex,
+    ) -> (SlotState, Option<Arc<SlotProof>>) {
+        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        slots
+            .get(storage_index)
+            .cloned()
+            .unwrap_or((SlotState::Absent, None))
     }
 
     /// Records a slot's new state and keeps the per-kind counts in step.
     pub(super) fn set(&self, storage_index: StorageIndex, state: SlotState) {
+        self.set_with_proof(storage_index, state, None);
+    }
+
+    /// Records a slot's new state with the proof of its version (for a mutable slot).
+    pub(super) fn set_with_proof(
+        &self,
+        storage_index: StorageIndex,
+        state: SlotState,
+        proof: Option<Arc<SlotProof>>,
+    ) {
         let old = {
             let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
             match state {
                 SlotState::Absent => slots.remove(&storage_index),
-                _ => slots.insert(storage_index, state),
+                _ => slots.insert(storage_index, (state, proof)),
             }
         };
-        let old = old.unwrap_or(SlotState::Absent);
+        let old = old.map_or(SlotState::Absent, |(state, _)| state);
         self.count(old, false);
         self.count(state, true);
     }
@@ -90,6 +119,9 @@ impl SharedIndex {
             changes_emitted: get(&self.changes_emitted),
             rescans: get(&self.rescans),
             skipped_reads: get(&self.skipped_reads),
+            retries: get(&self.retries),
+            pending_retries: get(&self.pending_retries),
+            torn_proofs: get(&self.torn_proofs),
             watches: get(&self.watches),
             unwatched_dirs: get(&self.unwatched_dirs),
             watch_limit_hit: self.watch_limit_hit.load(Ordering::Relaxed),

@@ -21,7 +21,9 @@ use tracing::{debug, error, info, warn};
 
 use super::index::SharedIndex;
 use super::WatcherOptions;
-use crate::share::{read_share_header, ShareError, ShareHeader};
+use mutable_updates::proof::SlotProof;
+
+use crate::share::{is_transient, read_share, ShareError, ShareHeader, ShareRead};
 use crate::slots::{SlotChange, SlotState};
 
 /// Name of the folder under the storage directory that holds finished shares.
@@ -83,10 +85,31 @@ enum WatchOutcome {
 }
 
 /// What one share file holds, as last read successfully.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum ShareInfo {
-    Mutable(u64),
+    /// A mutable share: its seqnum and, if it could be cut out, the proof of that version
+    /// (not yet checked: [`Tree::publish`] checks the one it serves).
+    Mutable(u64, Option<Arc<SlotProof>>),
     Immutable,
+}
+
+/// Longest wait between two attempts at a folder that could not be read for a passing reason.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// First wait before trying a folder again.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// Most folders tried again (retries) or rescanned (unwatched folders) in one turn of the
+/// watcher's loop: the rest wait for the next turn, so inotify events are never kept waiting
+/// behind a rescan of the whole tree (finding 22).
+pub(super) const MAX_SCANS_PER_TURN: usize = 512;
+
+/// A folder to read again after a transient failure (EMFILE, ENFILE, EAGAIN, EIO, ...).
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    kind: DirKind,
+    attempts: u32,
+    due: Instant,
 }
 
 /// Everything known about one slot folder.
@@ -98,6 +121,9 @@ struct SlotRecord {
     announced: u64,
     /// The state last written to the shared index, to skip the write lock when nothing changed.
     published: Option<SlotState>,
+    /// The proof candidate last checked, and what the check left (the same proof, or `None`
+    /// when its signature did not verify under its own key: a share caught mid-write).
+    checked_proof: Option<(Arc<SlotProof>, Option<Arc<SlotProof>>)>,
 }
 
 impl SlotRecord {
@@ -106,7 +132,7 @@ impl SlotRecord {
             .shares
             .values()
             .filter_map(|share| match share {
-                ShareInfo::Mutable(seqnum) => Some(*seqnum),
+                ShareInfo::Mutable(seqnum, _) => Some(*seqnum),
                 ShareInfo::Immutable => None,
             })
             .max();
@@ -116,6 +142,25 @@ impl SlotRecord {
             None => SlotState::Immutable,
         }
     }
+
+    /// A proof of the version with this seqnum, from the lowest-numbered share that has one.
+    fn proof_candidate(&self, seqnum: u64) -> Option<Arc<SlotProof>> {
+        self.shares.values().find_map(|share| match share {
+            ShareInfo::Mutable(found, Some(proof)) if *found == seqnum => Some(Arc::clone(proof)),
+            _ => None,
+        })
+    }
+}
+
+/// Whether a proof's signature verifies under the key it carries. This says nothing of whether
+/// the key is the slot's (only a client holding the cap can tell); it catches a share read while
+/// Tahoe was rewriting it (a new prefix beside the old signature), so no torn proof is served.
+fn self_consistent(proof: &SlotProof) -> bool {
+    let Some(key) = proof.verification_key() else {
+        return false;
+    };
+    let fingerprint = tahoe_caps::hash::mutable_pubkey_fingerprint(key);
+    proof.verify(&fingerprint, None).is_ok()
 }
 
 /// The watcher thread's state.
@@ -129,6 +174,10 @@ pub(super) struct Tree {
     dir_watches: HashMap<PathBuf, WatchDescriptor>,
     /// Directories without a watch, rescanned every `rescan_interval`.
     polled: BTreeMap<PathBuf, DirKind>,
+    /// Where the last bounded rescan of `polled` stopped.
+    poll_cursor: Option<PathBuf>,
+    /// Folders to read again after a transient failure, with backoff.
+    retries: HashMap<PathBuf, Retry>,
     /// Whether `shares/` is known to exist and has been scanned.
     root_ready: bool,
     slots: HashMap<StorageIndex, SlotRecord>,
@@ -157,6 +206,8 @@ impl Tree {
             dirs: HashMap::new(),
             dir_watches: HashMap::new(),
             polled: BTreeMap::new(),
+            poll_cursor: None,
+            retries: HashMap::new(),
             root_ready: false,
             slots: HashMap::new(),
             shared,
@@ -188,20 +239,24 @@ impl Tree {
         );
     }
 
-    /// The event loop: inotify events, periodic rescans, until told to stop.
+    /// The event loop: inotify events, periodic rescans and retries, until told to stop.
+    /// Returns `None` when told to stop, or why it could not go on (the inotify stream ended):
+    /// the server must then not keep serving a frozen index.
     pub(super) async fn run(
         mut self,
         mut events: EventStream<Vec<u8>>,
         mut stop: oneshot::Receiver<()>,
         changes: mpsc::Sender<SlotChange>,
-    ) {
+    ) -> Option<String> {
         // A zero interval would make `interval` panic; a millisecond is as eager as is useful.
         let period = self.options.rescan_interval.max(Duration::from_millis(1));
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first tick is immediate; the start-up scan just covered it.
         ticks.tick().await;
+        let mut died = None;
         loop {
+            let retry_due = self.next_retry_due().map(tokio::time::Instant::from_std);
             let started = tokio::select! {
                 biased;
                 _ = &mut stop => break,
@@ -222,6 +277,7 @@ impl Tree {
                         }
                         None => {
                             error!("inotify event stream ended; share changes are no longer watched");
+                            died = Some("the inotify event stream ended".to_owned());
                             break;
                         }
                     }
@@ -232,6 +288,11 @@ impl Tree {
                     self.tick();
                     started
                 }
+                () = sleep_until_or_forever(retry_due) => {
+                    let started = Instant::now();
+                    self.run_due_retries();
+                    started
+                }
             };
             self.update_gauges();
             if !self.flush(&changes, &mut stop, started).await {
@@ -239,6 +300,64 @@ impl Tree {
             }
         }
         debug!("share watcher stopped");
+        died
+    }
+
+    // ---- retries -----------------------------------------------------------------------------
+
+    /// Puts a folder that could not be read for a passing reason on the retry list, with a
+    /// doubling delay (50 ms up to 5 s): it is read again until it succeeds, never dropped.
+    fn schedule_retry(&mut self, path: &Path, kind: DirKind, error: &io::Error) {
+        SharedIndex::bump(&self.shared.retries);
+        let retry = self.retries.entry(path.to_owned()).or_insert(Retry {
+            kind,
+            attempts: 0,
+            due: Instant::now(),
+        });
+        retry.kind = kind;
+        retry.attempts = retry.attempts.saturating_add(1);
+        let delay = FIRST_RETRY_DELAY
+            .saturating_mul(1u32 << retry.attempts.min(10))
+            .min(MAX_RETRY_DELAY);
+        retry.due = Instant::now() + delay;
+        if retry.attempts == 1 {
+            warn!(path = %path.display(), %error, "cannot read folder or share now; trying again with backoff");
+        } else {
+            debug!(path = %path.display(), %error, attempts = retry.attempts, "still cannot read; trying again");
+        }
+    }
+
+    fn retry_succeeded(&mut self, path: &Path) {
+        if let Some(retry) = self.retries.remove(path) {
+            info!(path = %path.display(), attempts = retry.attempts, "read again after a transient failure");
+        }
+    }
+
+    fn next_retry_due(&self) -> Option<Instant> {
+        self.retries.values().map(|retry| retry.due).min()
+    }
+
+    /// Tries again the folders whose retry is due, at most [`MAX_SCANS_PER_TURN`] per call.
+    fn run_due_retries(&mut self) {
+        let now = Instant::now();
+        let mut due: Vec<(PathBuf, Retry)> = self
+            .retries
+            .iter()
+            .filter(|(_, retry)| retry.due <= now)
+            .map(|(path, retry)| (path.clone(), *retry))
+            .collect();
+        due.sort_by_key(|(_, retry)| retry.due);
+        due.truncate(MAX_SCANS_PER_TURN);
+        for (path, retry) in due {
+            match retry.kind {
+                DirKind::Storage => {
+                    self.retries.remove(&path);
+                }
+                DirKind::Root => self.scan_root(false),
+                DirKind::Prefix => self.scan_prefix(&path, false),
+                DirKind::Slot(storage_index) => self.scan_slot(storage_index, &path),
+            }
+        }
     }
 
     /// Hands the pending changes to the channel; false when told to stop meanwhile.
@@ -283,6 +402,9 @@ impl Tree {
         shared
             .unwatched_dirs
             .store(self.polled.len() as u64, Ordering::Relaxed);
+        shared
+            .pending_retries
+            .store(self.retries.len() as u64, Ordering::Relaxed);
     }
 
     // ---- events ------------------------------------------------------------------------------
@@ -351,7 +473,10 @@ impl Tree {
                 } else if appeared || mask.contains(EventMask::CLOSE_WRITE) {
                     // Only one of the four CLOSE_WRITEs of a publish carries the new seqnum, and
                     // a lease renewal brings none: re-read and let `publish` compare.
-                    self.read_share(storage_index, shnum, &child);
+                    if let Err(e) = self.read_share(storage_index, shnum, &child) {
+                        let slot = dir_path.clone();
+                        self.schedule_retry(&slot, kind, &e);
+                    }
                     self.publish(storage_index);
                 }
             }
@@ -468,6 +593,7 @@ impl Tree {
             }
         }
         self.polled.retain(|polled, _| !polled.starts_with(path));
+        self.retries.retain(|retry, _| !retry.starts_with(path));
     }
 
     // ---- scans -------------------------------------------------------------------------------
@@ -490,7 +616,18 @@ impl Tree {
     /// Lists `shares/`; `revisit` also rescans prefix folders already tracked.
     fn scan_root(&mut self, revisit: bool) {
         let path = self.shares_dir.clone();
-        for (child, name) in list_dirs(&path) {
+        let children = match list_dirs(&path) {
+            Ok(children) => {
+                self.retry_succeeded(&path);
+                children
+            }
+            Err(e) if is_transient(&e) => {
+                self.schedule_retry(&path, DirKind::Root, &e);
+                return;
+            }
+            Err(_) => return,
+        };
+        for (child, name) in children {
             if is_prefix(&name) && (revisit || !self.is_tracked(&child)) {
                 self.watch_and_scan_prefix(&child, revisit);
             }
@@ -506,7 +643,18 @@ impl Tree {
     }
 
     fn scan_prefix(&mut self, path: &Path, revisit: bool) {
-        for (child, name) in list_dirs(path) {
+        let children = match list_dirs(path) {
+            Ok(children) => {
+                self.retry_succeeded(path);
+                children
+            }
+            Err(e) if is_transient(&e) => {
+                self.schedule_retry(path, DirKind::Prefix, &e);
+                return;
+            }
+            Err(_) => return,
+        };
+        for (child, name) in children {
             if let Some(storage_index) = slot_name(path, &name) {
                 if revisit || !self.is_tracked(&child) {
                     self.watch_and_scan_slot(storage_index, &child);
@@ -532,21 +680,42 @@ impl Tree {
                 self.slot_gone(storage_index, path);
                 return;
             }
+            Err(e) if is_transient(&e) => {
+                self.schedule_retry(path, DirKind::Slot(storage_index), &e);
+                return;
+            }
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "cannot list slot directory");
                 return;
             }
         };
         let mut present = Vec::new();
-        for entry in entries.flatten() {
+        let mut failed = None;
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    // A listing cut short: shares not seen must not count as gone.
+                    failed = Some(e);
+                    break;
+                }
+            };
             let name = entry.file_name();
             if let Some(shnum) = name.to_str().and_then(share_number) {
                 present.push(shnum);
-                self.read_share(storage_index, shnum, &entry.path());
+                if let Err(e) = self.read_share(storage_index, shnum, &entry.path()) {
+                    failed = Some(e);
+                }
             }
         }
-        if let Some(record) = self.slots.get_mut(&storage_index) {
-            record.shares.retain(|shnum, _| present.contains(shnum));
+        match failed {
+            Some(e) => self.schedule_retry(path, DirKind::Slot(storage_index), &e),
+            None => {
+                if let Some(record) = self.slots.get_mut(&storage_index) {
+                    record.shares.retain(|shnum, _| present.contains(shnum));
+                }
+                self.retry_succeeded(path);
+            }
         }
         self.publish(storage_index);
     }
@@ -564,11 +733,34 @@ impl Tree {
             return;
         }
         SharedIndex::bump(&self.shared.rescans);
-        let polled: Vec<(PathBuf, DirKind)> = self
-            .polled
-            .iter()
-            .map(|(path, kind)| (path.clone(), *kind))
-            .collect();
+        // At most MAX_SCANS_PER_TURN folders per tick, going round from where the last tick
+        // stopped: with many unwatched folders each is visited every few ticks, and a tick never
+        // outlasts its interval by so much that events pile up (finding 22).
+        let after = self.poll_cursor.take();
+        let mut polled: Vec<(PathBuf, DirKind)> = match &after {
+            Some(cursor) => self
+                .polled
+                .range::<PathBuf, _>((
+                    std::ops::Bound::Excluded(cursor),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take(MAX_SCANS_PER_TURN)
+                .map(|(path, kind)| (path.clone(), *kind))
+                .collect(),
+            None => Vec::new(),
+        };
+        if polled.len() < MAX_SCANS_PER_TURN {
+            let room = MAX_SCANS_PER_TURN - polled.len();
+            let wrapped: Vec<(PathBuf, DirKind)> = self
+                .polled
+                .iter()
+                .take_while(|(path, _)| after.as_ref().is_none_or(|cursor| *path <= cursor))
+                .take(room)
+                .map(|(path, kind)| (path.clone(), *kind))
+                .collect();
+            polled.extend(wrapped);
+        }
+        self.poll_cursor = polled.last().map(|(path, _)| path.clone());
         // Once the limit refuses one watch it refuses the rest: stop asking until next tick.
         let mut retry_watches = true;
         for (path, kind) in polled {
@@ -689,18 +881,39 @@ impl Tree {
 
     // ---- shares ------------------------------------------------------------------------------
 
-    /// Reads one share header into the slot's record; a share that cannot be read keeps its last
-    /// good value (files never shrink, so an error is transient or a permission problem).
-    fn read_share(&mut self, storage_index: StorageIndex, shnum: u32, path: &Path) {
-        let info = match read_share_header(path) {
-            Ok(ShareHeader::Mutable { seqnum, .. }) => ShareInfo::Mutable(seqnum),
-            Ok(ShareHeader::Immutable { .. }) => ShareInfo::Immutable,
+    /// Reads one share (header and proof) into the slot's record. A share that cannot be read
+    /// keeps its last good value (files never shrink); a read that failed for a passing reason
+    /// (out of descriptors, EAGAIN, EIO) is returned so that the caller can try the slot again.
+    fn read_share(
+        &mut self,
+        storage_index: StorageIndex,
+        shnum: u32,
+        path: &Path,
+    ) -> Result<(), io::Error> {
+        let info = match read_share(path) {
+            Ok(ShareRead {
+                header: ShareHeader::Mutable { seqnum, .. },
+                proof,
+            }) => {
+                let proof = proof
+                    .filter(|proof| proof.prefix().seqnum() == seqnum)
+                    .map(Arc::new);
+                ShareInfo::Mutable(seqnum, proof)
+            }
+            Ok(ShareRead {
+                header: ShareHeader::Immutable { .. },
+                ..
+            }) => ShareInfo::Immutable,
             Err(ShareError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 // Deleted between the event and the read.
                 if let Some(record) = self.slots.get_mut(&storage_index) {
                     record.shares.remove(&shnum);
                 }
-                return;
+                return Ok(());
+            }
+            Err(ShareError::Io { source, .. }) if is_transient(&source) => {
+                SharedIndex::bump(&self.shared.skipped_reads);
+                return Err(source);
             }
             Err(e) => {
                 SharedIndex::bump(&self.shared.skipped_reads);
@@ -710,7 +923,7 @@ impl Tree {
                     }
                     _ => warn!(path = %path.display(), error = %e, "share skipped"),
                 }
-                return;
+                return Ok(());
             }
         };
         self.slots
@@ -718,6 +931,7 @@ impl Tree {
             .or_default()
             .shares
             .insert(shnum, info);
+        Ok(())
     }
 
     /// Writes the slot's state to the shared index if it changed, and queues a change when its
@@ -727,8 +941,35 @@ impl Tree {
             return;
         };
         let state = record.state();
-        if record.published != Some(state) {
-            self.shared.set(storage_index, state);
+        let candidate = match state {
+            SlotState::Mutable { seqnum } => record.proof_candidate(seqnum),
+            _ => None,
+        };
+        // Check a new candidate's signature once: every share of a version carries the same
+        // prefix, signature and key, and a lease renewal rewrites them unchanged, so a read that
+        // brings the same bytes again costs a comparison, not an RSA verification.
+        let proof_changed = match (&record.checked_proof, &candidate) {
+            (Some((checked, _)), Some(candidate)) => **checked != **candidate,
+            (None, None) => false,
+            _ => true,
+        };
+        if proof_changed {
+            record.checked_proof = candidate.map(|candidate| {
+                let served = self_consistent(&candidate).then(|| Arc::clone(&candidate));
+                if served.is_none() {
+                    SharedIndex::bump(&self.shared.torn_proofs);
+                    debug!(%storage_index, "share's proof does not verify under its own key (caught mid-write?); not served");
+                }
+                (candidate, served)
+            });
+        }
+        let proof = record
+            .checked_proof
+            .as_ref()
+            .and_then(|(_, served)| served.clone());
+        if record.published != Some(state) || proof_changed {
+            self.shared
+                .set_with_proof(storage_index, state, proof.clone());
             record.published = Some(state);
         }
         match state {
@@ -742,6 +983,7 @@ impl Tree {
                     self.pending.push(SlotChange {
                         storage_index,
                         seqnum,
+                        proof,
                     });
                 }
             }
@@ -750,25 +992,35 @@ impl Tree {
     }
 }
 
-/// The subdirectories of `path` with their UTF-8 names; errors leave them out (logged).
-fn list_dirs(path: &Path) -> Vec<(PathBuf, String)> {
+/// The subdirectories of `path` with their UTF-8 names. A missing folder has none; any other
+/// error (logged) is returned, so that a transient one can be tried again.
+fn list_dirs(path: &Path) -> io::Result<Vec<(PathBuf, String)>> {
     let entries = match fs::read_dir(path) {
         Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            if e.kind() != io::ErrorKind::NotFound {
-                warn!(path = %path.display(), error = %e, "cannot list directory");
-            }
-            return Vec::new();
+            warn!(path = %path.display(), error = %e, "cannot list directory");
+            return Err(e);
         }
     };
-    entries
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            Some((entry.path(), name))
-        })
-        .collect()
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            continue;
+        }
+        if let Ok(name) = entry.file_name().into_string() {
+            dirs.push((entry.path(), name));
+        }
+    }
+    Ok(dirs)
+}
+
+async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A prefix folder's name: two characters of Tahoe base32 (this leaves out `incoming`).
