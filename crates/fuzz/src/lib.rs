@@ -1,187 +1,124 @@
-//! Fuzzing of the workspace's parsers on the stable toolchain.
+//! Fuzz targets for the workspace's parsers and the slot-proof verifier, driven by AFL++
+//! through [cargo-afl](https://github.com/rust-fuzz/afl.rs) on the stable toolchain.
 //!
-//! `cargo fuzz` needs nightly (libFuzzer's coverage instrumentation), which this project cannot
-//! rely on, so this crate is the equivalent that runs anywhere `cargo test` does: each
-//! [`Target`] feeds a parser inputs made by a structure-aware [`Mutator`] from a seed corpus (real
-//! caps, messages, NURLs, certificates, share headers, news files) and checks properties beyond
-//! "does not panic": round trips where the format has a renderer, exact seqnum extraction for
-//! share headers, and that error texts never quote key material from the input.
+//! Each [`Target`] is a plain `fn(&[u8])` that feeds one input to a parser and checks
+//! properties beyond "does not panic" (round trips, exact field extraction, differential checks
+//! between the two share-header readers, and for proofs the oracle that no mutated proof is ever
+//! accepted). A property that does not hold is a panic, which is what AFL++ counts as a crash.
 //!
-//! It is coverage-blind: instead of edge coverage, an input whose *outcome class* (which `Ok`
-//! shape or which error, numbers stripped) was not seen before joins the corpus. That keeps
-//! inputs that reach new parser branches without instrumentation.
+//! - `cargo afl build --release -p fuzz --features afl --bin fuzz-afl` builds the instrumented
+//!   binary (`src/bin/afl.rs`, one binary taking the target's name), and `crates/fuzz/run-afl.sh
+//!   TARGET [SECONDS]` runs `cargo afl fuzz` on it from the seed corpus in `corpus/<target>/`
+//!   with the dictionary in `dict/<target>.dict`.
+//! - `cargo test -p fuzz` (no AFL needed) replays every target over its seed corpus plus a few
+//!   thousand deterministic mutations: the short run in CI.
+//! - `cargo run -p fuzz --bin fuzz-replay -- TARGET FILE…` reproduces a crash AFL++ saved.
 //!
-//! `cargo run -p fuzz --release -- <target> --seconds 600` runs one target long; the crate's test
-//! runs every target for a moment in CI.
+//! `docs/fuzzing.md` has the targets, their oracles and measured figures.
 
-pub mod mutate;
-pub mod targets;
+pub mod fixtures;
+mod proof_targets;
+mod targets;
 
-use std::collections::HashSet;
-use std::panic::{self, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+pub use proof_targets::{encode_verify_input, verify_flags};
 
-pub use mutate::Mutator;
-pub use targets::all_targets;
-
-/// What one input did, as far as the engine cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// The properties hold; the string names the outcome class (used as cheap feedback).
-    Fine(String),
-    /// A property does not hold: the text says which.
-    Violation(String),
-}
-
-/// One parser under test.
+/// One fuzz target.
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
-    /// Short name, used on the command line.
+    /// Short name: the AFL binary's argument, the corpus and dictionary file names.
     pub name: &'static str,
-    /// What is parsed.
+    /// What is fuzzed and which properties are checked.
     pub description: &'static str,
-    /// Starting inputs.
-    pub seeds: fn() -> Vec<Vec<u8>>,
-    /// Tokens worth inserting: keywords, separators, edge-case numbers of this format.
-    pub dictionary: &'static [&'static [u8]],
-    /// Largest input generated, in bytes.
+    /// Feeds one input to the code under test; panics when a property does not hold.
+    pub run: fn(&[u8]),
+    /// Largest input worth trying, in bytes (`afl-fuzz -G`, and the replay's mutations).
     pub max_len: usize,
-    /// Parses one input and checks the properties.
-    pub check: fn(&[u8]) -> Verdict,
 }
 
-/// How long a run lasts: whichever limit comes first.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    /// Most inputs tried.
-    pub iterations: u64,
-    /// Longest run.
-    pub time: Duration,
+/// Every target, in a fixed order.
+pub fn all_targets() -> Vec<Target> {
+    let mut all = targets::targets();
+    all.extend(proof_targets::targets());
+    all
 }
 
-/// One input that broke a property or panicked.
-#[derive(Debug, Clone)]
-pub struct Finding {
-    /// The input.
-    pub input: Vec<u8>,
-    /// The property violated, or the panic message.
-    pub problem: String,
+/// The target called `name`.
+pub fn target(name: &str) -> Option<Target> {
+    all_targets().into_iter().find(|t| t.name == name)
 }
 
-/// What a run did.
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    /// Inputs tried.
-    pub iterations: u64,
-    /// Wall time.
-    pub elapsed: Duration,
-    /// Distinct outcome classes seen.
-    pub classes: usize,
-    /// Corpus size at the end (seeds plus inputs with new outcome classes).
-    pub corpus: usize,
-    /// Problems found, at most one per distinct problem text.
-    pub findings: Vec<Finding>,
+/// `crates/fuzz` in the source tree.
+pub fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Most entries the corpus grows to; further new classes still count but are not kept.
-const MAX_CORPUS: usize = 4096;
-/// Most findings kept per run (the first of each distinct problem).
-const MAX_FINDINGS: usize = 32;
+/// The seed corpus of a target: `crates/fuzz/corpus/<name>/`.
+pub fn corpus_dir(name: &str) -> PathBuf {
+    crate_dir().join("corpus").join(name)
+}
 
-/// Runs `target` until the budget is spent. Deterministic for a given `seed` and iteration count.
-pub fn run(target: &Target, budget: Budget, seed: u64) -> Report {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mutator = Mutator::new(target.dictionary, target.max_len);
-    let mut corpus: Vec<Vec<u8>> = (target.seeds)();
-    if corpus.is_empty() {
-        corpus.push(Vec::new());
-    }
-    let mut classes: HashSet<String> = HashSet::new();
-    let mut problems: HashSet<String> = HashSet::new();
-    let mut report = Report::default();
-    let started = Instant::now();
+/// The AFL++ dictionary of a target: `crates/fuzz/dict/<name>.dict`.
+pub fn dictionary_path(name: &str) -> PathBuf {
+    crate_dir().join("dict").join(format!("{name}.dict"))
+}
 
-    // The seeds themselves first: a broken seed is a finding like any other.
-    let seeds = corpus.clone();
-    for input in seeds {
-        judge(target, &input, &mut classes, &mut problems, &mut report);
-        report.iterations += 1;
-    }
-    while report.iterations < budget.iterations {
-        // Checking the clock every input would cost more than some parsers.
-        if report.iterations % 64 == 0 && started.elapsed() >= budget.time {
-            break;
+/// Reads every file of a target's seed corpus, sorted by file name.
+pub fn read_corpus(name: &str) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in std::fs::read_dir(corpus_dir(name))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            entries.push((file_name, std::fs::read(entry.path())?));
         }
-        let base = &corpus[rng.gen_range(0..corpus.len())];
-        let other = &corpus[rng.gen_range(0..corpus.len())];
-        let input = mutator.mutate(base, other, &mut rng);
-        if judge(target, &input, &mut classes, &mut problems, &mut report)
-            && corpus.len() < MAX_CORPUS
-        {
-            corpus.push(input);
-        }
-        report.iterations += 1;
     }
-    report.elapsed = started.elapsed();
-    report.classes = classes.len();
-    report.corpus = corpus.len();
-    report
+    entries.sort();
+    Ok(entries)
 }
 
-/// Runs one input; `true` when its outcome class is new.
-fn judge(
-    target: &Target,
-    input: &[u8],
-    classes: &mut HashSet<String>,
-    problems: &mut HashSet<String>,
-    report: &mut Report,
-) -> bool {
-    let verdict = panic::catch_unwind(AssertUnwindSafe(|| (target.check)(input)));
-    let problem = match verdict {
-        Ok(Verdict::Fine(class)) => return classes.insert(class),
-        Ok(Verdict::Violation(problem)) => problem,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_owned());
-            format!("panic: {message}")
+/// Reads an AFL++ dictionary (`name="value"` or `"value"` lines, `\xNN`, `\\` and `\"`
+/// escapes, `#` comments) into its tokens.
+pub fn parse_dictionary(text: &str) -> Vec<Vec<u8>> {
+    let mut tokens = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
         }
-    };
-    // Problems quote what they found; the first line, cut short, tells one problem from another.
-    let problem: String = problem
-        .lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(300)
-        .collect();
-    let kind: String = problem.chars().take(60).collect();
-    if problems.insert(kind) && report.findings.len() < MAX_FINDINGS {
-        report.findings.push(Finding {
-            input: input.to_vec(),
-            problem,
-        });
+        let (Some(open), Some(close)) = (line.find('"'), line.rfind('"')) else {
+            continue;
+        };
+        if close <= open {
+            continue;
+        }
+        let mut token = Vec::new();
+        let mut bytes = line[open + 1..close].bytes();
+        while let Some(b) = bytes.next() {
+            if b != b'\\' {
+                token.push(b);
+                continue;
+            }
+            match bytes.next() {
+                Some(b'x') => {
+                    let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                    let value = std::str::from_utf8(&hex)
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    token.extend(value);
+                }
+                Some(other) => token.push(other),
+                None => {}
+            }
+        }
+        tokens.push(token);
     }
-    false
+    tokens
 }
 
-/// Silences the default panic message while fuzzing (panics are caught and reported as
-/// findings; thousands of backtraces would drown them).
-pub fn quiet_panics() {
-    panic::set_hook(Box::new(|_| {}));
-}
-
-/// An outcome class from a text: digits are dropped so that numbers in error messages do not
-/// make every input look new.
-pub fn class_of(prefix: &str, text: &str) -> String {
-    let mut class = String::with_capacity(prefix.len() + 1 + text.len().min(120));
-    class.push_str(prefix);
-    class.push(':');
-    class.extend(text.chars().filter(|c| !c.is_ascii_digit()).take(120));
-    class
+/// Panics with an `oracle [target]` message: a property of the target does not hold for this input.
+#[track_caller]
+pub(crate) fn violated(target: &str, what: impl std::fmt::Display) -> ! {
+    panic!("oracle [{target}] {what}")
 }
