@@ -8,7 +8,7 @@
 #   tests/demo.sh --seconds 60    # stop by itself
 #
 # TAHOE_NOTIFIER_DEMO_TARGET_DIR=DIR uses binaries already built in DIR (tahoe-notifier,
-# tahoe-updates-server, tahoe-notifier-app, examples/demo) instead of building: the CI smoke
+# tahoe-updates-server, tahoe-notifier-tray, tahoe-notifier-app, examples/demo) instead of building: the CI smoke
 # test (src-tauri/tests/demo_smoke.rs) builds them first, since a build started from inside
 # `cargo test` would wait on cargo's lock.
 set -euo pipefail
@@ -22,8 +22,9 @@ if [ -n "${TAHOE_NOTIFIER_DEMO_TARGET_DIR:-}" ]; then
 else
   echo "demo: building (the first build takes a few minutes)"
   cargo build --quiet -p updates-server -p tahoe-notifier-cli --bins
-  # The tray app; the demo falls back to `tahoe-notifier watch` with --no-app.
-  cargo build --quiet -p tahoe-notifier-app
+  # The tray (the engine host with its icon) and the window it opens; the demo falls back to
+  # `tahoe-notifier watch` with --no-app.
+  cargo build --quiet -p tahoe-notifier-tray -p tahoe-notifier-app
   cargo build --quiet -p local-grid --example demo
   bin_dir="${CARGO_TARGET_DIR:-target}/debug"
 fi

@@ -45,7 +45,9 @@ fn build_demo_binaries() {
             "-p",
             "updates-server",
             "-p",
-            "notifier-core",
+            "tahoe-notifier-cli",
+            "-p",
+            "tahoe-notifier-tray",
             "--bins",
         ])
         .status()
@@ -273,7 +275,7 @@ fn run_demo_then_ctrl_c(desktop: Desktop) {
     );
     assert!(
         names.iter().any(|n| n.starts_with("tahoe-notifier")),
-        "no tray app seen under the demo: {names:?}"
+        "no tray process seen under the demo: {names:?}"
     );
 
     // Ctrl-C: SIGINT to the demo's process group.

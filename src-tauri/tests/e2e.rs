@@ -223,6 +223,7 @@ async fn the_app_in_its_real_webview() {
     let grid: &'static Grid = local_grid::shared().expect("a real Tahoe grid");
     let work = tempfile::tempdir().unwrap();
     let home = work.path().join("home");
+    let _hosts = support::HostsOf::new(&home);
 
     // The grid: updates servers, a folder and a news directory. Nothing is imported: the
     // window opens on the welcome page and the user joins with an invite code from the

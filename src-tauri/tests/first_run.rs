@@ -33,6 +33,7 @@ async fn a_grid_file_opened_with_the_native_picker() {
     let grid = local_grid::shared().expect("a real Tahoe grid");
     let work = tempfile::tempdir().unwrap();
     let home = work.path().join("home");
+    let _hosts = support::HostsOf::new(&home);
     let user_home = work.path().join("user");
     std::fs::create_dir_all(&user_home).unwrap();
     let (_servers, nurls) = start_updates_servers(grid, work.path(), "info");

@@ -211,6 +211,7 @@ async fn an_unusable_keyring_is_a_clear_state_never_a_fallback() {
     let _keyring = bus.start_keyring(&locked_dir);
     bus.lock_login_collection();
     let home = locked_dir.join("home");
+    let _hosts = support::HostsOf::new(&home);
     let (mut driver, client) = start_app(&bus, &home, &locked_dir).await;
     wait_for("the locked banner", Duration::from_secs(30), || async {
         banner_title(&client)
@@ -263,6 +264,7 @@ async fn an_unusable_keyring_is_a_clear_state_never_a_fallback() {
     let absent_dir = work.path().join("absent");
     let bus = PrivateBus::start(&absent_dir);
     let home = absent_dir.join("home");
+    let _hosts = support::HostsOf::new(&home);
     let (mut driver, client) = start_app(&bus, &home, &absent_dir).await;
     wait_for("the no-keyring banner", Duration::from_secs(30), || async {
         banner_title(&client)

@@ -74,6 +74,7 @@ async fn link_bobs_daemon_in_settings_and_hear_of_alices_file() {
     let grid: &'static Grid = local_grid::shared().expect("a real Tahoe grid");
     let work = tempfile::tempdir().unwrap();
     let home = work.path().join("home");
+    let _hosts = support::HostsOf::new(&home);
 
     // Alice's and Bob's daemons share "Shared": Alice made it (scanning every second, so her
     // own scan is quick), Bob joined with magic-folder's defaults (poll every 60 s).

@@ -1,30 +1,29 @@
-//! The tray app's memory. One test runs in every test run (debug build): after the window was
-//! opened and closed, the app restarts itself tray-only — same pid, no WebKit process, no
-//! zombie — and keeps watching (caps subscribed again, a change notified).
+//! Memory of the processes a desktop user runs (issue 13): the tray process
+//! (`tahoe-notifier-tray`: the engine host with its StatusNotifierItem icon, no GTK, no WebKit)
+//! and, on demand, the window (`tahoe-notifier-app`, its own process, ending when closed).
 //!
-//! The other measures (issue 5: tray-only, window closed, all of the app's processes together
-//! ≤ 80 MiB RSS; window open: reported). Opt-in, since it is a measurement rather than a
-//! check: `TAHOE_NOTIFIER_MEASURE_MEMORY=1`, best with the release build named by
-//! `TAHOE_NOTIFIER_APP_BIN`:
+//! One test runs in every test run (debug build): the window started beside a running tray is
+//! a process of its own that links to it; closing it (Ctrl+W) ends that process — no WebKit
+//! process and no zombie stays — while the tray, same pid, keeps watching (a change after is
+//! in its state). The other measures (issue 13: the tray process and everything under it
+//! ≤ 25 MiB RSS with 3 caps and news subscribed on real servers; window open: reported;
+//! window closed: the tray figure again). Opt-in, since it is a measurement rather than a
+//! check: `TAHOE_NOTIFIER_MEASURE_MEMORY=1`, best with the release builds named by
+//! `TAHOE_NOTIFIER_TRAY_BIN` and `TAHOE_NOTIFIER_APP_BIN`:
 //!
 //! ```sh
-//! cargo build --release -p tahoe-notifier-app
-//! TAHOE_NOTIFIER_MEASURE_MEMORY=1 TAHOE_NOTIFIER_APP_BIN=$PWD/target/release/tahoe-notifier-app \
+//! cargo build --release -p tahoe-notifier-tray -p tahoe-notifier-app
+//! TAHOE_NOTIFIER_MEASURE_MEMORY=1 TAHOE_NOTIFIER_TRAY_BIN=$PWD/target/release/tahoe-notifier-tray \
+//!   TAHOE_NOTIFIER_APP_BIN=$PWD/target/release/tahoe-notifier-app \
 //!   dbus-run-session -- keyctl session - tests/with-desktop-services.sh \
 //!   cargo test -p tahoe-notifier-app --test memory -- --nocapture
 //! ```
 //!
 //! The engine runs real subscriptions: a real grid, `tahoe-updates-server` beside each of its 3
 //! storage nodes, 3 watched folders plus the grid's news directory, every cap subscribed on all
-//! 3 servers and one change notified before measuring. Figures, each after the app settled:
-//! started with `--tray` (window never opened); window open (a second launch opens it); window
-//! closed again (Ctrl+W: the window and its webview are destroyed), before and after the app's
-//! tray-only restart that sheds WebKit's leftovers (`window.rs`; 15 s here, 30 s by default),
-//! with a change notified after it and no zombie left; and, for comparison, tray-only with GTK's
-//! OpenGL left on (`GDK_GL` set empty, which the app does not override) and the window with
-//! WebKit's compositing off. For each,
-//! RSS of the app and of every process under it, and where the app's RSS goes (smaps by
-//! mapping). Only a generous sanity bound is asserted; the figures go to docs/benchmarks.md.
+//! 3 servers and one change recorded before measuring. For each figure: RSS of the process and
+//! of every process under it, and where its RSS goes (smaps by mapping). Only a generous sanity
+//! bound is asserted; the figures go to docs/benchmarks.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,6 +39,8 @@ use local_grid::{Format, Grid};
 use notifier_core::caps::CapStore;
 use notifier_core::config::ConfigFile;
 use notifier_core::grid_file::parse_grid_file;
+use notifier_core::host::client::HostClient;
+use notifier_core::host::HostState;
 use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
 use notifier_core::paths::Paths;
 use notifier_core::servers::ServerStore;
@@ -195,58 +196,6 @@ fn report(label: &str, app_pid: u32) -> u64 {
     total
 }
 
-fn start_app(app_bin: &Path, home: &Path, log: &Path, extra_env: &[(&str, &str)]) -> Guard {
-    let mut command = Command::new(app_bin);
-    command
-        .arg("--tray")
-        .env("TAHOE_NOTIFIER_HOME", home)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap());
-    for (key, value) in extra_env {
-        command.env(key, value);
-    }
-    Guard(command.spawn().unwrap())
-}
-
-/// Waits until the app's log says every cap is subscribed on all 3 servers.
-fn wait_subscribed(log: &Path, cap_ids: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = strip_ansi(&std::fs::read_to_string(log).unwrap_or_default());
-        let done = cap_ids.iter().all(|id| {
-            text.lines()
-                .any(|l| l.contains(id.as_str()) && l.contains("subscribed_on=3"))
-        });
-        if done {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the caps were not subscribed on 3 servers; app log:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The log without terminal colour codes (`ESC [ … m`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn window_ids() -> Vec<String> {
     let out = Command::new("xdotool")
         .args(["search", "--onlyvisible", "--name", "^Tahoe Notifier$"])
@@ -313,52 +262,133 @@ fn watching(grid: &Grid, work: &Path) -> Watching {
     }
 }
 
-fn log_text(log: &Path) -> String {
-    strip_ansi(&std::fs::read_to_string(log).unwrap_or_default())
+fn tray_bin() -> PathBuf {
+    std::env::var_os("TAHOE_NOTIFIER_TRAY_BIN").map_or_else(
+        || support::workspace_binary("tahoe-notifier-tray"),
+        PathBuf::from,
+    )
 }
 
-/// Opens the window with a second launch, then closes it with Ctrl+W (which destroys it).
-fn open_then_close_window(app_bin: &Path, home: &Path) {
-    let second = Command::new(app_bin)
-        .env("TAHOE_NOTIFIER_HOME", home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+fn app_bin() -> PathBuf {
+    std::env::var_os("TAHOE_NOTIFIER_APP_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_tahoe-notifier-app")),
+        PathBuf::from,
+    )
+}
+
+fn start_tray(tray_bin: &Path, home: &Path, log: &Path) -> Guard {
+    Guard(
+        Command::new(tray_bin)
+            .env("TAHOE_NOTIFIER_HOME", home)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The host's state over its D-Bus service.
+fn host_state(home: &Path) -> Option<HostState> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    assert!(second.success(), "the second launch: {second}");
+    runtime.block_on(async {
+        let client = HostClient::connect(&Paths::under(home)).await.ok()?;
+        client.state().await.ok()
+    })
+}
+
+/// Waits until the host says every cap is subscribed on all 3 servers.
+fn wait_subscribed(home: &Path, cap_ids: &[String], log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = host_state(home).is_some_and(|state| {
+            cap_ids.iter().all(|id| {
+                state
+                    .live
+                    .caps
+                    .get(id)
+                    .is_some_and(|c| c.subscribed_on == 3)
+            })
+        });
+        if done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the caps were not subscribed on 3 servers; tray log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Starts the window beside the running tray and waits until it shows.
+fn open_window(app_bin: &Path, home: &Path) -> Guard {
+    let window = Guard(
+        Command::new(app_bin)
+            .env("TAHOE_NOTIFIER_HOME", home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until("the window", Duration::from_secs(30), || {
         !window_ids().is_empty()
     });
+    window
+}
+
+/// Closes the window with Ctrl+W (the page asks to close it) and waits for its process to end;
+/// returns how long that took.
+fn close_window(window: &mut Guard) -> Duration {
     // Let the page load before asking it for Ctrl+W.
     std::thread::sleep(Duration::from_secs(3));
-    let window = window_ids().first().cloned().unwrap();
+    let id = window_ids().first().cloned().unwrap();
     let _ = Command::new("xdotool")
-        .args(["windowfocus", "--sync", &window])
+        .args(["windowfocus", "--sync", &id])
         .status();
+    let pressed = Instant::now();
     let _ = Command::new("xdotool")
         .args(["key", "--clearmodifiers", "ctrl+w"])
         .status();
-    wait_until("the window to close", Duration::from_secs(20), || {
-        window_ids().is_empty()
-    });
+    let deadline = pressed + Duration::from_secs(20);
+    loop {
+        if let Some(status) = window.0.try_wait().unwrap() {
+            assert!(status.success(), "the window process ended with {status}");
+            return pressed.elapsed();
+        }
+        assert!(Instant::now() < deadline, "the window process did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
-/// The behaviour the memory figures rely on, in every test run (debug build): once the window
-/// stayed closed, the app re-executes itself tray-only — same pid, no WebKit process, no
-/// zombie — and keeps watching: every cap subscribed again and a change notified on the bus.
+fn zombies_under(pid: u32) -> Vec<u32> {
+    app_tree(pid)
+        .iter()
+        .filter(|(child, _, _)| {
+            std::fs::read_to_string(format!("/proc/{child}/status"))
+                .is_ok_and(|status| status.lines().any(|l| l.starts_with("State:\tZ")))
+        })
+        .map(|(child, _, _)| *child)
+        .collect()
+}
+
+/// The behaviour the memory figures rely on, in every test run (debug build).
 #[test]
-fn the_app_restarts_tray_only_after_its_window_closed_and_keeps_watching() {
+fn the_window_is_its_own_process_and_the_tray_keeps_watching() {
     if std::env::var_os("TAHOE_NOTIFIER_DESKTOP_SERVICES").is_none() {
         eprintln!(
-            "restart: skipped: needs the project's test runner (tests/run.sh: Xvfb, a session \
-             bus, dunst, an unlocked keyring; it sets TAHOE_NOTIFIER_DESKTOP_SERVICES)"
+            "window process: skipped: needs the project's test runner (tests/run.sh: Xvfb, a \
+             session bus, dunst, an unlocked keyring; it sets TAHOE_NOTIFIER_DESKTOP_SERVICES)"
         );
         return;
     }
     let _one = ONE_APP_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let app_bin = PathBuf::from(env!("CARGO_BIN_EXE_tahoe-notifier-app"));
     let grid: &'static Grid = local_grid::shared().expect("a real Tahoe grid");
     let work = tempfile::tempdir().unwrap();
     let Watching {
@@ -367,80 +397,71 @@ fn the_app_restarts_tray_only_after_its_window_closed_and_keeps_watching() {
         folders,
         cap_ids,
     } = watching(grid, work.path());
-    let log = work.path().join("app.log");
-    let mut command = Command::new(&app_bin);
-    command
-        .arg("--tray")
-        .env("TAHOE_NOTIFIER_HOME", &home)
-        .env("TAHOE_NOTIFIER_SHED_SECONDS", "3")
-        .env("RUST_LOG", "info,notifier_core::notify=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut app = Guard(command.spawn().unwrap());
-    let pid = app.0.id();
-    wait_subscribed(&log, &cap_ids);
-    open_then_close_window(&app_bin, &home);
-    let with_leftovers = app_tree(pid);
-    let closed_at = log_text(&log).len();
-    wait_until("the tray-only restart", Duration::from_secs(60), || {
-        log_text(&log)[closed_at..].contains("restarting tray-only")
+    let _hosts = support::HostsOf::new(&home);
+    let log = work.path().join("tray.log");
+    let mut tray = start_tray(&tray_bin(), &home, &log);
+    let pid = tray.0.id();
+    wait_subscribed(&home, &cap_ids, &log);
+    let mut window = open_window(&app_bin(), &home);
+    let window_pid = window.0.id();
+    wait_until("the window's WebKit processes", Duration::from_secs(20), || {
+        app_tree(window_pid)
+            .iter()
+            .any(|(_, comm, _)| comm.starts_with("WebKit"))
     });
-    let restarted_at = log_text(&log).len();
-    wait_until("the caps subscribed again", Duration::from_secs(60), || {
-        let text = log_text(&log);
-        cap_ids.iter().all(|id| {
-            text[restarted_at..]
-                .lines()
-                .any(|l| l.contains(id.as_str()) && l.contains("subscribed_on=3"))
-        })
-    });
-    grid.put_child(&folders[2], "after-restart.txt", b"x")
+    let took = close_window(&mut window);
+    eprintln!(
+        "window process: ended {:.2} s after Ctrl+W (debug build)",
+        took.as_secs_f64()
+    );
+    assert!(
+        tray.0.try_wait().unwrap().is_none(),
+        "the tray must still run, same pid"
+    );
+    // WebKit's helpers end once the window's process is gone.
+    let webkit = || -> Vec<String> {
+        processes()
+            .into_iter()
+            .map(|(_, _, comm, _)| comm)
+            .filter(|comm| comm.starts_with("WebKit"))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !webkit().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        webkit().is_empty(),
+        "WebKit processes 5 s after the window closed: {:?}",
+        webkit()
+    );
+    eprintln!(
+        "window process: its WebKit helpers gone {:.2} s after Ctrl+W",
+        took.as_secs_f64() + (Instant::now() + Duration::from_secs(5) - deadline).as_secs_f64()
+    );
+    assert!(zombies_under(pid).is_empty(), "zombies under the tray");
+    let before = host_state(&home).map_or(0, |s| s.unread_changes);
+    grid.put_child(&folders[2], "after-the-window.txt", b"x")
         .unwrap();
     wait_until(
-        "a notification after the restart",
+        "the change in the tray's state",
         Duration::from_secs(30),
-        || log_text(&log)[restarted_at..].contains("desktop notification shown"),
-    );
-    assert!(
-        app.0.try_wait().unwrap().is_none(),
-        "the app must still run under the same pid"
+        || host_state(&home).is_some_and(|s| s.unread_changes > before),
     );
     let tree = app_tree(pid);
-    let names: Vec<&str> = tree.iter().map(|(_, comm, _)| comm.as_str()).collect();
-    assert!(
-        !names.iter().any(|n| n.starts_with("WebKit")),
-        "WebKit processes after the restart: {names:?}"
-    );
-    let zombies: Vec<u32> = tree
-        .iter()
-        .filter(|(child, _, _)| {
-            std::fs::read_to_string(format!("/proc/{child}/status"))
-                .is_ok_and(|status| status.lines().any(|l| l.starts_with("State:\tZ")))
-        })
-        .map(|(child, _, _)| *child)
-        .collect();
-    assert!(
-        zombies.is_empty(),
-        "zombies left by the restart: {zombies:?}"
-    );
-    let mib = |tree: &[(u32, String, u64)]| {
-        tree.iter().map(|(_, _, rss)| rss).sum::<u64>() as f64 / 1024.0
-    };
     eprintln!(
-        "restart: same pid {pid}; window closed: {:.1} MiB over {:?}; after the tray-only \
-         restart: {:.1} MiB over {names:?} (debug build)",
-        mib(&with_leftovers),
-        with_leftovers
-            .iter()
+        "window process: the tray after the window closed: {:.1} MiB over {:?} (debug build)",
+        tree.iter().map(|(_, _, rss)| rss).sum::<u64>() as f64 / 1024.0,
+        tree.iter()
             .map(|(_, comm, _)| comm.as_str())
-            .collect::<Vec<_>>(),
-        mib(&tree)
+            .collect::<Vec<_>>()
     );
-    app.stop();
+    tray.stop();
 }
 
+/// The figures (opt-in; see the file's header).
 #[test]
-fn tray_app_memory_figures() {
+fn tray_and_window_memory_figures() {
     if std::env::var_os("TAHOE_NOTIFIER_MEASURE_MEMORY").is_none()
         || std::env::var_os("TAHOE_NOTIFIER_DESKTOP_SERVICES").is_none()
     {
@@ -450,11 +471,12 @@ fn tray_app_memory_figures() {
         );
         return;
     }
-    let app_bin = std::env::var_os("TAHOE_NOTIFIER_APP_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_tahoe-notifier-app")),
-        PathBuf::from,
+    let (tray_bin, app_bin) = (tray_bin(), app_bin());
+    eprintln!(
+        "memory: measuring {} and {}",
+        tray_bin.display(),
+        app_bin.display()
     );
-    eprintln!("memory: measuring {}", app_bin.display());
     let _one = ONE_APP_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -466,142 +488,33 @@ fn tray_app_memory_figures() {
         folders,
         cap_ids,
     } = watching(grid, work.path());
-
-    // Never opened.
-    let log = work.path().join("app.log");
-    let mut app = start_app(
-        &app_bin,
-        &home,
-        &log,
-        &[("TAHOE_NOTIFIER_SHED_SECONDS", "15")],
-    );
-    wait_subscribed(&log, &cap_ids);
+    let _hosts = support::HostsOf::new(&home);
+    let log = work.path().join("tray.log");
+    let mut tray = start_tray(&tray_bin, &home, &log);
+    wait_subscribed(&home, &cap_ids, &log);
     grid.put_child(&folders[0], "report.pdf", b"numbers")
         .unwrap();
     wait_until(
-        "the change in the app's log",
+        "the change in the tray's state",
         Duration::from_secs(30),
-        || strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default()).contains("history_id="),
+        || host_state(&home).is_some_and(|s| s.unread_changes > 0),
     );
     std::thread::sleep(SETTLE);
-    let never_opened = report("tray only, window never opened", app.0.id());
-
-    // Opened by a second launch (single instance: it asks the first to show its window).
-    let second = Command::new(&app_bin)
-        .env("TAHOE_NOTIFIER_HOME", &home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    eprintln!("memory: second launch ended with {second}");
-    wait_until("the window", Duration::from_secs(30), || {
-        !window_ids().is_empty()
-    });
+    let tray_only = report("the tray, window never opened", tray.0.id());
+    let mut window = open_window(&app_bin, &home);
     std::thread::sleep(SETTLE);
-    let open = report("window open", app.0.id());
-
-    // Closed with Ctrl+W (the page asks the app to close, which destroys the window).
-    let window = window_ids().first().cloned().unwrap();
-    let _ = Command::new("xdotool")
-        .args(["windowfocus", "--sync", &window])
-        .status();
-    let _ = Command::new("xdotool")
-        .args(["key", "--clearmodifiers", "ctrl+w"])
-        .status();
-    wait_until("the window to close", Duration::from_secs(20), || {
-        window_ids().is_empty()
-    });
-    std::thread::sleep(SETTLE);
-    let closed_before_shed = report(
-        "window closed, before the app sheds the webview's leftovers",
-        app.0.id(),
-    );
-    // The app re-executes itself tray-only (same pid) once the window stayed closed a while.
-    let before = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default()).len();
-    wait_until("the tray-only restart", Duration::from_secs(60), || {
-        strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default())[before..]
-            .contains("restarting tray-only")
-    });
-    let restarted_at = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default()).len();
-    wait_until("the caps subscribed again", Duration::from_secs(60), || {
-        let text = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
-        cap_ids.iter().all(|id| {
-            text[restarted_at..]
-                .lines()
-                .any(|l| l.contains(id.as_str()) && l.contains("subscribed_on=3"))
-        })
-    });
-    std::thread::sleep(SETTLE);
-    let closed = report(
-        "tray only, window opened and closed (after the restart)",
-        app.0.id(),
-    );
-    // The children the restart inherited (WebKit's network process) were waited for.
-    let zombies: Vec<u32> = app_tree(app.0.id())
-        .into_iter()
-        .filter(|(pid, _, _)| {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .is_ok_and(|status| status.lines().any(|l| l.starts_with("State:\tZ")))
-        })
-        .map(|(pid, _, _)| pid)
-        .collect();
-    assert!(
-        zombies.is_empty(),
-        "zombies left by the restart: {zombies:?}"
-    );
-    // Still the same engine at work: a change is notified after the restart.
-    grid.put_child(&folders[1], "after-restart.txt", b"x")
-        .unwrap();
-    wait_until(
-        "a change after the restart",
-        Duration::from_secs(30),
-        || {
-            strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default())[restarted_at..]
-                .contains("history_id=")
-        },
-    );
-    app.stop();
-
-    // For comparison: GTK's OpenGL left on (an empty GDK_GL is not overridden by the app).
-    let log = work.path().join("app-gl.log");
-    let mut app = start_app(&app_bin, &home, &log, &[("GDK_GL", "")]);
-    wait_subscribed(&log, &cap_ids);
-    std::thread::sleep(SETTLE);
-    let with_gl = report("tray only, never opened, GTK GL left on", app.0.id());
-    app.stop();
-
-    // For comparison: the window with WebKit's accelerated compositing off (no GL anywhere).
-    let log = work.path().join("app-nocomp.log");
-    let mut app = start_app(
-        &app_bin,
-        &home,
-        &log,
-        &[("WEBKIT_DISABLE_COMPOSITING_MODE", "1")],
-    );
-    wait_subscribed(&log, &cap_ids);
-    let _ = Command::new(&app_bin)
-        .env("TAHOE_NOTIFIER_HOME", &home)
-        .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    wait_until("the window", Duration::from_secs(30), || {
-        !window_ids().is_empty()
-    });
-    std::thread::sleep(SETTLE);
-    let open_no_compositing = report("window open, WebKit compositing off", app.0.id());
-    app.stop();
-
-    let mib = |kib: u64| kib as f64 / 1024.0;
+    let window_open = report("the window's process, open", window.0.id());
+    let took = close_window(&mut window);
+    let closed_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(closed_at.elapsed()));
+    let after_close = report("the tray, 5 s after the window closed", tray.0.id());
     eprintln!(
-        "memory: summary (MiB RSS, all processes of the app): never opened {:.1}, window open \
-         {:.1}, closed before the restart {:.1}, opened and closed (after the restart) {:.1}; \
-         never opened with GTK GL on {:.1}; window open with compositing off {:.1}",
-        mib(never_opened),
-        mib(open),
-        mib(closed_before_shed),
-        mib(closed),
-        mib(with_gl),
-        mib(open_no_compositing)
+        "memory: summary: tray {:.1} MiB (target ≤ 25 MiB); window open {:.1} MiB more; \
+         window process ended {:.2} s after Ctrl+W; tray 5 s after closing {:.1} MiB",
+        tray_only as f64 / 1024.0,
+        window_open as f64 / 1024.0,
+        took.as_secs_f64(),
+        after_close as f64 / 1024.0
     );
+    tray.stop();
 }

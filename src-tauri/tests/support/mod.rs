@@ -261,3 +261,59 @@ pub fn screenshot_window(window: &str, name: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// The engine hosts (`tahoe-notifier-tray`) the window started for one home, stopped when
+/// dropped: the window starts one when none runs, in a process group of its own so that it
+/// outlives the window, so a test must end it itself.
+pub struct HostsOf(pub PathBuf);
+
+impl HostsOf {
+    /// Makes sure the host's binary is built beside the app's (the window starts it from
+    /// there), and stops that home's hosts when dropped.
+    pub fn new(home: &Path) -> HostsOf {
+        let _ = workspace_binary("tahoe-notifier-tray");
+        HostsOf(home.to_path_buf())
+    }
+
+    /// The pids of the running hosts of this home (by `--home` or `TAHOE_NOTIFIER_HOME`).
+    pub fn pids(&self) -> Vec<u32> {
+        let home = self.0.to_string_lossy().into_owned();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let read = |what: &str| {
+                std::fs::read(format!("/proc/{pid}/{what}"))
+                    .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
+                    .unwrap_or_default()
+            };
+            let cmdline = read("cmdline");
+            if !cmdline
+                .lines()
+                .next()
+                .unwrap_or("")
+                .ends_with("tahoe-notifier-tray")
+            {
+                continue;
+            }
+            let environ = read("environ");
+            let by_env = environ
+                .lines()
+                .any(|l| l == format!("TAHOE_NOTIFIER_HOME={home}"));
+            let by_arg = cmdline.lines().any(|l| l == home);
+            if by_env || by_arg {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for HostsOf {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}

@@ -272,20 +272,21 @@ fn run() -> Result<(), String> {
         "This grid announces maintenance here.",
     )?;
 
-    // The tray app when it is built (and a desktop is wanted), else the headless `watch`.
-    let app = binary("tahoe-notifier-app")
+    // The tray (the engine host with its icon; its menu opens the window) when it is built and
+    // a desktop is wanted, else the headless `watch`.
+    let tray = binary("tahoe-notifier-tray")
         .ok()
         .filter(|_| options.desktop && options.app);
-    if let Some(app) = app {
-        let tray = Command::new(&app)
+    if let Some(tray_bin) = tray {
+        let tray = Command::new(&tray_bin)
             .arg("--home")
             .arg(&home)
             .args(["--keyring", &options.keyring])
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start the tray app: {e}"))?;
-        children.0.push(("the tray app".to_owned(), tray));
-        println!("demo: the tray app is running (--no-app runs the headless watch instead)");
+            .map_err(|e| format!("cannot start the tray: {e}"))?;
+        children.0.push(("the tray".to_owned(), tray));
+        println!("demo: the tray is running; its menu opens the window (--no-app runs the headless watch instead)");
     } else {
         let mut watch_args = vec!["watch".to_owned()];
         if !options.desktop {

@@ -14,6 +14,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("tahoe-updates-server", "updates-server"),
     ("tahoe-notifier", "tahoe-notifier-cli"),
     ("tahoe-notifier-app", "tahoe-notifier-app"),
+    ("tahoe-notifier-tray", "tahoe-notifier-tray"),
 ];
 
 /// The environment variable that overrides where `name` is taken from: `tahoe-updates-server`
