@@ -46,7 +46,7 @@ step "version $version (workspace Cargo.toml)"
 
 started=$SECONDS
 step "building release binaries (tahoe-notifier-app, tahoe-notifier, tahoe-updates-server)…"
-cargo build --release --locked -p tahoe-notifier-app -p tahoe-notifier-cli -p updates-server
+cargo build --release --locked -p tahoe-notifier-app -p tahoe-notifier-tray -p tahoe-notifier-cli -p updates-server
 step "built in $((SECONDS - started)) s"
 
 for bin in tahoe-notifier-app tahoe-notifier tahoe-updates-server; do
@@ -64,7 +64,8 @@ done
 
 step "writing copyright files (crates linked into each binary, from cargo tree)…"
 python3 packaging/copyright.py --out "$generated/tahoe-notifier/copyright" \
-  --binary tahoe-notifier-app=tahoe-notifier-app --binary tahoe-notifier=tahoe-notifier-cli
+  --binary tahoe-notifier-app=tahoe-notifier-app --binary tahoe-notifier-tray=tahoe-notifier-tray \
+  --binary tahoe-notifier=tahoe-notifier-cli
 python3 packaging/copyright.py --out "$generated/tahoe-updates-server/copyright" \
   --binary tahoe-updates-server=updates-server
 

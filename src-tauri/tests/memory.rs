@@ -404,11 +404,15 @@ fn the_window_is_its_own_process_and_the_tray_keeps_watching() {
     wait_subscribed(&home, &cap_ids, &log);
     let mut window = open_window(&app_bin(), &home);
     let window_pid = window.0.id();
-    wait_until("the window's WebKit processes", Duration::from_secs(20), || {
-        app_tree(window_pid)
-            .iter()
-            .any(|(_, comm, _)| comm.starts_with("WebKit"))
-    });
+    wait_until(
+        "the window's WebKit processes",
+        Duration::from_secs(20),
+        || {
+            app_tree(window_pid)
+                .iter()
+                .any(|(_, comm, _)| comm.starts_with("WebKit"))
+        },
+    );
     let took = close_window(&mut window);
     eprintln!(
         "window process: ended {:.2} s after Ctrl+W (debug build)",

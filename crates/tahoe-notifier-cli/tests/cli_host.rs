@@ -305,3 +305,52 @@ fn pause_until_tomorrow_is_eight_in_the_local_time_zone() {
     .unwrap();
     assert!(preferences.contains("paused_until"), "{preferences}");
 }
+
+/// A grid imported by another command while `watch` runs is connected without a restart: the
+/// host starts its engine again over the new servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_imported_while_watch_runs_is_connected() {
+    if !keyutils_usable() {
+        return;
+    }
+    let grid = local_grid::shared().expect("a local grid");
+    let mut servers = Vec::new();
+    for node in grid.storage_nodes() {
+        servers.push(InProcessServer::start(node).await);
+    }
+    let home = tempfile::tempdir().unwrap();
+    let user_home = tempfile::tempdir().unwrap();
+    let grid_file = home.path().join("grid.json");
+    std::fs::write(
+        &grid_file,
+        serde_json::json!({
+            "name": "late grid",
+            "gateway_url": grid.gateway_url(),
+            "updates_servers": servers.iter().map(|s| s.nurl.to_string()).collect::<Vec<_>>(),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (h, u) = (home.path().to_owned(), user_home.path().to_owned());
+    let grid_path = grid_file.to_str().unwrap().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let watching = Watching::start(&h, &u, &["--no-desktop", "--no-service"]);
+        let started = watching.wait_for(Duration::from_secs(20), |e| e["event"] == "notice");
+        assert!(started.is_some(), "watch said nothing");
+        run(&h, &u, &["servers", "import", &grid_path], "");
+        let imported = Instant::now();
+        let connected = watching.wait_for(Duration::from_secs(20), |e| {
+            e["event"] == "server" && e["connected"] == true
+        });
+        assert!(connected.is_some(), "the imported grid's servers were never connected");
+        println!(
+            "measured: first server of a grid imported while watch ran connected {:.2} s after the import",
+            imported.elapsed().as_secs_f64()
+        );
+    })
+    .await
+    .unwrap();
+    for server in &mut servers {
+        server.stop().await;
+    }
+}

@@ -466,16 +466,12 @@ pub async fn run(
                 // any reconnect).
                 if follower.wiring_changed() {
                     tracing::info!("servers, grids, links or the gateway changed: restarting the engine");
-                    let result = std::mem::replace(
-                        &mut running,
-                        Running::start(&options, &follower.preferences, &sink, dnd_on)?,
-                    )
-                    .stop()
-                    .await;
-                    if let Err(error) = result {
+                    // The old engine goes first: it holds the home's engine lock.
+                    if let Err(error) = running.stop().await {
                         tracing::warn!(%error, "the replaced engine ended with an error");
                     }
                     publish(&|s| s.live.reset_engine_view());
+                    running = Running::start(&options, &follower.preferences, &sink, dnd_on)?;
                 }
                 for command in follower.caps_changed() {
                     let _ = running.commands.send(command).await;
