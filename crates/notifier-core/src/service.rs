@@ -229,12 +229,13 @@ impl Notifier {
         Ok(())
     }
 
-    /// Marks every change and news item read (of one cap only, with `cap_id`).
-    pub fn mark_all_read(&self, cap_id: Option<&str>) -> Result<(), ServiceError> {
-        if self.paths.history_db().exists() {
-            crate::history::History::open(&self.paths.history_db())?.mark_all_read(cap_id)?;
+    /// Marks every change and news item read (of one cap only, with `cap_id`); returns how
+    /// many were unread.
+    pub fn mark_all_read(&self, cap_id: Option<&str>) -> Result<u64, ServiceError> {
+        if !self.paths.history_db().exists() {
+            return Ok(0);
         }
-        Ok(())
+        Ok(crate::history::History::open(&self.paths.history_db())?.mark_all_read(cap_id)?)
     }
 
     /// Imports a grid's description. A description that leaves the gateway to each user gets
@@ -388,6 +389,55 @@ mod tests {
             r#"{{"name": "G", "updates_servers": ["{NURL}"]}}"#
         ))
         .unwrap()
+    }
+
+    /// Every face removes through this one use case (issue 13: the app kept a removed cap's
+    /// history while the CLI forgot it): the cap, its keyring entry and its history go; the
+    /// other caps' history stays.
+    #[test]
+    fn removing_a_cap_forgets_its_history_and_keeps_the_others() {
+        let (_tmp, notifier, secrets) = notifier();
+        let write: Cap = DIR_WRITE.parse().unwrap();
+        let gone = notifier.add_cap(&write, Some("Gone"), None).unwrap();
+        let other: Cap = "URI:DIR2-RO:rvbf3wlbpjwgh3wkcd7n2irdhi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu5a"
+            .parse()
+            .unwrap();
+        let kept = notifier.add_cap(&other, Some("Kept"), None).unwrap();
+        notifier.ensure_dirs().unwrap();
+        let history = crate::history::History::open(&notifier.paths().history_db()).unwrap();
+        for (cap_id, seqnum) in [(&gone.id, 2), (&gone.id, 3)] {
+            history
+                .insert_change(&crate::history::NewChange {
+                    cap_id: cap_id.clone(),
+                    storage_index: gone.storage_index,
+                    seqnum,
+                    while_away: false,
+                    summary: "Gone: added a.txt".to_owned(),
+                    details: serde_json::json!({}),
+                    at_ms: 0,
+                })
+                .unwrap();
+        }
+        history
+            .insert_change(&crate::history::NewChange {
+                cap_id: kept.id.clone(),
+                storage_index: kept.storage_index,
+                seqnum: 2,
+                while_away: false,
+                summary: "Kept: added b.txt".to_owned(),
+                details: serde_json::json!({}),
+                at_ms: 0,
+            })
+            .unwrap();
+        notifier.remove_cap(&gone.id).unwrap();
+        let left = history
+            .list_changes(&crate::history::ChangeFilter::default())
+            .unwrap();
+        assert!(left.iter().all(|c| c.cap_id != gone.id), "{left:?}");
+        assert_eq!(left.len(), 1, "the other cap's change stays");
+        assert!(notifier.caps().get_cap(&gone.id).is_err());
+        assert!(secrets.all().iter().all(|(id, _)| !id.contains(&gone.id)));
+        assert_eq!(notifier.mark_all_read(None).unwrap(), 1);
     }
 
     #[test]

@@ -209,17 +209,11 @@ fn flags(entry: &CapEntry) -> String {
 
 fn remove(ctx: &Context, id: &str) -> anyhow::Result<()> {
     check_id(id, "cap-")?;
+    // The same use case as the window's: keyring, config and the cap's history go.
     let removed = ctx
-        .cap_store()
-        .remove(id)
+        .notifier()
+        .remove_cap(id)
         .with_context(|| format!("cannot remove the cap {id}"))?;
-    // The history's snapshot of a removed directory (child names and hashes) has no further
-    // use; its change records go too, as the cap they describe is gone.
-    if let Some(history) = ctx.existing_history()? {
-        history
-            .forget_cap(id)
-            .with_context(|| format!("the cap {id} was removed, but its history was not"))?;
-    }
     if ctx.json() {
         print_json(&json!({ "removed": entry_json(&removed) }))
     } else {
@@ -234,11 +228,13 @@ fn remove(ctx: &Context, id: &str) -> anyhow::Result<()> {
 
 fn rename(ctx: &Context, id: &str, label: &str) -> anyhow::Result<()> {
     check_id(id, "cap-")?;
-    let store = ctx.cap_store();
-    store
-        .rename(id, label)
+    ctx.notifier()
+        .rename_cap(id, label)
         .with_context(|| format!("cannot rename the cap {id}"))?;
-    let entry = store.entry(id).context("cannot read the renamed entry")?;
+    let entry = ctx
+        .cap_store()
+        .entry(id)
+        .context("cannot read the renamed entry")?;
     if ctx.json() {
         print_json(&entry_json(&entry))
     } else {
@@ -252,12 +248,14 @@ fn rename(ctx: &Context, id: &str, label: &str) -> anyhow::Result<()> {
 
 fn set_muted(ctx: &Context, id: &str, muted: bool) -> anyhow::Result<()> {
     check_id(id, "cap-")?;
-    let store = ctx.cap_store();
     let verb = if muted { "mute" } else { "unmute" };
-    store
+    ctx.notifier()
         .set_muted(id, muted)
         .with_context(|| format!("cannot {verb} the cap {id}"))?;
-    let entry = store.entry(id).context("cannot read the changed entry")?;
+    let entry = ctx
+        .cap_store()
+        .entry(id)
+        .context("cannot read the changed entry")?;
     if ctx.json() {
         print_json(&entry_json(&entry))
     } else {

@@ -196,12 +196,9 @@ fn mark_read(ctx: &Context, args: &MarkReadArgs) -> anyhow::Result<()> {
     }
     let history = ctx.existing_history()?;
     let marked: u64 = if args.all {
-        match &history {
-            None => 0,
-            Some(history) => history
-                .mark_all_read(args.cap.as_deref())
-                .context("cannot mark the history read")?,
-        }
+        ctx.notifier()
+            .mark_all_read(args.cap.as_deref())
+            .context("cannot mark the history read")?
     } else {
         let Some(id) = args.id else {
             bail!("give the number of a change or news message, or --all");

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use notifier_core::host::service::pause_until;
-use notifier_core::preferences::Preferences;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -31,7 +30,8 @@ pub fn run(ctx: &Context, args: &PauseArgs) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     let through_host = with_host(ctx.paths(), async |client| client.pause(&args.until).await)?;
     if through_host.is_none() {
-        Preferences::update(ctx.paths().config_dir(), |p| p.paused_until = until)
+        ctx.notifier()
+            .pause(until)
             .context("cannot save the pause in the preferences")?;
     }
     let shown = until.map(|until| {

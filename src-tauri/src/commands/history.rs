@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tauri::AppHandle;
 
-use super::{changed, Result, Shared};
+use super::{changed, CommandError, Result, Shared};
 
 /// One change as the Activity page shows it.
 #[derive(Debug, Serialize)]
@@ -117,16 +117,10 @@ pub fn mark_news_read(app: AppHandle, core: Shared<'_>, id: i64) -> Result<()> {
 /// Marks everything read (or everything of one cap).
 #[tauri::command(async)]
 pub fn mark_all_read(app: AppHandle, core: Shared<'_>, cap_id: Option<String>) -> Result<u64> {
-    let history = core.history();
-    let mut marked = history.mark_all_read(cap_id.as_deref())?;
-    if cap_id.is_none() {
-        for news in history.list_news(true, None)? {
-            if history.mark_news_read(news.id)? {
-                marked += 1;
-            }
-        }
-    }
-    drop(history);
+    let marked = core
+        .notifier()
+        .mark_all_read(cap_id.as_deref())
+        .map_err(CommandError::new)?;
     changed(&app, &core);
     Ok(marked)
 }
