@@ -63,6 +63,9 @@ pub struct NewsRefresh {
     pub upgrade_required: bool,
     /// The storage index of `v1`, to subscribe to (new messages change it, not the root).
     pub v1_storage_index: Option<StorageIndex>,
+    /// The fingerprint of `v1`'s own verification key (a directory of its own, with its own
+    /// key), to check its slot proofs with.
+    pub v1_fingerprint: Option<[u8; 32]>,
 }
 
 /// One grid's news feed.
@@ -122,6 +125,7 @@ impl NewsFeed {
             return Err(NewsFeedError::V1NotADirectory);
         }
         out.v1_storage_index = v1.storage_index();
+        out.v1_fingerprint = v1.fingerprint();
 
         let known: HashSet<String> = history
             .list_news(false, None)?

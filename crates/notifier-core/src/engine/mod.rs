@@ -654,13 +654,23 @@ impl Engine {
                 grid: grid.name.clone(),
                 fingerprint,
             };
-            self.watched.insert(root, news.clone());
+            self.watched.insert(root, news);
             let mut feed = NewsFeed::new(grid.name.clone(), news_cap);
             if let Some(gateway) = self.gateway_for(Some(&grid.name)) {
                 match feed.refresh(gateway, &self.history).await {
                     Ok(refresh) => {
-                        if let Some(v1) = refresh.v1_storage_index {
-                            self.watched.insert(v1, news.clone());
+                        // `v1` is a directory of its own: its proofs are checked
+                        // against its own key.
+                        if let (Some(v1), Some(fingerprint)) =
+                            (refresh.v1_storage_index, refresh.v1_fingerprint)
+                        {
+                            self.watched.insert(
+                                v1,
+                                Watched::News {
+                                    grid: grid.name.clone(),
+                                    fingerprint,
+                                },
+                            );
                         }
                         // Messages already there at start are history, not news: record quietly.
                         if refresh.upgrade_required {
@@ -942,17 +952,9 @@ impl Engine {
                 return;
             }
         };
-        if let Some(v1) = refresh.v1_storage_index {
-            let fingerprint = self.watched.values().find_map(|w| match w {
-                Watched::News {
-                    grid: g,
-                    fingerprint,
-                } if g == grid => Some(*fingerprint),
-                _ => None,
-            });
-            if let (std::collections::hash_map::Entry::Vacant(entry), Some(fingerprint)) =
-                (self.watched.entry(v1), fingerprint)
-            {
+        // `v1` is a directory of its own: its proofs are checked against its own key.
+        if let (Some(v1), Some(fingerprint)) = (refresh.v1_storage_index, refresh.v1_fingerprint) {
+            if let std::collections::hash_map::Entry::Vacant(entry) = self.watched.entry(v1) {
                 entry.insert(Watched::News {
                     grid: grid.to_owned(),
                     fingerprint,
