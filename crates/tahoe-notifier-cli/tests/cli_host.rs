@@ -354,3 +354,227 @@ async fn a_grid_imported_while_watch_runs_is_connected() {
         server.stop().await;
     }
 }
+
+/// Records `Notify` calls and the daemon's replies to them, to learn the id dunst gave each
+/// notification (what a daemon's `ActionInvoked` names).
+struct NotifyIds {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifyIds {
+    fn start() -> NotifyIds {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("monitor.log");
+        let child = Command::new("dbus-monitor")
+            .args([
+                "--session",
+                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
+                "type='method_return'",
+            ])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        NotifyIds {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The id of the last notification whose call contains `needle`, once the daemon answered.
+    fn id_of(&self, needle: &str, wait: Duration) -> Option<u32> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let messages: Vec<&str> = text.split("\nmethod ").collect();
+            let call = messages
+                .iter()
+                .rev()
+                .find(|m| m.contains("member=Notify") && m.contains(needle));
+            let serial = call.and_then(|call| {
+                let header = call.lines().next()?;
+                let sender = header
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("sender="))?;
+                let serial = header
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("serial="))?;
+                Some((sender.to_owned(), serial.to_owned()))
+            });
+            if let Some((sender, serial)) = serial {
+                let reply = messages.iter().find(|m| {
+                    let header = m.lines().next().unwrap_or("");
+                    header.starts_with("return")
+                        && header.contains(&format!("destination={sender}"))
+                        && header.contains(&format!("reply_serial={serial}"))
+                });
+                if let Some(id) = reply.and_then(|r| {
+                    r.lines()
+                        .nth(1)?
+                        .trim()
+                        .strip_prefix("uint32 ")?
+                        .parse()
+                        .ok()
+                }) {
+                    return Some(id);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for NotifyIds {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The daemon's `ActionInvoked`, as dunst sends it when the user picks an action.
+fn invoke(id: u32, action: &str) {
+    let status = Command::new("dbus-send")
+        .args([
+            "--session",
+            "--type=signal",
+            "/org/freedesktop/Notifications",
+            "org.freedesktop.Notifications.ActionInvoked",
+            &format!("uint32:{id}"),
+            &format!("string:{action}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// "Mark read" and "Mute for 2 hours" on a notification do what they say with no window open:
+/// the engine host handles them (issue 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_actions_work_with_no_window_open() {
+    if !keyutils_usable() {
+        return;
+    }
+    if !desktop_services() {
+        println!("skipped: needs tests/with-desktop-services.sh (dunst on a private bus)");
+        return;
+    }
+    let grid = local_grid::shared().expect("a local grid");
+    let mut servers = Vec::new();
+    for node in grid.storage_nodes() {
+        servers.push(InProcessServer::start(node).await);
+    }
+    let home = tempfile::tempdir().unwrap();
+    let user_home = tempfile::tempdir().unwrap();
+    let grid_file = home.path().join("grid.json");
+    std::fs::write(
+        &grid_file,
+        serde_json::json!({
+            "name": "actions grid",
+            "gateway_url": grid.gateway_url(),
+            "updates_servers": servers.iter().map(|s| s.nurl.to_string()).collect::<Vec<_>>(),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let folder = grid.create_mutable_dir(Format::Sdmf).unwrap();
+    let (h, u) = (home.path().to_owned(), user_home.path().to_owned());
+    let grid_path = grid_file.to_str().unwrap().to_owned();
+    let ids = NotifyIds::start();
+    let paths = Paths::under(&h);
+    let (watching, cap_id) = {
+        let (h, u, folder) = (h.clone(), u.clone(), folder.clone());
+        tokio::task::spawn_blocking(move || {
+            run(&h, &u, &["servers", "import", &grid_path], "");
+            let added = run(
+                &h,
+                &u,
+                &["caps", "add", "--label", "Action Folder"],
+                &format!("{folder}\n"),
+            );
+            let cap_id = added["id"].as_str().unwrap().to_owned();
+            let watching = Watching::start(&h, &u, &["--coalesce-window", "0"]);
+            let subscribed = watching.wait_for(Duration::from_secs(30), |e| {
+                e["event"] == "cap-status" && e["id"] == cap_id.as_str() && e["subscribed_on"] == 3
+            });
+            assert!(subscribed.is_some(), "never subscribed");
+            (watching, cap_id)
+        })
+        .await
+        .unwrap()
+    };
+    let client = HostClient::connect(&paths)
+        .await
+        .expect("the host's service");
+
+    // Mark read.
+    grid.put_child(&folder, "read-me.txt", b"r").unwrap();
+    let id = tokio::task::spawn_blocking(move || {
+        ids.id_of("read-me", Duration::from_secs(20))
+            .map(|id| (id, ids))
+    })
+    .await
+    .unwrap();
+    let (id, ids) = id.expect("dunst's id for the notification");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.state().await.unwrap().unread_changes == 0 {
+        assert!(Instant::now() < deadline, "the change was never unread");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    invoke(id, "mark-read");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.state().await.unwrap().unread_changes != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "Mark read left the change unread"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Mute for 2 hours: saved, and the next change is recorded but not shown.
+    grid.put_child(&folder, "mute-me.txt", b"m").unwrap();
+    let found = tokio::task::spawn_blocking(move || {
+        ids.id_of("mute-me", Duration::from_secs(20))
+            .map(|id| (id, ids))
+    })
+    .await
+    .unwrap();
+    let (id, ids) = found.expect("dunst's id for the second notification");
+    invoke(id, "mute-2h");
+    let preferences = notifier_core::preferences::Preferences::path(paths.config_dir());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let saved = std::fs::read_to_string(&preferences).unwrap_or_default();
+        if saved.contains(&cap_id) && saved.contains("muted_until") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the mute was not saved: {saved}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    grid.put_child(&folder, "while-muted.txt", b"w").unwrap();
+    let w = tokio::task::spawn_blocking(move || {
+        let changed = watching.wait_for(Duration::from_secs(20), |e| {
+            e["event"] == "changed" && e["summary"].as_str().unwrap_or("").contains("while-muted")
+        });
+        assert!(changed.is_some(), "the change while muted was not recorded");
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(
+            ids.id_of("while-muted", Duration::from_millis(100))
+                .is_none(),
+            "a change of a muted cap was shown"
+        );
+        watching
+    })
+    .await
+    .unwrap();
+    drop(w);
+    for server in &mut servers {
+        server.stop().await;
+    }
+}

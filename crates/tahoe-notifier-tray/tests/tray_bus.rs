@@ -142,17 +142,28 @@ async fn menu_entries(
     entries
 }
 
-async fn click(connection: &zbus::Connection, name: &str, menu_path: &str, id: i32) {
-    connection
-        .call_method(
-            Some(name),
-            menu_path,
-            Some("com.canonical.dbusmenu"),
-            "Event",
-            &(id, "clicked", Value::I32(0), 0u32),
-        )
-        .await
-        .unwrap();
+/// Clicks the entry labelled `label`, as a panel does. Entries are numbered by position and the
+/// menu is rebuilt whenever the host's state changes, so the layout is read again right before,
+/// and once more if the entry moved meanwhile.
+async fn click(connection: &zbus::Connection, name: &str, menu_path: &str, label: &str) {
+    for _ in 0..5 {
+        let entries = menu_entries(connection, name, menu_path).await;
+        let id = find(&entries, label);
+        let clicked = connection
+            .call_method(
+                Some(name),
+                menu_path,
+                Some("com.canonical.dbusmenu"),
+                "Event",
+                &(id, "clicked", Value::I32(0), 0u32),
+            )
+            .await;
+        if clicked.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not click {label:?}");
 }
 
 async fn item_property(
@@ -321,7 +332,7 @@ async fn a_tray_host_sees_the_icon_and_its_menu_drives_the_engine_host() {
     );
 
     // "For 1 hour": saved in the preferences, the host's state and the tooltip say so.
-    click(&connection, &name, &menu_path, find(&entries, "For 1 hour")).await;
+    click(&connection, &name, &menu_path, "For 1 hour").await;
     let preferences = notifier_core::preferences::Preferences::path(
         notifier_core::paths::Paths::under(home.path()).config_dir(),
     );
@@ -345,23 +356,11 @@ async fn a_tray_host_sees_the_icon_and_its_menu_drives_the_engine_host() {
             .any(|(_, l, _)| l.starts_with("Paused until ")),
         "the pause submenu says until when: {entries:?}"
     );
-    click(
-        &connection,
-        &name,
-        &menu_path,
-        find(&entries, "Resume notifications"),
-    )
-    .await;
+    click(&connection, &name, &menu_path, "Resume notifications").await;
 
     // "Open Tahoe Notifier": the host asks for the window (a running window follows the
     // signal; the tray starts one otherwise).
-    click(
-        &connection,
-        &name,
-        &menu_path,
-        find(&entries, "Open Tahoe Notifier"),
-    )
-    .await;
+    click(&connection, &name, &menu_path, "Open Tahoe Notifier").await;
     let signal = tokio::time::timeout(Duration::from_secs(5), windows.next())
         .await
         .expect("no WindowRequested signal")
@@ -379,8 +378,7 @@ async fn a_tray_host_sees_the_icon_and_its_menu_drives_the_engine_host() {
     }
 
     // "Quit": the process ends cleanly.
-    let entries = menu_entries(&connection, &name, &menu_path).await;
-    click(&connection, &name, &menu_path, find(&entries, "Quit")).await;
+    click(&connection, &name, &menu_path, "Quit").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = tray.0.try_wait().unwrap() {

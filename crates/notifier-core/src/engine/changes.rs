@@ -181,7 +181,12 @@ impl Engine {
         // A verified change is real: wait up to the whole schedule for the listing to show it.
         // A check is not known to be real, and a change made meanwhile would be taken for it:
         // only the first pauses.
-        let retries = if pending.verified {
+        // After a change found by polling, a listing equal to the polled one is that change
+        // seen again from a server (polling cannot know seqnums): waiting for the listing to
+        // move would take the next change for this one.
+        let retries = if self.last_change_was_polled(cap) {
+            &[][..]
+        } else if pending.verified {
             &LISTING_RETRIES[..]
         } else {
             &LISTING_RETRIES[..2]
@@ -278,6 +283,11 @@ impl Engine {
         if !matches!(self.history.load_snapshot(&cap.id), Ok(Some(polled)) if polled == *listing) {
             return false;
         }
+        self.last_change_was_polled(cap)
+    }
+
+    /// Whether the cap's last recorded change was found by polling the gateway.
+    fn last_change_was_polled(&self, cap: &WatchedCap) -> bool {
         let Ok(last) = self.history.list_changes(&ChangeFilter {
             cap_id: Some(cap.id.clone()),
             unread_only: false,
