@@ -186,7 +186,7 @@ impl Core {
 
 /// Keeps the window linked to the engine host on a thread of its own: starts the host if none
 /// runs, mirrors its state, shows what it asks the window to show, passes requests on, and
-/// links again if the host goes away.
+/// closes the window when the host stops (the tray's Quit ends both).
 pub fn link_to_host(app: &AppHandle, core: &Arc<Core>) {
     let Some(requests) = lock(&core.requests_rx).take() else {
         return;
@@ -262,10 +262,11 @@ async fn host_link(
                     }
                 }
                 () = &mut gone => {
-                    tracing::warn!("the engine host left the bus");
-                    core.set_host_problem("the background process stopped; starting it again".to_owned());
-                    let _ = app.emit(CHANGED_EVENT, ());
-                    break;
+                    // The tray's Quit (or `tahoe-notifier` being stopped) ends Tahoe Notifier:
+                    // the window goes with it rather than starting the host again.
+                    tracing::info!("the engine host stopped: closing the window");
+                    app.exit(0);
+                    return;
                 }
             }
         }

@@ -257,7 +257,10 @@ async fn await_update(
                 return Some(started.elapsed())
             }
             Next::Message(_) => {}
-            _ => return None,
+            other => {
+                eprintln!("no update of {storage_index} to {seqnum}: {other:?}");
+                return None;
+            }
         }
     }
 }
@@ -390,14 +393,22 @@ async fn connections_that_never_read_are_dropped_by_policy_and_memory_stays_boun
         endings.spawn(async move { ending(&mut socket, Duration::from_secs(20)).await });
     }
     let (mut policy, mut dropped, mut other) = (0usize, 0usize, Vec::new());
-    while let Some(end) = endings.join_next().await {
-        match end.unwrap() {
-            Next::Closed(Some(CloseCode::Policy)) => policy += 1,
-            Next::Dropped(_) => dropped += 1,
-            unexpected => other.push(format!("{unexpected:?}")),
+    // The legitimate client keeps reading meanwhile, as a live client does: it must answer the
+    // server's pings (every second here; two unanswered ones close a connection).
+    loop {
+        tokio::select! {
+            end = endings.join_next() => match end {
+                None => break,
+                Some(end) => match end.unwrap() {
+                    Next::Closed(Some(CloseCode::Policy)) => policy += 1,
+                    Next::Dropped(_) => dropped += 1,
+                    unexpected => other.push(format!("{unexpected:?}")),
+                },
+            },
+            _ = next(&mut legit, Duration::from_millis(200)) => {}
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = next(&mut legit, Duration::from_millis(500)).await;
     let rss_after = proc_kib(pid, "VmRSS");
     println!(
         "{idle_count} idle connections, {} writes in {:.1} s: closed 1008 {policy}, dropped {dropped}, other {}; \
