@@ -287,11 +287,7 @@ async fn connect_or_start(
         .as_mut()
         .is_some_and(|child| matches!(child.try_wait(), Ok(None)));
     if !still_running {
-        let program = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join(HOST_PROGRAM)))
-            .filter(|path| path.is_file())
-            .unwrap_or_else(|| PathBuf::from(HOST_PROGRAM));
+        let program = notifier_core::host::sibling_program(HOST_PROGRAM);
         let mut command = std::process::Command::new(&program);
         if let Some(home) = &core.home {
             command.arg("--home").arg(home);

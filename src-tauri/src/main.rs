@@ -207,11 +207,7 @@ fn run(options: Options, local_offset: time::UtcOffset) -> anyhow::Result<()> {
 /// `--tray`: starts the background process (if it is not running) and returns at once, without
 /// touching the display: what login autostart runs.
 fn start_host_only(options: &Options) -> anyhow::Result<()> {
-    let program = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(app::HOST_PROGRAM)))
-        .filter(|path| path.is_file())
-        .unwrap_or_else(|| PathBuf::from(app::HOST_PROGRAM));
+    let program = notifier_core::host::sibling_program(app::HOST_PROGRAM);
     let mut command = std::process::Command::new(&program);
     if let Some(home) = &options.home {
         command.arg("--home").arg(home);

@@ -148,7 +148,8 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
 /// A notification's "Open" (or a D-Bus `OpenWindow`) while no tray runs: starts the window
 /// of an installed app at that item, or says there is none.
 fn open_window(target: Option<&str>, json: bool) {
-    let mut command = std::process::Command::new(WINDOW_PROGRAM);
+    let mut command =
+        std::process::Command::new(notifier_core::host::sibling_program(WINDOW_PROGRAM));
     if let Some(target) = target {
         command.arg("--open").arg(target);
     }

@@ -46,19 +46,10 @@ async fn watch_is_the_one_engine_host_and_answers_on_the_session_bus() {
     }
     let home = tempfile::tempdir().unwrap();
     let user_home = tempfile::tempdir().unwrap();
-    let grid_file = home.path().join("grid.json");
-    std::fs::write(
-        &grid_file,
-        serde_json::json!({
-            "name": "host test grid",
-            "gateway_url": grid.gateway_url(),
-            "updates_servers": servers.iter().map(|s| s.nurl.to_string()).collect::<Vec<_>>(),
-        })
-        .to_string(),
-    )
-    .unwrap();
     let (h, u) = (home.path().to_owned(), user_home.path().to_owned());
-    let grid_path = grid_file.to_str().unwrap().to_owned();
+    let nurls: Vec<String> = servers.iter().map(|s| s.nurl.to_string()).collect();
+    let grid_path =
+        common::write_grid_file(home.path(), "host test grid", grid.gateway_url(), &nurls);
     let folder = grid.create_mutable_dir(Format::Sdmf).unwrap();
     let later = grid.create_mutable_dir(Format::Sdmf).unwrap();
     let paths = Paths::under(&h);
@@ -320,19 +311,9 @@ async fn a_grid_imported_while_watch_runs_is_connected() {
     }
     let home = tempfile::tempdir().unwrap();
     let user_home = tempfile::tempdir().unwrap();
-    let grid_file = home.path().join("grid.json");
-    std::fs::write(
-        &grid_file,
-        serde_json::json!({
-            "name": "late grid",
-            "gateway_url": grid.gateway_url(),
-            "updates_servers": servers.iter().map(|s| s.nurl.to_string()).collect::<Vec<_>>(),
-        })
-        .to_string(),
-    )
-    .unwrap();
     let (h, u) = (home.path().to_owned(), user_home.path().to_owned());
-    let grid_path = grid_file.to_str().unwrap().to_owned();
+    let nurls: Vec<String> = servers.iter().map(|s| s.nurl.to_string()).collect();
+    let grid_path = common::write_grid_file(home.path(), "late grid", grid.gateway_url(), &nurls);
     tokio::task::spawn_blocking(move || {
         let watching = Watching::start(&h, &u, &["--no-desktop", "--no-service"]);
         let started = watching.wait_for(Duration::from_secs(20), |e| e["event"] == "notice");
@@ -471,20 +452,11 @@ async fn notification_actions_work_with_no_window_open() {
     }
     let home = tempfile::tempdir().unwrap();
     let user_home = tempfile::tempdir().unwrap();
-    let grid_file = home.path().join("grid.json");
-    std::fs::write(
-        &grid_file,
-        serde_json::json!({
-            "name": "actions grid",
-            "gateway_url": grid.gateway_url(),
-            "updates_servers": servers.iter().map(|s| s.nurl.to_string()).collect::<Vec<_>>(),
-        })
-        .to_string(),
-    )
-    .unwrap();
     let folder = grid.create_mutable_dir(Format::Sdmf).unwrap();
     let (h, u) = (home.path().to_owned(), user_home.path().to_owned());
-    let grid_path = grid_file.to_str().unwrap().to_owned();
+    let nurls: Vec<String> = servers.iter().map(|s| s.nurl.to_string()).collect();
+    let grid_path =
+        common::write_grid_file(home.path(), "actions grid", grid.gateway_url(), &nurls);
     let ids = NotifyIds::start();
     let paths = Paths::under(&h);
     let (watching, cap_id) = {

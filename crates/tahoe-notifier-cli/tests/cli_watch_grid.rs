@@ -29,19 +29,10 @@ async fn watch_picks_up_caps_added_and_removed_while_it_runs() {
     }
     let home = tempfile::tempdir().unwrap();
     let user_home = tempfile::tempdir().unwrap();
-    let grid_file = home.path().join("grid.json");
-    std::fs::write(
-        &grid_file,
-        serde_json::json!({
-            "name": "watch test grid",
-            "gateway_url": grid.gateway_url(),
-            "updates_servers": servers.iter().map(|s| s.nurl.to_string()).collect::<Vec<_>>(),
-        })
-        .to_string(),
-    )
-    .unwrap();
     let (h, u) = (home.path().to_owned(), user_home.path().to_owned());
-    let grid_path = grid_file.to_str().unwrap().to_owned();
+    let nurls: Vec<String> = servers.iter().map(|s| s.nurl.to_string()).collect();
+    let grid_path =
+        common::write_grid_file(home.path(), "watch test grid", grid.gateway_url(), &nurls);
     tokio::task::spawn_blocking(move || {
         run(&h, &u, &["servers", "import", &grid_path], "");
         std::fs::remove_file(&grid_path).unwrap();

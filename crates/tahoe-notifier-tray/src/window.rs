@@ -30,16 +30,6 @@ impl Launcher {
         }
     }
 
-    /// The window's program: beside this executable when it is there (the package and a
-    /// cargo build put them together), else on `PATH`.
-    fn program() -> PathBuf {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join(WINDOW_PROGRAM)))
-            .filter(|path| path.is_file())
-            .unwrap_or_else(|| PathBuf::from(WINDOW_PROGRAM))
-    }
-
     /// Opens the window at `target` (`None`: where it was), unless one is open already (it
     /// then follows the host's `WindowRequested` signal itself).
     pub fn open(&self, target: Option<&str>) {
@@ -52,7 +42,7 @@ impl Launcher {
                 return;
             }
         }
-        let mut command = Command::new(Self::program());
+        let mut command = Command::new(notifier_core::host::sibling_program(WINDOW_PROGRAM));
         if let Some(home) = &self.home {
             command.arg("--home").arg(home);
         }
@@ -66,7 +56,7 @@ impl Launcher {
                 *running = Some(child);
             }
             Err(error) => {
-                tracing::warn!(%error, program = %Self::program().display(), "cannot start the window");
+                tracing::warn!(%error, program = %notifier_core::host::sibling_program(WINDOW_PROGRAM).display(), "cannot start the window");
             }
         }
     }

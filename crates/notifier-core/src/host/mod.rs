@@ -39,6 +39,17 @@ use crate::paths::Paths;
 use crate::preferences::Preferences;
 use crate::status::LiveState;
 
+/// The program `name` of Tahoe Notifier: beside the running executable when it is there (the
+/// package and a cargo build put them together), else found on `PATH`. How the window starts
+/// the tray, the tray the window, and `watch` the window.
+pub fn sibling_program(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 /// How often the host looks at the config and preferences files for changes other faces made.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -691,15 +702,20 @@ struct Follower {
     caps: CapStore,
     /// The servers, grids, magic-folder links and gateway the engine was started with.
     wiring: Option<String>,
+    /// When the config and preferences were written at the last look at the wiring.
+    wiring_written: (Written, Written),
     config_file: PathBuf,
-    config_written: Option<(Option<std::time::SystemTime>, u64)>,
+    config_written: Written,
     seen: BTreeMap<String, (String, bool)>,
     config_dir: PathBuf,
-    preferences_written: Option<(Option<std::time::SystemTime>, u64)>,
+    preferences_written: Written,
     preferences: Preferences,
 }
 
-fn written(path: &std::path::Path) -> Option<(Option<std::time::SystemTime>, u64)> {
+/// A file's modification time and size, `None` when it is absent.
+type Written = Option<(Option<std::time::SystemTime>, u64)>;
+
+fn written(path: &std::path::Path) -> Written {
     std::fs::metadata(path)
         .ok()
         .map(|meta| (meta.modified().ok(), meta.len()))
@@ -711,9 +727,14 @@ impl Follower {
         let caps = CapStore::new(ConfigFile::new(config_file.clone()), secrets);
         let seen = Self::read(&caps).unwrap_or_default();
         let config_dir = paths.config_dir().to_path_buf();
-        let wiring = Self::wiring(&config_file, &preferences);
+        let wiring = Self::wiring(&config_file, paths.config_dir());
+        let wiring_written = (
+            written(&config_file),
+            written(&Preferences::path(paths.config_dir())),
+        );
         Follower {
             wiring,
+            wiring_written,
             config_written: written(&config_file),
             config_file,
             caps,
@@ -735,8 +756,10 @@ impl Follower {
 
     /// What the engine and bridge are built over, as one comparable text (`None` while the
     /// config cannot be read).
-    fn wiring(config_file: &std::path::Path, preferences: &Preferences) -> Option<String> {
+    fn wiring(config_file: &std::path::Path, config_dir: &std::path::Path) -> Option<String> {
         let config = ConfigFile::new(config_file.to_path_buf()).load().ok()?;
+        // From the file, not the follower's copy: both files may have been written since.
+        let preferences = Preferences::load(config_dir).ok()?;
         serde_json::to_string(&(
             &config.servers,
             &config.grids,
@@ -749,7 +772,18 @@ impl Follower {
     /// Whether the servers, grids, links or gateway changed since the engine started (then
     /// remembered as seen).
     fn wiring_changed(&mut self) -> bool {
-        let now = Self::wiring(&self.config_file, &self.preferences);
+        // Read and parsed only when one of the two files was written since the last look.
+        let now_written = (
+            written(&self.config_file),
+            written(&Preferences::path(&self.config_dir)),
+        );
+        if now_written == self.wiring_written {
+            return false;
+        }
+        let now = Self::wiring(&self.config_file, &self.config_dir);
+        if now.is_some() {
+            self.wiring_written = now_written;
+        }
         if now.is_none() || now == self.wiring {
             return false;
         }

@@ -67,6 +67,23 @@ pub fn run(home: &Path, user_home: &Path, args: &[&str], stdin: &str) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
 }
 
+/// Writes a grid file named `name` (the gateway and the updates servers' NURLs) into `dir`;
+/// returns its path, for `servers import`.
+pub fn write_grid_file(dir: &Path, name: &str, gateway_url: &str, nurls: &[String]) -> String {
+    let path = dir.join("grid.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({
+            "name": name,
+            "gateway_url": gateway_url,
+            "updates_servers": nurls,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 /// A running `watch`, its JSON events read on a thread of their own.
 pub struct Watching {
     pub child: Child,
