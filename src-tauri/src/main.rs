@@ -103,6 +103,17 @@ fn main() {
     let local_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     // RUST_LOG as usual, never the third-party lines that carry secrets (see the function).
     notifier_core::logging::init_stderr("info");
+    // Tauri's event loop panics when GTK cannot open a display; say so plainly instead.
+    #[cfg(target_os = "linux")]
+    if gtk::init().is_err() {
+        eprintln!(
+            "tahoe-notifier-app: cannot open a display (DISPLAY={:?}, WAYLAND_DISPLAY={:?}): \
+             the window needs a desktop session; the tray and `tahoe-notifier` work without one",
+            std::env::var_os("DISPLAY").unwrap_or_default(),
+            std::env::var_os("WAYLAND_DISPLAY").unwrap_or_default(),
+        );
+        std::process::exit(1);
+    }
     if let Err(error) = run(options, local_offset) {
         eprintln!("tahoe-notifier-app: {error:#}");
         std::process::exit(1);

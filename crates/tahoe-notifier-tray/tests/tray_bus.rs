@@ -336,17 +336,17 @@ async fn a_tray_host_sees_the_icon_and_its_menu_drives_the_engine_host() {
     let preferences = notifier_core::preferences::Preferences::path(
         notifier_core::paths::Paths::under(home.path()).config_dir(),
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // The deadline is checked before both are read, so a slow bus call on a loaded machine
+    // cannot fail the check with a file read before the pause landed (as CI once did).
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let saved = std::fs::read_to_string(&preferences).unwrap_or_default();
+        let past_deadline = Instant::now() >= deadline;
         let title = tooltip_title(&connection, &name, &path).await;
+        let saved = std::fs::read_to_string(&preferences).unwrap_or_default();
         if saved.contains("paused_until") && title.contains("paused") {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the pause did not land: {saved} / {title}"
-        );
+        assert!(!past_deadline, "the pause did not land: {saved} / {title}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let entries = menu_entries(&connection, &name, &menu_path).await;

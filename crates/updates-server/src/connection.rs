@@ -140,6 +140,10 @@ pub(crate) async fn run_session<S>(
         .min(limits.idle_timeout)
         .max(Duration::from_millis(10));
     let mut housekeeping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // Missed ticks must not come in a burst: after a stall of this task (a slow write, a busy
+    // runtime) a burst would send two pings and count both unanswered within microseconds,
+    // closing a client that never had a period to answer.
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Pings every this many ticks (the period divides the ping interval when it is the
     // shortest limit; otherwise pings come up to one period late).
     let ticks_per_ping =

@@ -191,7 +191,8 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
 #[derive(Debug)]
 enum Next {
     Message(ServerMessage),
-    Closed(Option<CloseCode>),
+    /// A close frame: its code and its reason (read in failure messages).
+    Closed(Option<CloseCode>, #[allow(dead_code)] String),
     /// The connection ended without a close frame (reset, EOF, error).
     Dropped(#[allow(dead_code)] String),
     Nothing,
@@ -207,7 +208,12 @@ async fn next(socket: &mut SecureWebSocket, wait: Duration) -> Next {
             Ok(Some(Ok(Message::Text(text)))) => {
                 return Next::Message(ServerMessage::parse(text.as_str()).expect("server JSON"))
             }
-            Ok(Some(Ok(Message::Close(frame)))) => return Next::Closed(frame.map(|f| f.code)),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return Next::Closed(
+                    frame.as_ref().map(|f| f.code),
+                    frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                )
+            }
             Ok(Some(Ok(_))) => {}
         }
     }
@@ -400,7 +406,7 @@ async fn connections_that_never_read_are_dropped_by_policy_and_memory_stays_boun
             end = endings.join_next() => match end {
                 None => break,
                 Some(end) => match end.unwrap() {
-                    Next::Closed(Some(CloseCode::Policy)) => policy += 1,
+                    Next::Closed(Some(CloseCode::Policy), _) => policy += 1,
                     Next::Dropped(_) => dropped += 1,
                     unexpected => other.push(format!("{unexpected:?}")),
                 },
@@ -443,7 +449,7 @@ async fn a_subscribe_list_of_100000_indexes_is_closed_with_1009() {
     // The server may close before the whole message is written.
     let _ = socket.send(Message::Text(text.into())).await;
     match ending(&mut socket, Duration::from_secs(10)).await {
-        Next::Closed(Some(CloseCode::Size)) => {}
+        Next::Closed(Some(CloseCode::Size), _) => {}
         other => panic!("expected close 1009, got {other:?}"),
     }
     // Others are unaffected.
@@ -549,7 +555,7 @@ async fn an_invalid_utf8_text_frame_is_closed_with_1007() {
         .await
         .unwrap();
     match ending(&mut socket, Duration::from_secs(10)).await {
-        Next::Closed(Some(CloseCode::Invalid)) => {}
+        Next::Closed(Some(CloseCode::Invalid), _) => {}
         other => panic!("expected close 1007, got {other:?}"),
     }
 }
@@ -611,7 +617,7 @@ async fn floods_of_bad_messages_get_error_replies_then_1008_and_oversized_ones_1
         sent += 1;
     }
     match ending(&mut socket, Duration::from_secs(20)).await {
-        Next::Closed(Some(CloseCode::Policy)) => {}
+        Next::Closed(Some(CloseCode::Policy), _) => {}
         other => panic!("expected close 1008 after {sent} messages, got {other:?}"),
     }
     // Twenty connections each sending 2 MiB: 1009 each, and the memory comes back.
@@ -628,7 +634,7 @@ async fn floods_of_bad_messages_get_error_replies_then_1008_and_oversized_ones_1
     }
     while let Some(end) = tasks.join_next().await {
         match end.unwrap() {
-            Next::Closed(Some(CloseCode::Size)) => {}
+            Next::Closed(Some(CloseCode::Size), _) => {}
             other => panic!("expected close 1009, got {other:?}"),
         }
     }
@@ -863,7 +869,7 @@ async fn sigterm_closes_sessions_with_1001_and_exits_even_while_stdin_stays_open
         .unwrap();
     assert!(killed.success());
     match next(&mut client, Duration::from_secs(10)).await {
-        Next::Closed(Some(CloseCode::Away)) => {}
+        Next::Closed(Some(CloseCode::Away), _) => {}
         other => panic!("expected close 1001 on SIGTERM, got {other:?}"),
     }
     let started = Instant::now();

@@ -473,6 +473,8 @@ impl Engine {
             self.notice(&events, problem).await;
         }
         let mut poll = tokio::time::interval(self.options.poll_interval);
+        // After a suspend, one poll, not one per missed period.
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.tick().await;
         loop {
             tokio::select! {
