@@ -29,6 +29,9 @@ pub const CHANGED_EVENT: &str = "notifier://changed";
 /// The event asking the page to show one item (`change:<id>` or `news:<grid>:<name>`).
 pub const OPEN_TARGET_EVENT: &str = "notifier://open-target";
 
+/// Shows the window, at a target if given.
+pub type OpenWindow = fn(&AppHandle, Option<String>);
+
 /// The background process that hosts the engine, started when none runs.
 pub const HOST_PROGRAM: &str = "tahoe-notifier-tray";
 
@@ -186,8 +189,9 @@ impl Core {
 
 /// Keeps the window linked to the engine host on a thread of its own: starts the host if none
 /// runs, mirrors its state, shows what it asks the window to show, passes requests on, and
-/// closes the window when the host stops (the tray's Quit ends both).
-pub fn link_to_host(app: &AppHandle, core: &Arc<Core>) {
+/// closes the window when the host stops (the tray's Quit ends both). `open_window` shows
+/// the window at a target (`window::open`; passed in so that this module need not know it).
+pub fn link_to_host(app: &AppHandle, core: &Arc<Core>, open_window: OpenWindow) {
     let Some(requests) = lock(&core.requests_rx).take() else {
         return;
     };
@@ -205,7 +209,7 @@ pub fn link_to_host(app: &AppHandle, core: &Arc<Core>) {
                     return;
                 }
             };
-            runtime.block_on(host_link(app, core, requests));
+            runtime.block_on(host_link(app, core, requests, open_window));
         });
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start the host link");
@@ -216,6 +220,7 @@ async fn host_link(
     app: AppHandle,
     core: Arc<Core>,
     mut requests: mpsc::UnboundedReceiver<HostRequest>,
+    open_window: OpenWindow,
 ) {
     let mut started: Option<std::process::Child> = None;
     loop {
@@ -250,7 +255,7 @@ async fn host_link(
                 Some(target) = windows.next() => {
                     let target = (!target.is_empty()).then_some(target);
                     let app = app.clone();
-                    let _ = app.clone().run_on_main_thread(move || crate::window::open(&app, target));
+                    let _ = app.clone().run_on_main_thread(move || open_window(&app, target));
                 }
                 Some(request) = requests.recv() => {
                     let result = match &request {

@@ -199,7 +199,7 @@ fn run(options: Options, local_offset: time::UtcOffset) -> anyhow::Result<()> {
         .setup(move |app| {
             let handle = app.handle().clone();
             let core = Arc::clone(app.state::<Arc<app::Core>>().inner());
-            app::link_to_host(&handle, &core);
+            app::link_to_host(&handle, &core, window::open);
             window::open(&handle, open_at);
             Ok(())
         })

@@ -11,107 +11,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use tahoe_caps::StorageIndex;
+use serde::Deserialize;
 use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::ids;
-use crate::servers::{GridEntry, ServerEntry};
 
-/// The config format this code writes and understands.
-pub const CONFIG_VERSION: u32 = 1;
-
-/// Whether a watched cap names a directory or a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CapKind {
-    /// A mutable directory: changes are reported as added/removed/modified children.
-    Directory,
-    /// A mutable file: changes are reported with the new size.
-    File,
-}
-
-/// One watched cap, without the cap itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapEntry {
-    /// Random id; also the keyring user name under which the cap is stored.
-    pub id: String,
-    /// The user's name for it, shown in notifications.
-    pub label: String,
-    /// Directory or file.
-    pub kind: CapKind,
-    /// The storage index the servers know the slot by (not a secret).
-    pub storage_index: StorageIndex,
-    /// Muted caps are still tracked and recorded in the history but raise no notification.
-    #[serde(default)]
-    pub muted: bool,
-    /// When the cap was added.
-    #[serde(with = "time::serde::rfc3339")]
-    pub created: OffsetDateTime,
-    /// The grid the cap belongs to: only that grid's updates servers hear of its storage
-    /// index and only that grid's gateway (or the user's own) sees the cap. `None` for a cap
-    /// added before grids were bound (it takes the only grid, if there is one) or with no grid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grid: Option<String>,
-    /// A change between the keyring and this file that has not finished (a crash in between
-    /// leaves it here; [`crate::caps::CapStore`] finishes or undoes it on the next read).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<PendingChange>,
-}
-
-/// A two-step change of a cap entry (config, then keyring, then config) under way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PendingChange {
-    /// Being added: its secret may not be in the keyring yet.
-    Adding,
-    /// Being removed: its secret may still be in the keyring.
-    Removing,
-}
-
-/// The whole config file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Config {
-    /// Format version, [`CONFIG_VERSION`].
-    pub version: u32,
-    /// Watched caps.
-    #[serde(default)]
-    pub caps: Vec<CapEntry>,
-    /// Known updates servers.
-    #[serde(default)]
-    pub servers: Vec<ServerEntry>,
-    /// Imported grids.
-    #[serde(default)]
-    pub grids: Vec<GridEntry>,
-    /// Linked magic-folder folders (no token, no caps: see [`crate::magic_folder`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub magic_folder_links: Vec<crate::magic_folder::MagicFolderLink>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            version: CONFIG_VERSION,
-            caps: Vec::new(),
-            servers: Vec::new(),
-            grids: Vec::new(),
-            magic_folder_links: Vec::new(),
-        }
-    }
-}
-
-impl Config {
-    /// The cap entry with this id.
-    pub fn cap(&self, id: &str) -> Option<&CapEntry> {
-        self.caps.iter().find(|c| c.id == id)
-    }
-
-    /// The cap entry with this id, mutable.
-    pub fn cap_mut(&mut self, id: &str) -> Option<&mut CapEntry> {
-        self.caps.iter_mut().find(|c| c.id == id)
-    }
-}
+/// The records are the schema module's (the config is their file, not their owner).
+pub use crate::schema::{CapEntry, CapKind, Config, PendingChange, CONFIG_VERSION};
 
 /// Why the config could not be read or written.
 #[derive(Debug, Error)]

@@ -26,8 +26,8 @@ use serde_json::{json, Map, Value};
 use tahoe_caps::{Cap, CapRole};
 use thiserror::Error;
 
-use crate::servers::{Nurl, NurlError};
 use crate::text::clean_line;
+use mutable_updates::nurl::{Nurl, NurlError};
 
 /// Longest grid name kept, in characters.
 pub const MAX_NAME_CHARS: usize = 100;

@@ -19,8 +19,9 @@
 //! Stores and records:
 //!
 //! - [`paths`]: where files live (`directories`, or `TAHOE_NOTIFIER_HOME` for tests).
-//! - [`config`]: the non-secret config file, written atomically under a lock, never silently
-//!   reset; [`preferences`]: the user's settings beside it.
+//! - [`schema`]: every record of the config file (caps, servers, grids, magic-folder links),
+//!   owned by no store; [`config`]: the non-secret config file, written atomically under a
+//!   lock, never silently reset; [`preferences`]: the user's settings beside it.
 //! - [`keyring_store`]: secrets in the OS keyring (Secret Service, or keyutils on request);
 //!   [`keyring_problem`]: why it cannot be used, in words.
 //! - [`caps`]: watched caps — the cap in the keyring, the rest in the config.
@@ -54,6 +55,7 @@ pub mod news_feed;
 pub mod notify;
 pub mod paths;
 pub mod preferences;
+pub mod schema;
 pub mod seqnum;
 pub mod servers;
 pub mod service;

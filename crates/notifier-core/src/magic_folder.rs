@@ -26,7 +26,6 @@ pub mod poll_interval;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use tahoe_caps::Cap;
 use thiserror::Error;
 
@@ -34,6 +33,8 @@ use crate::caps::{CapStore, CapStoreError};
 use crate::config::{ConfigError, ConfigFile};
 use crate::text::clean_line;
 
+/// The records are the schema module's.
+pub use crate::schema::{LinkedCap, LinkedParticipant, MagicFolderLink};
 pub use api::{FolderInfo, MagicFolderClient, Participant};
 
 /// Why talking to magic-folder or linking failed. Never holds a token or a cap.
@@ -138,71 +139,6 @@ pub enum MagicFolderError {
     /// The config file failed.
     #[error(transparent)]
     Config(#[from] ConfigError),
-}
-
-/// One watched cap that belongs to a link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkedCap {
-    /// The cap store's id.
-    pub cap_id: String,
-    /// Whether linking added it to the cap store (and unlinking removes it); `false` when the
-    /// user already watched the directory, so it stays when the folder is unlinked.
-    pub added_by_link: bool,
-}
-
-/// A participant being watched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkedParticipant {
-    /// Its name in the collective.
-    pub name: String,
-    /// Its personal directory in the cap store.
-    #[serde(flatten)]
-    pub cap: LinkedCap,
-}
-
-/// A linked magic-folder folder, as kept in the notifier's config file. No token, no caps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MagicFolderLink {
-    /// The daemon's config directory (`magic-folder --config DIR`).
-    pub config_dir: PathBuf,
-    /// The folder's name in that daemon.
-    pub folder: String,
-    /// Our own participant name (never watched: our own changes are not news).
-    pub own_name: String,
-    /// The collective (participant list) in the cap store: its changes make the bridge list
-    /// the participants again. `None` when the daemon cannot tell its cap (a folder joined
-    /// read-only): participants are then listed again on the bridge's timer only.
-    #[serde(default)]
-    pub collective: Option<LinkedCap>,
-    /// Every other participant's personal directory.
-    #[serde(default)]
-    pub participants: Vec<LinkedParticipant>,
-    /// Notify only when a change leaves a file in conflict.
-    #[serde(default)]
-    pub conflicts_only: bool,
-}
-
-impl MagicFolderLink {
-    /// Whether this link is for `folder` of the daemon at `config_dir`.
-    pub fn is(&self, config_dir: &Path, folder: &str) -> bool {
-        self.folder == folder && same_dir(&self.config_dir, config_dir)
-    }
-
-    /// Every cap id of the link (collective first).
-    pub fn cap_ids(&self) -> impl Iterator<Item = &str> {
-        self.collective
-            .iter()
-            .map(|c| c.cap_id.as_str())
-            .chain(self.participants.iter().map(|p| p.cap.cap_id.as_str()))
-    }
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    a == b
-        || match (a.canonicalize(), b.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        }
 }
 
 /// The absolute form of a config directory, as stored.

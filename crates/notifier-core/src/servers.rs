@@ -8,8 +8,7 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use tahoe_caps::{Cap, StorageIndex};
+use tahoe_caps::Cap;
 use thiserror::Error;
 
 /// NURLs are the protocol crate's: one parser for the client and the server.
@@ -19,44 +18,9 @@ use crate::config::{ConfigError, ConfigFile};
 use crate::grid_file::{GridFile, MAX_NAME_CHARS};
 use crate::ids::{self, IdError};
 use crate::keyring_store::{SecretError, SecretStore};
+/// The records are the schema module's.
+pub use crate::schema::{GridEntry, ServerEntry};
 use crate::text::clean_line;
-
-/// A known updates server, without its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerEntry {
-    /// Random id; also the keyring user name under which the NURL is stored.
-    pub id: String,
-    /// A name to show (from the grid file or the user), if any.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Host.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// SPKI hash the server's certificate must match.
-    pub spki_hash: String,
-    /// The grid it came with, if imported from a grid file.
-    #[serde(default)]
-    pub grid: Option<String>,
-}
-
-/// An imported grid, without its secrets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GridEntry {
-    /// The grid's name.
-    pub name: String,
-    /// The web gateway to fetch listings through.
-    pub gateway_url: String,
-    /// Keyring id of the grid's news read-cap, if it has one.
-    #[serde(default)]
-    pub news_id: Option<String>,
-    /// Storage index of the news directory, if it has one.
-    #[serde(default)]
-    pub news_storage_index: Option<StorageIndex>,
-    /// The user allowed a plain `http://` gateway on another machine when importing.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub allow_plain_http: bool,
-}
 
 /// Why a server or grid operation failed.
 #[derive(Debug, Error)]

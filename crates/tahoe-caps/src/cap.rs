@@ -79,11 +79,6 @@ pub struct ChkParameters {
 }
 
 impl Cap {
-    /// Parses a cap string; the same as `text.parse::<Cap>()`.
-    pub fn parse(text: &str) -> Result<Cap, crate::CapError> {
-        crate::parse::parse_cap(text)
-    }
-
     /// Which of the eighteen forms this is.
     pub fn kind(&self) -> CapKind {
         self.kind

@@ -19,6 +19,13 @@ const URI_PREFIX: &str = "URI:";
 /// lower-case base32 of 26 characters or more, so a name within these rules cannot be a key.
 const MAX_SHOWN_KIND_LEN: usize = 20;
 
+impl Cap {
+    /// Parses a cap string; the same as `text.parse::<Cap>()`.
+    pub fn parse(text: &str) -> Result<Cap, CapError> {
+        parse_cap(text)
+    }
+}
+
 impl FromStr for Cap {
     type Err = CapError;
 
