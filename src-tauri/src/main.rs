@@ -78,7 +78,8 @@ fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> 
 }
 
 fn main() {
-    // First: `--version` must answer without touching the display, the keyring or any file.
+    commands::window::mark_process_start();
+    // Then: `--version` must answer without touching the display, the keyring or any file.
     let options = match parse_options(std::env::args()) {
         Ok(options) => options,
         Err(error) => {
@@ -182,6 +183,7 @@ fn run(options: Options, local_offset: time::UtcOffset) -> anyhow::Result<()> {
             commands::settings::set_autostart,
             commands::settings::pause,
             commands::window::take_open_target,
+            commands::window::page_drawn,
             commands::window::close_window,
             commands::caps::list_aliases,
             commands::caps::add_alias,

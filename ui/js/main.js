@@ -147,6 +147,8 @@ async function start() {
   // Relative times age; a light refresh keeps them honest.
   setInterval(refresh, 30000);
   document.body.dataset.ready = "true";
+  // Two frames: the callback of the second runs after the first state has been painted.
+  requestAnimationFrame(() => requestAnimationFrame(() => invoke("page_drawn")));
 }
 
 start();
