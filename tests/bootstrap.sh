@@ -16,8 +16,10 @@ packages=(
   # The tray app (src-tauri): Tauri's build dependencies on Debian 12 (libappindicator3-dev has
   # no candidate there; ayatana is what tray-icon loads at run time)…
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
-  # …and its end-to-end tests: WebKitWebDriver, screenshots, an XEmbed tray to click.
-  webkit2gtk-driver imagemagick x11-utils x11-apps xdotool trayer
+  # …and its end-to-end tests: WebKitWebDriver, screenshots, clicks.
+  webkit2gtk-driver imagemagick x11-utils x11-apps xdotool
+  # …and a real StatusNotifierItem host to draw the tray's menu for its screenshot.
+  haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils
   # The Debian packages (packaging/build.sh: dpkg-shlibdeps) and their tests (tests/packages):
   # a clean Debian root, lintian, and the validators of desktop entries and AppStream metainfo.
   dpkg-dev mmdebstrap lintian desktop-file-utils appstream

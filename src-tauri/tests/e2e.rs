@@ -147,38 +147,35 @@ fn process_names(pids: &[u32]) -> Vec<String> {
         .collect()
 }
 
-/// Right-clicks the tray icon embedded in trayer and screenshots the menu (XEmbed tray).
+/// Right-clicks the tray icon in the StatusNotifierItem panel (a 30-pixel bar along the
+/// bottom of the test display, icons from its left end) and screenshots the menu it draws.
 fn tray_menu_screenshot() -> Result<(), String> {
     let tree = Command::new("xwininfo")
         .args(["-root", "-tree"])
         .output()
         .map_err(|e| format!("xwininfo: {e}"))?;
     let tree = String::from_utf8_lossy(&tree.stdout);
-    let line = tree
+    // `0x… "gtk-sni-tray-standalone": (…)  1280x30+0+770  +0+770`: the panel's bar.
+    let bar = tree
         .lines()
-        .find(|l| l.contains("main-tray") && l.contains("x"))
-        .ok_or("the tray icon window is not on the display")?;
-    let id = line
-        .split_whitespace()
-        .next()
-        .ok_or("no window id")?
-        .to_owned();
-    let geometry = Command::new("xdotool")
-        .args(["getwindowgeometry", "--shell", &id])
-        .output()
-        .map_err(|e| format!("xdotool: {e}"))?;
-    let geometry = String::from_utf8_lossy(&geometry.stdout);
-    let value = |key: &str| -> i64 {
-        geometry
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let (x, y) = (
-        value("X=") + value("WIDTH=") / 2,
-        value("Y=") + value("HEIGHT=") / 2,
-    );
+        .filter(|l| l.contains("\"gtk-sni-tray-standalone\""))
+        .find_map(|l| {
+            let geometry = l
+                .split_whitespace()
+                .find(|w| w.contains('x') && w.contains('+') && !w.starts_with("0x"))?;
+            let (size, at) = geometry.split_once('+')?;
+            let (w, h) = size.split_once('x')?;
+            let (x, y) = at.split_once('+')?;
+            let (w, h, x, y): (i64, i64, i64, i64) = (
+                w.parse().ok()?,
+                h.parse().ok()?,
+                x.parse().ok()?,
+                y.parse().ok()?,
+            );
+            (w > 100).then_some((x, y, h))
+        })
+        .ok_or("the StatusNotifierItem panel is not on the display")?;
+    let (x, y) = (bar.0 + bar.2 / 2, bar.1 + bar.2 / 2);
     let clicked = Command::new("xdotool")
         .args(["mousemove", &x.to_string(), &y.to_string(), "click", "3"])
         .status()
@@ -186,12 +183,13 @@ fn tray_menu_screenshot() -> Result<(), String> {
     if !clicked.success() {
         return Err("xdotool click failed".to_owned());
     }
-    std::thread::sleep(Duration::from_millis(900));
+    std::thread::sleep(Duration::from_millis(1500));
     let out = screenshots_dir().join("tray-menu.png");
+    // The menu opens upwards from the icon at the bottom left.
     let shot = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "xwd -root -silent | /usr/bin/convert xwd:- -crop 560x520+720+280 +repage png:{}",
+            "xwd -root -silent | /usr/bin/convert xwd:- -gravity SouthWest -crop 600x600+0+0 +repage png:{}",
             out.display()
         ))
         .status()
@@ -263,28 +261,17 @@ async fn the_app_in_its_real_webview() {
     .unwrap();
     let (alias_write, alias_read) = grid.create_alias(&node_dir, "shared").unwrap();
 
-    // An XEmbed tray on the test display, for the tray menu screenshot.
-    let trayer = Command::new("trayer")
-        .args([
-            "--edge",
-            "bottom",
-            "--align",
-            "right",
-            "--widthtype",
-            "pixel",
-            "--width",
-            "120",
-            "--heighttype",
-            "pixel",
-            "--height",
-            "32",
-            "--SetDockType",
-            "true",
-            "--transparent",
-            "false",
-            "--tint",
-            "0x808080",
-        ])
+    // A StatusNotifierItem host on the test display (a watcher and a standalone panel, as a
+    // desktop has), for the tray menu screenshot: it draws the menu the tray serves over D-Bus.
+    let sni_watcher = Command::new("status-notifier-watcher")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+        .map(Guard);
+    std::thread::sleep(Duration::from_millis(500));
+    let trayer = Command::new("gtk-sni-tray-standalone")
+        .arg("--bottom")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -357,6 +344,7 @@ async fn the_app_in_its_real_webview() {
     let _ = client.close().await;
     driver.stop();
     drop(trayer);
+    drop(sni_watcher);
     drop(monitor);
     drop(whole_bus);
     drop(servers);
@@ -943,8 +931,61 @@ async fn run_steps(
     screenshot(client, "servers-used-code.png").await;
     tab(client, "settings").await;
     screenshot(client, "settings.png").await;
+    // Per kind during Do-Not-Disturb: the page shows the defaults and saves a choice.
+    let shown = client
+        .execute(
+            "return [...document.querySelectorAll('select[data-kind]')].map(s => s.dataset.kind + '=' + s.value).join(',')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        shown.as_str(),
+        Some("changes=follow-dnd,news=follow-dnd,critical_news=always"),
+        "the default alert settings"
+    );
+    client
+        .execute(
+            "document.getElementById('set-alert-news').value = 'never'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click(client, "#settings-save").await;
+    let preferences = notifier_core::preferences::Preferences::path(
+        notifier_core::paths::Paths::under(home).config_dir(),
+    );
+    wait_for(
+        "news set to never in the preferences",
+        Duration::from_secs(10),
+        || async {
+            let saved: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&preferences).ok()?).ok()?;
+            (saved["alerts"]["news"] == "never" && saved["alerts"]["critical_news"] == "always")
+                .then_some(())
+        },
+    )
+    .await;
+    client
+        .execute(
+            "document.getElementById('set-alert-news').value = 'follow-dnd'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click(client, "#settings-save").await;
+    wait_for(
+        "news back to follow-dnd",
+        Duration::from_secs(10),
+        || async {
+            let saved: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&preferences).ok()?).ok()?;
+            (saved["alerts"]["news"] == "follow-dnd").then_some(())
+        },
+    )
+    .await;
 
-    // Tray menu (XEmbed tray + right click), while there are recent changes to list.
+    // Tray menu (the StatusNotifierItem panel + right click), while there are recent changes to list.
     match tray_menu_screenshot() {
         Ok(()) => eprintln!("e2e: tray menu screenshot taken"),
         Err(reason) => eprintln!("e2e: no tray menu screenshot: {reason}"),

@@ -17,6 +17,8 @@ use notifier_core::service::Notifier;
 /// The global options, resolved.
 #[derive(Debug)]
 pub struct Context {
+    /// `--home` as given (the window started for a notification gets it too).
+    home: Option<std::path::PathBuf>,
     paths: Paths,
     backend: KeyringBackend,
     json: bool,
@@ -29,11 +31,17 @@ impl Context {
     pub fn new(home: Option<&Path>, backend: KeyringBackend, json: bool) -> anyhow::Result<Self> {
         let paths = Paths::resolve(home).context("cannot choose where to keep the config")?;
         Ok(Self {
+            home: home.map(Path::to_path_buf),
             paths,
             backend,
             json,
             warned: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// `--home` as given.
+    pub fn home(&self) -> Option<&Path> {
+        self.home.as_deref()
     }
 
     /// Whether `--json` was given.

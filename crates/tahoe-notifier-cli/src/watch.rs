@@ -2,6 +2,7 @@
 //! what happens and raising desktop notifications, until Ctrl-C or SIGTERM.
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -127,12 +128,13 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
                 handle.send(HostCommand::Quit);
             })
         };
+        let window = host::window::Launcher::new(ctx.home().map(Path::to_path_buf), ctx.backend());
         let printer = tokio::task::spawn_local(async move {
             while let Some(event) = events.recv().await {
                 match event {
                     HostEvent::Engine(event) => print_event(&event, json),
                     HostEvent::Bridge(event) => print_bridge_event(&event, json),
-                    HostEvent::Open(target) => open_window(target.as_deref(), json),
+                    HostEvent::Open(target) => open_window(&window, target.as_deref(), json),
                     HostEvent::State(_) => {}
                 }
             }
@@ -146,31 +148,19 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A notification's "Open" (or a D-Bus `OpenWindow`) while no tray runs: starts the window
-/// of an installed app at that item, or says there is none.
-fn open_window(target: Option<&str>, json: bool) {
-    let mut command =
-        std::process::Command::new(notifier_core::host::sibling_program(WINDOW_PROGRAM));
-    if let Some(target) = target {
-        command.arg("--open").arg(target);
-    }
+/// of an installed app at that item (with this run's `--home` and `--keyring`), or says why not.
+fn open_window(window: &host::window::Launcher, target: Option<&str>, json: bool) {
     let at = target.unwrap_or("its last page");
-    let text = match command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-    {
-        Ok(mut child) => {
-            // Reaped when it ends, so that no zombie stays behind.
-            std::thread::spawn(move || child.wait());
-            format!("opening the window at {at}")
-        }
-        Err(error) => format!("cannot open the window at {at} ({WINDOW_PROGRAM}: {error})"),
+    let text = match window.open(target) {
+        Ok(Some(_)) => format!("opening the window at {at}"),
+        Ok(None) => format!("showing the open window at {at}"),
+        Err(error) => format!(
+            "cannot open the window at {at} ({}: {error})",
+            host::window::WINDOW_PROGRAM
+        ),
     };
     print_event(&EngineEvent::Notice(text), json);
 }
-
-/// The window's program, installed by the `tahoe-notifier` package.
-const WINDOW_PROGRAM: &str = "tahoe-notifier-app";
 
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -10,7 +10,6 @@
 //! Usage: `tahoe-notifier-tray [--home DIR] [--keyring secret-service|keyutils]`.
 
 mod tray;
-mod window;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,7 +65,7 @@ fn run(args: &Args, local_offset: time::UtcOffset) -> anyhow::Result<()> {
             Arc::new(KeyringSecretStore::new(args.keyring)),
         )
     };
-    let window = window::Launcher::new(args.home.clone(), args.keyring);
+    let window = host::window::Launcher::new(args.home.clone(), args.keyring);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -101,7 +100,11 @@ fn run(args: &Args, local_offset: time::UtcOffset) -> anyhow::Result<()> {
                         tray.update(|icon| icon.show(*state)).await;
                     }
                 }
-                HostEvent::Open(target) => window.open(target.as_deref()),
+                HostEvent::Open(target) => {
+                    if let Err(error) = window.open(target.as_deref()) {
+                        tracing::warn!(%error, program = host::window::WINDOW_PROGRAM, "cannot start the window");
+                    }
+                }
                 HostEvent::Engine(_) | HostEvent::Bridge(_) => {}
             }
         }

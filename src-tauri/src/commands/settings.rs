@@ -6,6 +6,7 @@ use tauri_plugin_autostart::ManagerExt as _;
 
 use super::{CommandError, Result, Shared};
 use crate::app::{self};
+use notifier_core::notify::AlertSettings;
 use notifier_core::preferences::{NotifyFor, Preferences as Settings};
 
 /// The Settings page's data.
@@ -15,6 +16,7 @@ pub struct SettingsView {
     quiet_start: Option<String>,
     quiet_end: Option<String>,
     notify_for: NotifyFor,
+    alerts: AlertSettings,
     autostart: bool,
     keyring: String,
     locations: Vec<Location>,
@@ -59,6 +61,7 @@ pub fn get_settings(app: AppHandle, core: Shared<'_>) -> Result<SettingsView> {
         quiet_start,
         quiet_end,
         notify_for: settings.notify_for,
+        alerts: settings.alerts,
         autostart: app.autolaunch().is_enabled().unwrap_or(false),
         keyring: keyring.to_string(),
         locations,
@@ -72,6 +75,9 @@ pub struct SettingsInput {
     quiet_start: Option<String>,
     quiet_end: Option<String>,
     notify_for: NotifyFor,
+    /// When each kind is shown; absent: left as saved.
+    #[serde(default)]
+    alerts: Option<AlertSettings>,
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -97,6 +103,7 @@ pub fn set_settings(app: AppHandle, core: Shared<'_>, settings: SettingsInput) -
         gateway_url: non_empty(settings.gateway_url),
         quiet_hours,
         notify_for: settings.notify_for,
+        alerts: settings.alerts.unwrap_or(core.settings().alerts),
         ..core.settings()
     };
     new.validate()?;
@@ -106,6 +113,7 @@ pub fn set_settings(app: AppHandle, core: Shared<'_>, settings: SettingsInput) -
         saved.gateway_url = new.gateway_url.clone();
         saved.quiet_hours = new.quiet_hours.clone();
         saved.notify_for = new.notify_for;
+        saved.alerts = new.alerts;
     })?;
     super::changed(&app, &core);
     Ok(())

@@ -1,4 +1,5 @@
-// The Settings page: the gateway, quiet hours, which notifications, start at login, where
+// The Settings page: the gateway, quiet hours, which notifications and when during
+// Do-Not-Disturb, start at login, where
 // data lives; and the magic-folder link (its own module).
 import { invoke } from "../api.js";
 import { $, el } from "../dom.js";
@@ -13,6 +14,9 @@ export async function refresh() {
     $("set-quiet-start").value = s.quiet_start || "";
     $("set-quiet-end").value = s.quiet_end || "";
     $(s.notify_for === "news_only" ? "set-notify-news" : "set-notify-all").checked = true;
+    for (const select of document.querySelectorAll("select[data-kind]")) {
+      select.value = s.alerts[select.dataset.kind];
+    }
     $("set-autostart").checked = s.autostart;
     settingsLoaded = true;
   }
@@ -34,6 +38,9 @@ export function bind(appApi) {
           quiet_start: $("set-quiet-start").value,
           quiet_end: $("set-quiet-end").value,
           notify_for: document.querySelector("input[name=notify]:checked")?.value || "all",
+          alerts: Object.fromEntries(
+            [...document.querySelectorAll("select[data-kind]")].map((s) => [s.dataset.kind, s.value]),
+          ),
         },
       });
       f.textContent = "Saved.";

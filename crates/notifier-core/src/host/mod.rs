@@ -14,6 +14,7 @@
 pub mod client;
 pub mod dnd;
 pub mod service;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
