@@ -43,6 +43,7 @@
 //! - [`metrics`]: counters and the loopback Prometheus page.
 //! - [`node`]: finds the certificate, key, swissnum and storage directory of a node directory.
 
+pub mod cluster;
 pub(crate) mod connection;
 pub mod endpoint;
 pub mod frames;
