@@ -9,6 +9,8 @@
 //! watcher restarted announces nothing twice; (5) a partition between an edge and the broker
 //! heals without loss. Skipped, with the reason printed, when `nats-server` is not installed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -482,7 +484,7 @@ async fn watchers_and_edges_on_a_real_broker_survive_edge_broker_watcher_and_par
         .map(|i| start_edge(work.path(), i, &edge_setups[i]))
         .collect();
     let mut nurls = Vec::new();
-    for edge in 0..2 {
+    for (edge, setup) in edge_setups.iter().enumerate() {
         let path = work.path().join(format!("edge{edge}.nurl"));
         let deadline = Instant::now() + Duration::from_secs(30);
         let nurl = loop {
@@ -497,7 +499,7 @@ async fn watchers_and_edges_on_a_real_broker_survive_edge_broker_watcher_and_par
         };
         nurls.push(nurl);
         wait_metric(
-            edge_setups[edge].metrics,
+            setup.metrics,
             "tahoe_updates_edge_watchers",
             |n| n == 3,
             "start-up",

@@ -298,15 +298,14 @@ impl EdgeSource {
                         let rise = {
                             let mut slots = shared.slots();
                             match slots.get_mut(&storage_index) {
-                                Some(entry) if entry.live => {
-                                    if entry.seqnum.is_none_or(|known| seqnum > known) {
-                                        entry.seqnum = Some(seqnum);
-                                        true
-                                    } else {
-                                        false
-                                    }
+                                Some(entry)
+                                    if entry.live
+                                        && entry.seqnum.is_none_or(|known| seqnum > known) =>
+                                {
+                                    entry.seqnum = Some(seqnum);
+                                    true
                                 }
-                                // Nobody holds it here: nothing to announce.
+                                // Not higher, or nobody holds it here: nothing to announce.
                                 _ => false,
                             }
                         };
