@@ -398,6 +398,39 @@ mod tests {
         assert_eq!(hub.metrics.queue_overflows.load(Ordering::Relaxed), 1);
     }
 
+    #[derive(Default)]
+    struct Interest(std::sync::Mutex<Vec<(bool, StorageIndex)>>);
+
+    impl InterestListener for Interest {
+        fn gained(&self, storage_index: StorageIndex) {
+            self.0.lock().unwrap().push((true, storage_index));
+        }
+        fn lost(&self, storage_index: StorageIndex) {
+            self.0.lock().unwrap().push((false, storage_index));
+        }
+    }
+
+    #[test]
+    fn the_interest_listener_hears_only_first_and_last_subscribers() {
+        let hub = hub();
+        let interest = Arc::new(Interest::default());
+        assert!(hub.set_interest_listener(Arc::clone(&interest) as Arc<dyn InterestListener>));
+        let mut a = hub.register(8);
+        let mut b = hub.register(8);
+        a.subscribe_all(&[si(1)]);
+        b.subscribe_all(&[si(1), si(2)]);
+        a.subscribe_all_with(&[si(1)], true);
+        a.unsubscribe_all(&[si(1)]);
+        drop(b);
+        let mut heard = interest.0.lock().unwrap().clone();
+        // A dropped registration leaves its SIs in no particular order.
+        heard[2..].sort();
+        assert_eq!(
+            heard,
+            vec![(true, si(1)), (true, si(2)), (false, si(1)), (false, si(2))]
+        );
+    }
+
     #[test]
     fn unsubscribe_stops_delivery() {
         let hub = hub();
