@@ -458,6 +458,9 @@ impl SlotDirectory for EdgeSource {
             }
         }
         let replies = match tokio::runtime::Handle::try_current() {
+            // Degraded: no one to ask. What a recent answer said, or absent, at once, rather
+            // than a gather window per SI of a long subscribe.
+            _ if !self.shared.link.is_connected() => Vec::new(),
             Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 let shared = Arc::clone(&self.shared);
                 let si = *storage_index;
