@@ -12,6 +12,7 @@ packages=(
   dunst                        # a real notification daemon
   xvfb xauth                   # a headless X server for dunst and the app
   python3-venv                 # the venv that holds tahoe-lafs
+  nats-server                  # the broker of the updates server's watcher/edge roles (tests/cluster.rs)
   iproute2                     # ss: per-socket byte counts in the magic-folder test and the bench
   # The tray app (src-tauri): Tauri's build dependencies on Debian 12 (libappindicator3-dev has
   # no candidate there; ayatana is what tray-icon loads at run time)…

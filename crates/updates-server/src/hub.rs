@@ -71,12 +71,33 @@ struct Subscriber {
     proofs: bool,
 }
 
+/// Told when a storage index gains its first subscriber or loses its last one, e.g. so that a
+/// slot source fed by a broker subscribes only to what someone here holds (`cluster::edge`).
+///
+/// Called with the hub's index locked, so that the calls for one SI come in the order of the
+/// changes they report: an implementation must return at once, never lock the hub or wait.
+pub trait InterestListener: Send + Sync + 'static {
+    /// `storage_index` has its first subscriber.
+    fn gained(&self, storage_index: StorageIndex);
+    /// `storage_index` lost its last subscriber.
+    fn lost(&self, storage_index: StorageIndex);
+}
+
 /// The SI → subscribers index shared by all connections.
-#[derive(Debug)]
 pub struct Hub {
     by_storage_index: RwLock<HashMap<StorageIndex, HashMap<ConnectionId, Subscriber>>>,
     next_connection: AtomicU64,
     metrics: Arc<Metrics>,
+    interest: std::sync::OnceLock<Arc<dyn InterestListener>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("watched_storage_indexes", &self.watched_storage_indexes())
+            .field("interest_listener", &self.interest.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Hub {
@@ -86,7 +107,14 @@ impl Hub {
             by_storage_index: RwLock::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
             metrics,
+            interest: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the one listener told of first and last subscribers; `false` if one is set already.
+    /// Set it before serving: SIs subscribed earlier are not reported.
+    pub fn set_interest_listener(&self, listener: Arc<dyn InterestListener>) -> bool {
+        self.interest.set(listener).is_ok()
     }
 
     /// Registers a connection with an outgoing queue of `queue_capacity` deliveries.
@@ -235,11 +263,15 @@ impl Registration {
             ..self.subscriber.clone()
         };
         let mut index = self.hub.write();
+        let interest = self.hub.interest.get();
         for si in &changed {
-            index
-                .entry(*si)
-                .or_default()
-                .insert(self.id, subscriber.clone());
+            let connections = index.entry(*si).or_default();
+            if connections.is_empty() {
+                if let Some(listener) = interest {
+                    listener.gained(*si);
+                }
+            }
+            connections.insert(self.id, subscriber.clone());
         }
         drop(index);
         self.hub
@@ -278,11 +310,15 @@ impl Registration {
             return;
         }
         let mut index = self.hub.write();
+        let interest = self.hub.interest.get();
         for si in storage_indexes {
             if let Some(connections) = index.get_mut(si) {
                 connections.remove(&self.id);
                 if connections.is_empty() {
                     index.remove(si);
+                    if let Some(listener) = interest {
+                        listener.lost(*si);
+                    }
                 }
             }
         }
@@ -360,6 +396,39 @@ mod tests {
         }
         assert!(a.overflow().is_raised());
         assert_eq!(hub.metrics.queue_overflows.load(Ordering::Relaxed), 1);
+    }
+
+    #[derive(Default)]
+    struct Interest(std::sync::Mutex<Vec<(bool, StorageIndex)>>);
+
+    impl InterestListener for Interest {
+        fn gained(&self, storage_index: StorageIndex) {
+            self.0.lock().unwrap().push((true, storage_index));
+        }
+        fn lost(&self, storage_index: StorageIndex) {
+            self.0.lock().unwrap().push((false, storage_index));
+        }
+    }
+
+    #[test]
+    fn the_interest_listener_hears_only_first_and_last_subscribers() {
+        let hub = hub();
+        let interest = Arc::new(Interest::default());
+        assert!(hub.set_interest_listener(Arc::clone(&interest) as Arc<dyn InterestListener>));
+        let mut a = hub.register(8);
+        let mut b = hub.register(8);
+        a.subscribe_all(&[si(1)]);
+        b.subscribe_all(&[si(1), si(2)]);
+        a.subscribe_all_with(&[si(1)], true);
+        a.unsubscribe_all(&[si(1)]);
+        drop(b);
+        let mut heard = interest.0.lock().unwrap().clone();
+        // A dropped registration leaves its SIs in no particular order.
+        heard[2..].sort();
+        assert_eq!(
+            heard,
+            vec![(true, si(1)), (true, si(2)), (false, si(1)), (false, si(2))]
+        );
     }
 
     #[test]

@@ -41,8 +41,25 @@
 //! - [`limits`]: every limit with its default, the message-rate meter, the connection budget
 //!   (global, per address, sized under `RLIMIT_NOFILE`) and the reply-bytes budget.
 //! - [`metrics`]: counters and the loopback Prometheus page.
+//! - [`cluster`]: the watcher and edge roles of a deployment joined by a NATS broker
+//!   (`--role watcher|edge`, the repository's `docs/scaling.md`):
+//!   - [`cluster::subjects`]: subjects and JSON (per-SI changes, seqnum queries, heartbeats);
+//!   - [`cluster::watcher_role`]: publishes the share watcher's [`slots::SlotChange`]s and
+//!     answers queries from the [`slots::SlotDirectory`] of the node's headers;
+//!   - [`cluster::edge`]: [`cluster::edge::EdgeSource`], a [`slots::SlotDirectory`] fed by the
+//!     broker, told by the hub's [`hub::InterestListener`] when an SI gains its first or loses
+//!     its last subscriber, announcing only rises above the highest seqnum seen, and asking
+//!     the watchers again after every (re)connect instead of trusting the broker;
+//!   - [`cluster::BrokerLink`]: the reconnecting broker connection and its metrics (degraded).
+//!
+//!   ```text
+//!   watcher (per node) --tahoe.mutable.<SI>--> nats-server --only held SIs--> edge --> hub --> sessions
+//!        ^                                         |                          |
+//!        +------- tahoe.mutable-query (request, every watcher replies) <------+ on (re)connect
+//!   ```
 //! - [`node`]: finds the certificate, key, swissnum and storage directory of a node directory.
 
+pub mod cluster;
 pub(crate) mod connection;
 pub mod endpoint;
 pub mod frames;

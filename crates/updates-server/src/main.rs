@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use mutable_updates::nurl::Nurl;
 use mutable_updates::pinning::{server_config_from_pem, spki_hash_of_pem};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use updates_server::cluster::edge::{EdgeOptions, EdgeSource};
+use updates_server::cluster::watcher_role::WatcherRole;
+use updates_server::cluster::{BrokerLink, LinkOptions};
 use updates_server::endpoint::UpdatesEndpoint;
 use updates_server::limits::{connection_budget_for, descriptor_reserve, Limits};
 use updates_server::metrics::{is_loopback, serve_metrics, MetricsSource};
@@ -48,14 +51,41 @@ struct GenerateDocsArgs {
     out: PathBuf,
 }
 
+/// What this process does in a deployment (docs/scaling.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    /// Watch one node's shares and serve its clients: one process, no broker (the default).
+    Single,
+    /// Watch one node's shares and publish their changes to the broker; serve no clients.
+    Watcher,
+    /// Serve clients with this server's own identity, fed by the watchers through the broker.
+    Edge,
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
+    /// single: one process beside the node; watcher/edge: a deployment joined by NATS.
+    #[arg(long, value_enum, default_value = "single", env = "TAHOE_UPDATES_ROLE")]
+    role: Role,
+    /// The NATS broker (nats://HOST:PORT, several comma-separated) of the watcher and edge
+    /// roles. No credentials in it: they would show in the process list.
+    #[arg(long, value_name = "URL", env = "TAHOE_UPDATES_NATS")]
+    nats: Option<String>,
+    /// The watcher's node identity on the broker. Default: the SPKI hash of the node's certificate.
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// Edge: longest wait, in milliseconds, for the watchers' answers to a seqnum query.
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    gather_window_ms: u64,
+    /// Seconds between pings of the broker: a silent partition is noticed within about twice this.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    broker_ping_interval: u64,
     /// The Tahoe storage node's directory: its private/node.pem, private/storage.furl and storage/ are used.
     #[arg(long, value_name = "DIR")]
     node_dir: Option<PathBuf>,
-    /// Address to listen on, e.g. 0.0.0.0:3457 or 127.0.0.1:3457.
-    #[arg(long, value_name = "ADDR:PORT")]
-    listen: SocketAddr,
+    /// Address to listen on, e.g. 0.0.0.0:3457 or 127.0.0.1:3457 (not for --role watcher).
+    #[arg(long, value_name = "ADDR:PORT", required_if_eq_any = [("role", "single"), ("role", "edge")])]
+    listen: Option<SocketAddr>,
     /// Host name or address clients reach us at (goes into the NURL); defaults to the listen address.
     #[arg(long, value_name = "HOST")]
     public_host: Option<String>,
@@ -163,10 +193,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     {
         bail!("--public-host is empty: give the host name or address clients reach this server at");
     }
-    if args.insecure_loopback && !args.listen.ip().is_loopback() {
+    if args.role != Role::Single && args.nats.is_none() {
+        bail!("--role watcher and --role edge need --nats URL (the broker)");
+    }
+    if args.role == Role::Watcher {
+        return run_watcher(args).await;
+    }
+    let Some(listen) = args.listen else {
+        bail!("--listen is needed to serve clients");
+    };
+    if args.insecure_loopback && !listen.ip().is_loopback() {
         bail!(
             "--insecure-loopback serves without TLS and is allowed only on 127.0.0.0/8 or ::1, not {}",
-            args.listen.ip()
+            listen.ip()
         );
     }
     if !args.metrics_public && !is_loopback(&args.metrics_listen) {
@@ -175,13 +214,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.metrics_listen
         );
     }
-    let sources = IdentitySources {
+    let mut sources = IdentitySources {
         node_dir: args.node_dir.clone(),
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
         swissnum_file: args.swissnum_file.clone(),
         storage_dir: args.storage_dir.clone(),
     };
+    if args.role == Role::Edge && sources.storage_dir.is_none() {
+        // An edge reads no shares: only its certificate, key and swissnum are its own.
+        sources.storage_dir = Some(PathBuf::from("/nonexistent"));
+    }
     let identity = sources.load()?;
     let (tls, spki_hash) = if args.insecure_loopback {
         tracing::warn!(
@@ -197,20 +240,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let (changes_in, changes_out) = mpsc::channel(16 * 1024);
-    let watcher = ShareWatcher::start(
-        identity.storage_dir.clone(),
-        WatcherOptions {
-            rescan_interval: Duration::from_secs(args.rescan_interval.max(1)),
-            ..WatcherOptions::default()
-        },
-        changes_in,
-    )
-    .with_context(|| {
-        format!(
-            "cannot watch the shares under {}",
-            identity.storage_dir.display()
-        )
-    })?;
+    let source = match args.role {
+        Role::Edge => {
+            let (link, events) = connect_broker(&args, "edge").await?;
+            let (edge, runner) = EdgeSource::new(
+                link,
+                events,
+                EdgeOptions {
+                    gather_window: Duration::from_millis(args.gather_window_ms.max(1)),
+                    ..EdgeOptions::default()
+                },
+            );
+            tokio::spawn(edge.clone().run(runner, changes_in));
+            Source::Edge(edge)
+        }
+        _ => Source::Shares(start_share_watcher(
+            &args,
+            &identity.storage_dir,
+            changes_in,
+        )?),
+    };
 
     let defaults = Limits::default();
     let nofile = raise_nofile_limit();
@@ -240,16 +289,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_queued_reply_bytes: args.max_queued_reply_bytes,
         ..defaults
     };
-    let endpoint = Arc::new(UpdatesEndpoint::new(
-        Arc::new(watcher.clone()),
-        &identity.swissnum,
-        tls,
-        limits,
-    ));
+    let slots: Arc<dyn updates_server::slots::SlotDirectory> = match &source {
+        Source::Shares(watcher) => Arc::new(watcher.clone()),
+        Source::Edge(edge) => Arc::new(edge.clone()),
+    };
+    let endpoint = Arc::new(UpdatesEndpoint::new(slots, &identity.swissnum, tls, limits));
+    if let Source::Edge(edge) = &source {
+        endpoint.hub().set_interest_listener(Arc::new(edge.clone()));
+    }
 
-    let listener = TcpListener::bind(args.listen)
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener
         .local_addr()
         .context("cannot read the listening address")?;
@@ -294,11 +345,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     println!("metrics on http://{metrics_address}/metrics");
 
-    let watcher_metrics: Arc<dyn MetricsSource> = Arc::new(watcher.clone());
+    let source_metrics: Arc<dyn MetricsSource> = match &source {
+        Source::Shares(watcher) => Arc::new(watcher.clone()),
+        Source::Edge(edge) => Arc::new(edge.clone()),
+    };
     tokio::spawn(serve_metrics(
         metrics_listener,
         endpoint.metrics(),
-        Some(watcher_metrics),
+        Some(source_metrics),
         shutdown_rx.clone(),
     ));
     let forwarder = {
@@ -306,6 +360,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { endpoint.forward_changes(changes_out).await })
     };
     let exit_when_stdin_closes = args.exit_when_stdin_closes;
+    let watcher = match &source {
+        Source::Shares(watcher) => Some(watcher.clone()),
+        Source::Edge(_) => None,
+    };
     let stopper = {
         let watcher = watcher.clone();
         tokio::spawn(async move {
@@ -317,7 +375,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
                 // A dead watcher means a frozen index: better to stop (non-zero, so that the
                 // supervisor restarts us) than to tell subscribers nothing (finding 16).
-                reason = watcher.failed() => {
+                reason = watcher_failed(watcher.as_ref()) => {
                     tracing::error!(%reason, "the share watcher died: stopping");
                     Some(reason)
                 }
@@ -327,13 +385,161 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
     };
     endpoint.serve(listener, shutdown_rx).await;
-    watcher.shutdown();
+    if let Some(watcher) = &watcher {
+        watcher.shutdown();
+    }
     forwarder.abort();
     let failure = stopper.await.ok().flatten();
     tracing::info!("stopped");
     match failure {
         Some(reason) => bail!("the share watcher died ({reason})"),
         None => Ok(()),
+    }
+}
+
+/// Where the endpoint's slots come from.
+enum Source {
+    /// This node's shares (single role).
+    Shares(ShareWatcher),
+    /// The watchers, through the broker (edge role).
+    Edge(EdgeSource),
+}
+
+async fn watcher_failed(watcher: Option<&ShareWatcher>) -> String {
+    match watcher {
+        Some(watcher) => watcher.failed().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn start_share_watcher(
+    args: &RunArgs,
+    storage_dir: &std::path::Path,
+    changes: mpsc::Sender<updates_server::slots::SlotChange>,
+) -> anyhow::Result<ShareWatcher> {
+    ShareWatcher::start(
+        storage_dir.to_owned(),
+        WatcherOptions {
+            rescan_interval: Duration::from_secs(args.rescan_interval.max(1)),
+            ..WatcherOptions::default()
+        },
+        changes,
+    )
+    .with_context(|| format!("cannot watch the shares under {}", storage_dir.display()))
+}
+
+async fn connect_broker(
+    args: &RunArgs,
+    role: &str,
+) -> anyhow::Result<(
+    Arc<BrokerLink>,
+    tokio::sync::mpsc::UnboundedReceiver<updates_server::cluster::LinkEvent>,
+)> {
+    let url = args.nats.as_deref().context("--nats URL is needed")?;
+    let (link, events) = BrokerLink::connect(
+        url,
+        LinkOptions {
+            name: format!("tahoe-updates-server {role}"),
+            ping_interval: Duration::from_secs(args.broker_ping_interval.max(1)),
+            ..LinkOptions::default()
+        },
+    )
+    .await
+    .context("cannot set up the broker connection")?;
+    tracing::info!(%url, role, "broker connection set up (connecting in the background)");
+    Ok((link, events))
+}
+
+/// The watcher role: the share watcher, its changes onto the broker, queries answered; no
+/// clients. Stops on SIGTERM, at the end of stdin if asked, or when the share watcher dies.
+async fn run_watcher(args: RunArgs) -> anyhow::Result<()> {
+    if !args.metrics_public && !is_loopback(&args.metrics_listen) {
+        bail!(
+            "the metrics page would listen on {}, which is not loopback: add --metrics-public if you mean it",
+            args.metrics_listen
+        );
+    }
+    let sources = IdentitySources {
+        node_dir: args.node_dir.clone(),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        swissnum_file: args.swissnum_file.clone(),
+        storage_dir: args.storage_dir.clone(),
+    };
+    let node_id = match &args.node_id {
+        Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
+        Some(_) => bail!("--node-id is empty"),
+        None => {
+            let identity = sources
+                .load()
+                .context("no --node-id: the node's certificate names the node")?;
+            let hash =
+                spki_hash_of_pem(&identity.cert_pem).context("cannot read the TLS certificate")?;
+            tahoe_caps::base32::encode(&hash)
+        }
+    };
+    let storage_dir = match (&args.storage_dir, &args.node_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(node)) => node.join("storage"),
+        (None, None) => bail!("no storage directory: pass --node-dir or --storage-dir"),
+    };
+    let (changes_in, changes_out) = mpsc::channel(16 * 1024);
+    let watcher = start_share_watcher(&args, &storage_dir, changes_in)?;
+    let (link, _events) = connect_broker(&args, "watcher").await?;
+    let role = WatcherRole::start(
+        link,
+        node_id.clone(),
+        Arc::new(watcher.clone()),
+        changes_out,
+    )
+    .await
+    .context("cannot start the watcher role")?;
+    let metrics_listener = TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {}", args.metrics_listen))?;
+    let metrics_address = metrics_listener
+        .local_addr()
+        .context("cannot read the metrics address")?;
+    println!("watching {} as node {node_id}", storage_dir.display());
+    println!("metrics on http://{metrics_address}/metrics");
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let extra: Arc<dyn MetricsSource> = Arc::new(MetricsSources(vec![
+        Arc::new(watcher.clone()),
+        Arc::new(role),
+    ]));
+    tokio::spawn(serve_metrics(
+        metrics_listener,
+        Arc::new(updates_server::metrics::Metrics::default()),
+        Some(extra),
+        shutdown_rx,
+    ));
+    let failure = tokio::select! {
+        () = wait_for_stop_signal() => { tracing::info!("stop requested"); None }
+        () = stdin_closed(), if args.exit_when_stdin_closes => {
+            tracing::info!("standard input closed: stopping");
+            None
+        }
+        reason = watcher.failed() => {
+            tracing::error!(%reason, "the share watcher died: stopping");
+            Some(reason)
+        }
+    };
+    let _ = shutdown_tx.send(true);
+    watcher.shutdown();
+    match failure {
+        Some(reason) => bail!("the share watcher died ({reason})"),
+        None => Ok(()),
+    }
+}
+
+/// Several metrics sources on one page.
+struct MetricsSources(Vec<Arc<dyn MetricsSource>>);
+
+impl MetricsSource for MetricsSources {
+    fn write_metrics(&self, out: &mut String) {
+        for source in &self.0 {
+            source.write_metrics(out);
+        }
     }
 }
 
