@@ -315,12 +315,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => bound.ip().to_string(),
     };
 
-    let metrics_listener = TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| format!("cannot listen for metrics on {}", args.metrics_listen))?;
-    let metrics_address = metrics_listener
-        .local_addr()
-        .context("cannot read the metrics address")?;
+    let (metrics_listener, metrics_address) = bind_metrics(args.metrics_listen).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     match spki_hash {
@@ -494,12 +489,7 @@ async fn run_watcher(args: RunArgs) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the watcher role")?;
-    let metrics_listener = TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| format!("cannot listen for metrics on {}", args.metrics_listen))?;
-    let metrics_address = metrics_listener
-        .local_addr()
-        .context("cannot read the metrics address")?;
+    let (metrics_listener, metrics_address) = bind_metrics(args.metrics_listen).await?;
     println!("watching {} as node {node_id}", storage_dir.display());
     println!("metrics on http://{metrics_address}/metrics");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -645,6 +635,19 @@ fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result
         let _ = std::fs::remove_file(&temporary);
     }
     written
+}
+
+/// The metrics page's listener and its address (every role serves one).
+async fn bind_metrics(
+    address: std::net::SocketAddr,
+) -> anyhow::Result<(TcpListener, std::net::SocketAddr)> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {address}"))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the metrics address")?;
+    Ok((listener, bound))
 }
 
 #[cfg(test)]

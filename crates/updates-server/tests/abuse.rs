@@ -9,8 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+#[path = "support/share_writer.rs"]
+mod share_writer;
+use share_writer::write_share;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,7 +30,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
-use updates_server::share::{DATA_OFFSET, MUTABLE_MAGIC_V2};
 
 /// The server's secret in every test; 32 characters like Tahoe's.
 const SWISSNUM: &str = "abusetestswissnumabusetestswiss1";
@@ -41,29 +42,6 @@ fn si(n: u32) -> StorageIndex {
     let mut bytes = [0x5c; 16];
     bytes[..4].copy_from_slice(&n.to_be_bytes());
     StorageIndex::from_bytes(bytes)
-}
-
-/// Writes a share the way a Tahoe storage server publishes: created once, then rewritten in place.
-fn write_share(storage: &Path, storage_index: &StorageIndex, seqnum: u64) {
-    let dir = storage.join("shares").join(storage_index.share_dir());
-    let path = dir.join("0");
-    if !path.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let share_data_length: u64 = 1 + 8 + 64;
-        let mut header = vec![0u8; DATA_OFFSET + share_data_length as usize];
-        header[..32].copy_from_slice(MUTABLE_MAGIC_V2);
-        header[84..92].copy_from_slice(&share_data_length.to_be_bytes());
-        std::fs::write(&path, header).unwrap();
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    file.seek(SeekFrom::Start(DATA_OFFSET as u64)).unwrap();
-    let mut data = [0u8; 9];
-    data[1..].copy_from_slice(&seqnum.to_be_bytes());
-    file.write_all(&data).unwrap();
 }
 
 /// The real server on a temporary share tree. Dropping it closes its stdin, which ends it.

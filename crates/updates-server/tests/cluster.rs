@@ -11,8 +11,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/share_writer.rs"]
+mod share_writer;
+use share_writer::write_share;
 use std::collections::HashMap;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +29,6 @@ use tahoe_caps::StorageIndex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
-use updates_server::share::{DATA_OFFSET, MUTABLE_MAGIC_V2};
 
 const SWISSNUM: &str = "cluster-test-swissnum";
 const SLOTS: u32 = 4;
@@ -42,29 +43,6 @@ fn si(n: u32) -> StorageIndex {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("address").port()
-}
-
-/// Writes a share the way a Tahoe storage server publishes: created once, then rewritten in place.
-fn write_share(storage: &Path, storage_index: &StorageIndex, seqnum: u64) {
-    let dir = storage.join("shares").join(storage_index.share_dir());
-    let path = dir.join("0");
-    if !path.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let share_data_length: u64 = 1 + 8 + 64;
-        let mut header = vec![0u8; DATA_OFFSET + share_data_length as usize];
-        header[..32].copy_from_slice(MUTABLE_MAGIC_V2);
-        header[84..92].copy_from_slice(&share_data_length.to_be_bytes());
-        std::fs::write(&path, header).unwrap();
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    file.seek(SeekFrom::Start(DATA_OFFSET as u64)).unwrap();
-    let mut data = [0u8; 9];
-    data[1..].copy_from_slice(&seqnum.to_be_bytes());
-    file.write_all(&data).unwrap();
 }
 
 fn nats_server_binary() -> Option<PathBuf> {
