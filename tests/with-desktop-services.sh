@@ -34,4 +34,17 @@ for _ in $(seq 50); do
 done
 
 export TAHOE_NOTIFIER_DESKTOP_SERVICES=1
-"$@"
+status=0
+"$@" || status=$?
+
+# Our processes the tests left running on this bus are a test's bug (a tray of a deleted home
+# once answered another test's watcher): name them, so the log says which, and stop them.
+for environ in /proc/[0-9]*/environ; do
+  pid="${environ#/proc/}"; pid="${pid%/environ}"
+  exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+  case "$exe" in */tahoe-notifier*|*/tahoe-updates-server*) ;; *) continue ;; esac
+  tr '\0' '\n' <"$environ" 2>/dev/null | grep -qxF "DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS" || continue
+  echo "with-desktop-services: left running by the tests: pid $pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" >&2
+  kill "$pid" 2>/dev/null || true
+done
+exit "$status"

@@ -187,11 +187,26 @@ impl Core {
     }
 }
 
+/// Whether the window may start the engine host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostStart {
+    /// When none runs (a window the user started).
+    IfNoneRuns,
+    /// Never: a host started this window, and if it has gone by the time the window links up,
+    /// the user quit it meanwhile, so the window closes too.
+    Never,
+}
+
 /// Keeps the window linked to the engine host on a thread of its own: starts the host if none
-/// runs, mirrors its state, shows what it asks the window to show, passes requests on, and
+/// runs (and `host_start` allows), mirrors its state, shows what it asks the window to show, passes requests on, and
 /// closes the window when the host stops (the tray's Quit ends both). `open_window` shows
 /// the window at a target (`window::open`; passed in so that this module need not know it).
-pub fn link_to_host(app: &AppHandle, core: &Arc<Core>, open_window: OpenWindow) {
+pub fn link_to_host(
+    app: &AppHandle,
+    core: &Arc<Core>,
+    host_start: HostStart,
+    open_window: OpenWindow,
+) {
     let Some(requests) = lock(&core.requests_rx).take() else {
         return;
     };
@@ -209,7 +224,7 @@ pub fn link_to_host(app: &AppHandle, core: &Arc<Core>, open_window: OpenWindow) 
                     return;
                 }
             };
-            runtime.block_on(host_link(app, core, requests, open_window));
+            runtime.block_on(host_link(app, core, requests, host_start, open_window));
         });
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start the host link");
@@ -220,10 +235,21 @@ async fn host_link(
     app: AppHandle,
     core: Arc<Core>,
     mut requests: mpsc::UnboundedReceiver<HostRequest>,
+    host_start: HostStart,
     open_window: OpenWindow,
 ) {
     let mut started: Option<std::process::Child> = None;
     loop {
+        if host_start == HostStart::Never
+            && matches!(
+                HostClient::connect(&core.paths).await,
+                Err(ClientError::NotRunning)
+            )
+        {
+            tracing::info!("the engine host that opened this window has stopped: closing it");
+            app.exit(0);
+            return;
+        }
         let client = match connect_or_start(&core, &mut started).await {
             Ok(client) => client,
             Err(problem) => {

@@ -9,7 +9,8 @@
 //! - `window.rs`: the one window
 //! - `magic_folder.rs`: Settings' magic-folder link commands
 //!
-//! Usage: `tahoe-notifier-app [--open ITEM] [--home DIR] [--keyring secret-service|keyutils]`,
+//! Usage: `tahoe-notifier-app [--open ITEM] [--home DIR] [--keyring secret-service|keyutils]`
+//! (hosts add `--opened-by-host`: such a window closes rather than start a host of its own),
 //! `tahoe-notifier-app --tray` (start the background process only, for old autostart entries),
 //! `tahoe-notifier-app --version`. The options are documented for users in
 //! `packaging/tahoe-notifier/tahoe-notifier-app.1`.
@@ -51,6 +52,9 @@ struct Options {
     keyring: KeyringBackend,
     /// `--open ITEM`: the item to show (`change:42`, `news:…`, a page name).
     open: Option<String>,
+    /// `--opened-by-host`: a host started this window, so the window must not start another
+    /// when that one has already gone (the tray's Open then Quit in quick succession).
+    opened_by_host: bool,
 }
 
 fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
@@ -70,6 +74,7 @@ fn parse_options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> 
                     .parse()?
             }
             "--open" => options.open = Some(args.next().context("--open needs an item")?),
+            "--opened-by-host" => options.opened_by_host = true,
             // WebDriver and desktop launchers may add their own arguments: ignore them.
             _ => {}
         }
@@ -141,6 +146,11 @@ fn run(options: Options, local_offset: time::UtcOffset) -> anyhow::Result<()> {
         local_offset,
     )?);
     let open_at = options.open.clone();
+    let host_start = if options.opened_by_host {
+        app::HostStart::Never
+    } else {
+        app::HostStart::IfNoneRuns
+    };
 
     let tauri_app = tauri::Builder::default()
         // First, so that a second launch is turned away before it builds anything.
@@ -201,7 +211,7 @@ fn run(options: Options, local_offset: time::UtcOffset) -> anyhow::Result<()> {
         .setup(move |app| {
             let handle = app.handle().clone();
             let core = Arc::clone(app.state::<Arc<app::Core>>().inner());
-            app::link_to_host(&handle, &core, window::open);
+            app::link_to_host(&handle, &core, host_start, window::open);
             window::open(&handle, open_at);
             Ok(())
         })

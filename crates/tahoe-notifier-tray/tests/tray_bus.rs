@@ -21,9 +21,11 @@ use zbus::zvariant::{OwnedValue, Value};
 
 const TRAY: &str = env!("CARGO_BIN_EXE_tahoe-notifier-tray");
 
-/// What registered with our watcher: the item's bus name and object path.
+/// What registered with our watcher: the sender's unique name, the item's bus name and its
+/// object path, in order. Every tray on the bus registers when a watcher appears, so a tray
+/// another test left running registers too: the test picks its own child's by process id.
 #[derive(Debug, Default, Clone)]
-struct Registered(Arc<Mutex<Option<(String, String)>>>);
+struct Registered(Arc<Mutex<Vec<(String, String, String)>>>);
 
 struct Watcher {
     registered: Registered,
@@ -39,11 +41,11 @@ impl Watcher {
         let sender = header.sender().map(|s| s.to_string()).unwrap_or_default();
         // The spec lets an item pass its bus name or its object path.
         let (name, path) = if service.starts_with('/') {
-            (sender, service.to_owned())
+            (sender.clone(), service.to_owned())
         } else {
             (service.to_owned(), "/StatusNotifierItem".to_owned())
         };
-        *self.registered.0.lock().unwrap() = Some((name, path));
+        self.registered.0.lock().unwrap().push((sender, name, path));
     }
 
     fn register_status_notifier_host(&self, _service: &str) {}
@@ -263,9 +265,26 @@ async fn a_tray_host_sees_the_icon_and_its_menu_drives_the_engine_host() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let child_pid = child.id();
     let mut tray = Tray(child);
+    let mut reported: Vec<String> = Vec::new();
+    let bus = zbus::fdo::DBusProxy::new(&connection).await.unwrap();
     let (name, path) = loop {
-        if let Some(found) = registered.0.lock().unwrap().clone() {
+        let candidates = registered.0.lock().unwrap().clone();
+        let mut found = None;
+        for (sender, name, path) in candidates {
+            let Ok(sender) = zbus::names::BusName::try_from(sender.as_str()) else {
+                continue;
+            };
+            let pid = bus.get_connection_unix_process_id(sender).await.ok();
+            if pid == Some(child_pid) {
+                found = Some((name, path));
+            } else if !reported.contains(&name) {
+                println!("note: a tray of another process (pid {pid:?}) registered too: {name}");
+                reported.push(name);
+            }
+        }
+        if let Some(found) = found {
             break found;
         }
         assert!(
@@ -377,6 +396,15 @@ async fn a_tray_host_sees_the_icon_and_its_menu_drives_the_engine_host() {
         }
     }
 
+    // The window "Open" started (a child of the tray; on a machine without a display it has
+    // ended already) must go with the tray: it must not start a host of its own for this home.
+    let windows_started: Vec<u32> =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+
     // "Quit": the process ends cleanly.
     click(&connection, &name, &menu_path, "Quit").await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -388,4 +416,26 @@ async fn a_tray_host_sees_the_icon_and_its_menu_drives_the_engine_host() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "quit with {status}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for window in windows_started {
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{window}/stat"))
+                .is_ok_and(|stat| !stat.contains(") Z "))
+        };
+        while alive() {
+            assert!(
+                Instant::now() < deadline,
+                "the window (pid {window}) outlived the tray's Quit"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let bus_names = bus.list_names().await.unwrap();
+    let home_host = notifier_core::host::service::bus_name_for(
+        &notifier_core::paths::Paths::under(home.path()),
+    );
+    assert!(
+        !bus_names.iter().any(|n| n.as_str() == home_host),
+        "a host of this home still runs after Quit"
+    );
 }

@@ -49,6 +49,9 @@ impl Launcher {
             command.arg("--home").arg(home);
         }
         command.args(["--keyring", self.keyring.as_str()]);
+        // So that the window closes, rather than start a host of its own, if this host has
+        // been quit by the time the window is up.
+        command.arg("--opened-by-host");
         if let Some(target) = target {
             command.arg("--open").arg(target);
         }
