@@ -944,46 +944,11 @@ async fn run_steps(
         Some("changes=follow-dnd,news=follow-dnd,critical_news=always"),
         "the default alert settings"
     );
-    client
-        .execute(
-            "document.getElementById('set-alert-news').value = 'never'",
-            vec![],
-        )
-        .await
-        .unwrap();
-    click(client, "#settings-save").await;
     let preferences = notifier_core::preferences::Preferences::path(
         notifier_core::paths::Paths::under(home).config_dir(),
     );
-    wait_for(
-        "news set to never in the preferences",
-        Duration::from_secs(10),
-        || async {
-            let saved: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&preferences).ok()?).ok()?;
-            (saved["alerts"]["news"] == "never" && saved["alerts"]["critical_news"] == "always")
-                .then_some(())
-        },
-    )
-    .await;
-    client
-        .execute(
-            "document.getElementById('set-alert-news').value = 'follow-dnd'",
-            vec![],
-        )
-        .await
-        .unwrap();
-    click(client, "#settings-save").await;
-    wait_for(
-        "news back to follow-dnd",
-        Duration::from_secs(10),
-        || async {
-            let saved: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&preferences).ok()?).ok()?;
-            (saved["alerts"]["news"] == "follow-dnd").then_some(())
-        },
-    )
-    .await;
+    save_news_alert(client, &preferences, "never").await;
+    save_news_alert(client, &preferences, "follow-dnd").await;
 
     // Tray menu (the StatusNotifierItem panel + right click), while there are recent changes to list.
     match tray_menu_screenshot() {
@@ -1103,4 +1068,28 @@ mod futures_like {
     }
 
     impl<F: Future> CatchUnwind for F {}
+}
+
+/// Chooses `choice` for news in Settings' alert selects, saves, and waits for the preferences
+/// file to hold it, the other kinds untouched.
+async fn save_news_alert(client: &Client, preferences: &Path, choice: &str) {
+    client
+        .execute(
+            "document.getElementById('set-alert-news').value = arguments[0]",
+            vec![json!(choice)],
+        )
+        .await
+        .unwrap();
+    click(client, "#settings-save").await;
+    wait_for(
+        &format!("news set to {choice} in the preferences"),
+        Duration::from_secs(10),
+        || async {
+            let saved: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(preferences).ok()?).ok()?;
+            (saved["alerts"]["news"] == choice && saved["alerts"]["critical_news"] == "always")
+                .then_some(())
+        },
+    )
+    .await;
 }

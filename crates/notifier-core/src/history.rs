@@ -444,6 +444,15 @@ impl History {
         Ok(out)
     }
 
+    /// A number that moves whenever another connection (another process, or the engine's own
+    /// connection) has committed to the database since this one last asked: SQLite's
+    /// `PRAGMA data_version`, which reads no table, so a face may ask it every second.
+    pub fn data_version(&self) -> Result<i64, HistoryError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// Unread counts, overall and per cap.
     pub fn unread_counts(&self) -> Result<UnreadCounts, HistoryError> {
         let news: i64 =
@@ -597,6 +606,20 @@ mod tests {
         let h = History::open(&path).unwrap();
         assert_eq!(h.schema_version().unwrap(), SCHEMA_VERSION);
         assert!(h.list_changes(&ChangeFilter::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_data_version_moves_only_when_another_connection_commits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("h.sqlite3");
+        let face = History::open(&path).unwrap();
+        let engine = History::open(&path).unwrap();
+        let before = face.data_version().unwrap();
+        assert_eq!(face.data_version().unwrap(), before, "nobody wrote");
+        engine.insert_change(&change("cap-a", 2, 1_000)).unwrap();
+        let after = face.data_version().unwrap();
+        assert_ne!(after, before, "the engine's commit is seen");
+        assert_eq!(face.data_version().unwrap(), after);
     }
 
     #[test]

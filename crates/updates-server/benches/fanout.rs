@@ -60,10 +60,22 @@ struct Args {
     /// Compare the fan-out with proofs off and on (see the top of this file).
     #[arg(long)]
     proofs_compare: bool,
+    /// Pin the server to CPU 1 and the load generator to CPU 0 (`taskset`), so that neither
+    /// measures the other's work.
+    #[arg(long)]
+    pin: bool,
+    /// Record the server with `perf record -g` during the fan-out phase and print where its
+    /// CPU goes (needs `perf` from Debian's linux-perf).
+    #[arg(long)]
+    profile: bool,
     /// Ignored: cargo bench passes it.
     #[arg(long, hide = true)]
     bench: bool,
 }
+
+/// The CPUs of `--pin`.
+const LOAD_GENERATOR_CPU: &str = "0";
+const SERVER_CPU: &str = "1";
 
 /// A write the readers are waiting to see.
 struct PendingWrite {
@@ -75,6 +87,16 @@ type Pending = Arc<RwLock<HashMap<(StorageIndex, u64), Arc<PendingWrite>>>>;
 
 fn main() {
     let args = Args::parse();
+    if args.pin {
+        // Before the runtime's threads exist, so that they inherit the mask.
+        let pinned = Command::new("taskset")
+            .args(["-c", "-p", LOAD_GENERATOR_CPU])
+            .arg(std::process::id().to_string())
+            .stdout(Stdio::null())
+            .status()
+            .expect("taskset (util-linux)");
+        assert!(pinned.success(), "taskset could not pin the load generator");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads.max(1))
         .enable_all()
@@ -99,9 +121,10 @@ async fn run(args: Args) {
     let metrics_address = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("free port");
-    let mut server = start_server(work.path(), &storage, metrics_address);
+    let mut server = start_server(work.path(), &storage, metrics_address, args.pin);
     let nurl = wait_for_nurl(&work.path().join("nurl")).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // With --pin, `taskset` execs the server in place: the child's pid is the server's.
     let server_pid = server.id();
     let rss_before = rss_kib(server_pid);
     let cpu_start = (cpu_ticks(server_pid), cpu_ticks_self());
@@ -180,7 +203,12 @@ async fn run(args: Args) {
     // Fan-out: one write to the hot slot reaches every connection.
     let hot = slots[0];
     let histogram_before = delivery_histogram(metrics_address).await;
+    let profile = args
+        .profile
+        .then(|| start_profile(server_pid, &work.path().join("perf.data")));
     let fanout_cpu_start = (cpu_ticks(server_pid), cpu_ticks_self());
+    let fanout_split_start = user_system_ticks(server_pid);
+    let fanout_syscalls_start = write_syscalls(server_pid);
     let mut latencies_ms: Vec<f64> = Vec::new();
     let mut all_delivered_ms: Vec<f64> = Vec::new();
     for write in 0..args.fanout_writes {
@@ -215,6 +243,12 @@ async fn run(args: Args) {
         cpu_ticks(server_pid) - fanout_cpu_start.0,
         cpu_ticks_self() - fanout_cpu_start.1,
     );
+    let fanout_split = {
+        let (user, system) = user_system_ticks(server_pid);
+        (user - fanout_split_start.0, system - fanout_split_start.1)
+    };
+    let fanout_syscalls = write_syscalls(server_pid) - fanout_syscalls_start;
+    let profile_report = profile.map(stop_profile);
     let histogram_after = delivery_histogram(metrics_address).await;
     let server_side: Vec<(f64, u64)> = histogram_after
         .iter()
@@ -294,6 +328,20 @@ async fn run(args: Args) {
         fanout_cpu.0 as f64 / ticks,
         fanout_cpu.1 as f64 / ticks,
     );
+    println!(
+        "fan-out cpu, server: user {:.1} µs + kernel {:.1} µs per delivery; {:.2} write syscalls per delivery{}",
+        fanout_split.0 as f64 / ticks * 1e6 / fanout_deliveries,
+        fanout_split.1 as f64 / ticks * 1e6 / fanout_deliveries,
+        fanout_syscalls as f64 / fanout_deliveries,
+        if args.pin {
+            format!(" (server on CPU {SERVER_CPU}, load generator on CPU {LOAD_GENERATOR_CPU})")
+        } else {
+            " (2 cores shared)".to_owned()
+        },
+    );
+    if let Some(report) = profile_report {
+        println!("fan-out profile, server (perf, self time by symbol):\n{report}");
+    }
     println!(
         "fan-out, server side (change reaching the hub to update written to the socket, from the server's histogram): p50 <= {} ms, p99 <= {} ms",
         histogram_percentile_ms(&server_side, 0.50),
@@ -400,7 +448,7 @@ fn write_share(storage: &Path, si: &StorageIndex, seqnum: u64) {
     file.write_all(&data).expect("write seqnum");
 }
 
-fn start_server(work: &Path, storage: &Path, metrics: std::net::SocketAddr) -> Child {
+fn start_server(work: &Path, storage: &Path, metrics: std::net::SocketAddr, pin: bool) -> Child {
     let key = rcgen::KeyPair::generate().expect("key");
     let params = rcgen::CertificateParams::new(vec!["updates.test".to_owned()]).expect("params");
     let cert = params.self_signed(&key).expect("cert");
@@ -409,7 +457,15 @@ fn start_server(work: &Path, storage: &Path, metrics: std::net::SocketAddr) -> C
     std::fs::write(&cert_path, cert.pem()).expect("cert file");
     std::fs::write(&key_path, key.serialize_pem()).expect("key file");
     std::fs::write(work.join("swissnum"), "loadgenswissnumloadgenswissnum12\n").expect("swissnum");
-    Command::new(env!("CARGO_BIN_EXE_tahoe-updates-server"))
+    let server = env!("CARGO_BIN_EXE_tahoe-updates-server");
+    let mut command = if pin {
+        let mut command = Command::new("taskset");
+        command.args(["-c", SERVER_CPU, server]);
+        command
+    } else {
+        Command::new(server)
+    };
+    command
         .arg("run")
         .args(["--listen", "127.0.0.1:0"])
         .arg("--storage-dir")
@@ -463,6 +519,68 @@ fn rss_kib(pid: u32) -> u64 {
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `perf record` of `pid`, with call graphs, until [`stop_profile`].
+fn start_profile(pid: u32, data: &Path) -> (Child, PathBuf) {
+    let child = Command::new("perf")
+        .args(["record", "-F", "999", "-g", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("perf (linux-perf)");
+    (child, data.to_path_buf())
+}
+
+/// Stops `perf record` and returns the top of its report: self time by DSO and symbol.
+fn stop_profile((mut child, data): (Child, PathBuf)) -> String {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--sort",
+            "dso,sym",
+            "-g",
+            "none",
+            "-i",
+        ])
+        .arg(&data)
+        .stderr(Stdio::null())
+        .output()
+        .expect("perf report");
+    String::from_utf8_lossy(&report.stdout)
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .take(25)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// User and kernel CPU ticks of `pid`.
+fn user_system_ticks(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0);
+    (field(11), field(12))
+}
+
+/// Write-family syscalls `pid` made (`syscw` of `/proc/<pid>/io`: `write`, `writev`, `sendmsg`).
+fn write_syscalls(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("syscw:"))
+        .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
 
@@ -580,7 +698,7 @@ async fn compare_proofs(args: Args) {
     let metrics_address = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("free port");
-    let mut server = start_server(work.path(), &storage, metrics_address);
+    let mut server = start_server(work.path(), &storage, metrics_address, args.pin);
     let nurl = wait_for_nurl(&work.path().join("nurl")).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = server.id();

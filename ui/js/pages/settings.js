@@ -7,6 +7,38 @@ import * as magicFolder from "./magic-folder.js";
 
 let settingsLoaded = false;
 
+// The kinds of notification the alert settings are chosen for: [key in `alerts`, element id,
+// label, whether the kind's noun is plural].
+const ALERT_KINDS = [
+  ["changes", "set-alert-changes", "Changes", true],
+  ["news", "set-alert-news", "News", false],
+  ["critical_news", "set-alert-critical", "Critical news", false],
+];
+
+/** Fills the alert grid with one label and select per kind. */
+function buildAlertSelects() {
+  const grid = $("alert-grid");
+  grid.replaceChildren();
+  for (const [kind, id, label, plural] of ALERT_KINDS) {
+    const them = plural ? "them" : "it";
+    const labelNode = el("label", null, label);
+    labelNode.htmlFor = id;
+    const select = el("select");
+    select.id = id;
+    select.dataset.kind = kind;
+    for (const [value, text] of [
+      ["always", `Show ${them} anyway`],
+      ["follow-dnd", `Hold ${them}, sum up after`],
+      ["never", `Never show ${them}`],
+    ]) {
+      const option = el("option", null, text);
+      option.value = value;
+      select.append(option);
+    }
+    grid.append(labelNode, select);
+  }
+}
+
 export async function refresh() {
   const s = await invoke("get_settings");
   if (!settingsLoaded || !$("settings-form").contains(document.activeElement)) {
@@ -27,6 +59,7 @@ export async function refresh() {
 }
 
 export function bind(appApi) {
+  buildAlertSelects();
   magicFolder.bind(appApi);
   $("settings-form").addEventListener("submit", async (e) => {
     e.preventDefault();
