@@ -205,7 +205,7 @@ async fn run(args: Args) {
     let histogram_before = delivery_histogram(metrics_address).await;
     let profile = args
         .profile
-        .then(|| start_profile(server_pid, &work.path().join("perf.data")));
+        .then(|| start_profile(server_pid, &profile_path()));
     let fanout_cpu_start = (cpu_ticks(server_pid), cpu_ticks_self());
     let fanout_split_start = user_system_ticks(server_pid);
     let fanout_syscalls_start = write_syscalls(server_pid);
@@ -522,10 +522,20 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Where `--profile` keeps its recording, for `perf report -i` after the run.
+fn profile_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fanout-server.perf.data")
+}
+
 /// `perf record` of `pid`, with call graphs, until [`stop_profile`].
 fn start_profile(pid: u32, data: &Path) -> (Child, PathBuf) {
     let child = Command::new("perf")
-        .args(["record", "-F", "999", "-g", "-p"])
+        .args(["record", "-F", "999"])
+        .arg(
+            std::env::var("FANOUT_PERF_CALL_GRAPH")
+                .unwrap_or_else(|_| "--call-graph=fp".to_owned()),
+        )
+        .arg("-p")
         .arg(pid.to_string())
         .arg("-o")
         .arg(data)
@@ -557,12 +567,46 @@ fn stop_profile((mut child, data): (Child, PathBuf)) -> String {
         .stderr(Stdio::null())
         .output()
         .expect("perf report");
-    String::from_utf8_lossy(&report.stdout)
+    let by_symbol = String::from_utf8_lossy(&report.stdout)
         .lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .take(25)
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    // Inclusive shares of the stages a delivery passes through. On loopback the receiving
+    // socket's TCP processing (softirq) runs on the sending CPU and is charged to the server;
+    // on a network it is the client machine's work.
+    let inclusive = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--children",
+            "--sort",
+            "sym",
+            "-g",
+            "none",
+            "-i",
+        ])
+        .arg(&data)
+        .stderr(Stdio::null())
+        .output()
+        .expect("perf report");
+    let inclusive = String::from_utf8_lossy(&inclusive.stdout);
+    let share = |symbol: &str| -> f64 {
+        inclusive
+            .lines()
+            .find(|line| line.split_whitespace().last() == Some(symbol))
+            .and_then(|line| line.split_whitespace().next())
+            .and_then(|percent| percent.trim_end_matches('%').parse().ok())
+            .unwrap_or(0.0)
+    };
+    format!(
+        "{by_symbol}\nstages (inclusive): system calls {:.1}% (of which writev {:.1}%), loopback receive path of the clients' sockets (softirq) {:.1}%, waking the clients' readers {:.1}%",
+        share("do_syscall_64"),
+        share("do_writev"),
+        share("handle_softirqs"),
+        share("sock_def_readable"),
+    )
 }
 
 /// User and kernel CPU ticks of `pid`.
