@@ -214,16 +214,19 @@ fn server_message_seeds() -> Vec<Vec<u8>> {
             storage_index: sis[2],
             seqnum: Some(u64::MAX),
             proof: None,
+            subscribers: None,
         }),
         ServerMessage::Update(Update {
             storage_index: sis[2],
             seqnum: None,
             proof: None,
+            subscribers: None,
         }),
         ServerMessage::Updates(BatchedUpdates {
             storage_indexes: sis.clone(),
             seqnums: vec![(sis[0], 1), (sis[3], 99)],
             proofs: Vec::new(),
+            subscribers: Vec::new(),
         }),
         ServerMessage::Error(ProtocolError::new(
             ErrorCode::MalformedMessage,
@@ -262,6 +265,7 @@ fn proof_json_seeds() -> Vec<Vec<u8>> {
         storage_index: *si,
         seqnum: Some(2),
         proof: Some(proofs[1].clone().without_key()),
+        subscribers: Some(1024),
     }));
     messages.push(ServerMessage::Updates(BatchedUpdates {
         storage_indexes: real.iter().map(|(si, _)| *si).collect(),
@@ -270,6 +274,7 @@ fn proof_json_seeds() -> Vec<Vec<u8>> {
             .iter()
             .map(|(si, proofs)| (*si, proofs[1].clone().without_key()))
             .collect(),
+        subscribers: real.iter().map(|(si, _)| (*si, 4096)).collect(),
     }));
     messages.push(ServerMessage::Status(without_keys));
     messages.push(ServerMessage::Status(with_keys));

@@ -435,6 +435,9 @@ pub struct Status {
     /// **extension** `proofs`: a slot proof of each subscribed index's current version, when
     /// the subscribe asked for them.
     pub proofs: Vec<(String, SlotProof)>,
+    /// **extension** `subscribers`: for popular slots only, about how many connections hold
+    /// each index on this server ([`Update::subscribers`]).
+    pub subscribers: Vec<(String, u64)>,
 }
 
 impl Status {
@@ -456,6 +459,20 @@ impl Status {
     /// Adds the proof of one index's current version.
     pub fn push_proof(&mut self, raw_index: impl Into<String>, proof: SlotProof) {
         self.proofs.push((raw_index.into(), proof));
+    }
+
+    /// Adds how many connections hold one popular index.
+    pub fn push_subscribers(&mut self, raw_index: impl Into<String>, subscribers: u64) {
+        self.subscribers.push((raw_index.into(), subscribers));
+    }
+
+    /// How many connections hold `raw_index`, when the server said (popular slots only).
+    pub fn subscribers(&self, raw_index: &str) -> Option<u64> {
+        self.subscribers
+            .iter()
+            .rev()
+            .find(|(key, _)| key == raw_index)
+            .map(|(_, n)| *n)
     }
 
     /// The proof sent for `raw_index`.
@@ -490,6 +507,7 @@ impl Status {
         collapse_duplicates(&mut self.entries);
         collapse_duplicates(&mut self.seqnums);
         collapse_duplicates(&mut self.proofs);
+        collapse_duplicates(&mut self.subscribers);
     }
 }
 
@@ -503,6 +521,11 @@ pub struct Update {
     /// **extension** `proof`: the new version's slot proof (never with the key), for a slot
     /// subscribed with proofs.
     pub proof: Option<SlotProof>,
+    /// **extension** `subscribers`: present for popular slots only — about how many
+    /// connections hold this slot on this server (a power of two, rounded down), so that its
+    /// subscribers can spread their fetches of the new version instead of all reading it from
+    /// the storage nodes at once.
+    pub subscribers: Option<u64>,
 }
 
 /// `{"updates": ["<si>", ...], "seqnum": {"<si>": 9}}`: the batched form, sent to a connection
@@ -515,6 +538,8 @@ pub struct BatchedUpdates {
     pub seqnums: Vec<(StorageIndex, u64)>,
     /// **extension** `proofs`: the new versions' slot proofs, for slots subscribed with proofs.
     pub proofs: Vec<(StorageIndex, SlotProof)>,
+    /// **extension** `subscribers`: for popular slots only, as [`Update::subscribers`].
+    pub subscribers: Vec<(StorageIndex, u64)>,
 }
 
 /// A message from a server to a client.
@@ -565,11 +590,13 @@ impl ServerMessage {
             error,
             proof,
             proofs,
+            subscribers,
             ..
         } = envelope;
         if let Some(status) = status {
             let mut status = parse_status(status, seqnum)?;
             status.proofs = parse_proof_map(proofs)?;
+            status.subscribers = parse_subscriber_map(subscribers)?;
             return Ok(Self::Status(status));
         }
         if let Some(update) = update {
@@ -578,6 +605,20 @@ impl ServerMessage {
                 None | Some(Value::Null) => None,
                 Some(value) => Some(proofs::parse("the update's proof", value)?),
             };
+            update.subscribers =
+                match subscribers {
+                    None | Some(Loose::Other(Value::Null)) => None,
+                    Some(Loose::Other(Value::Number(n))) if n.as_u64().is_some() => n.as_u64(),
+                    Some(Loose::Other(other)) => {
+                        return Err(MessageError::malformed(format!(
+                            "subscribers of an update must be a non-negative integer; it is {}",
+                            kind(&other)
+                        )))
+                    }
+                    Some(Loose::Object(_)) => return Err(MessageError::malformed(
+                        "subscribers of an update must be a non-negative integer; it is an object",
+                    )),
+                };
             return Ok(Self::Update(update));
         }
         if let Some(updates) = updates {
@@ -585,6 +626,10 @@ impl ServerMessage {
             batch.proofs = parse_proof_map(proofs)?
                 .into_iter()
                 .map(|(key, proof)| Ok((parse_si("proofs key", &key)?, proof)))
+                .collect::<Result<_, MessageError>>()?;
+            batch.subscribers = parse_subscriber_map(subscribers)?
+                .into_iter()
+                .map(|(key, n)| Ok((parse_si("subscribers key", &key)?, n)))
                 .collect::<Result<_, MessageError>>()?;
             return Ok(Self::Updates(batch));
         }
@@ -619,6 +664,10 @@ impl ServerMessage {
                 if let Some(proof) = &update.proof {
                     out.push_str(",\"proof\":");
                     proofs::render(&mut out, proof);
+                }
+                if let Some(subscribers) = update.subscribers {
+                    out.push_str(",\"subscribers\":");
+                    push_u64(&mut out, subscribers);
                 }
                 out.push('}');
                 out
@@ -655,6 +704,15 @@ impl ServerMessage {
                         .collect();
                     out.push_str(",\"proofs\":");
                     render_object(&mut out, &keyed, |out, proof| proofs::render(out, proof));
+                }
+                if !batch.subscribers.is_empty() {
+                    let keyed: Vec<(String, u64)> = batch
+                        .subscribers
+                        .iter()
+                        .map(|(si, n)| (si.to_base32(), *n))
+                        .collect();
+                    out.push_str(",\"subscribers\":");
+                    render_object(&mut out, &keyed, |out, n| push_u64(out, *n));
                 }
                 out.push('}');
                 out
@@ -708,6 +766,7 @@ struct Envelope {
     error: Option<Value>,
     proof: Option<Value>,
     proofs: Option<Loose>,
+    subscribers: Option<Loose>,
 }
 
 // Lives on the stack for one parse only; boxing would cost an allocation per message.
@@ -730,6 +789,7 @@ enum Key {
     Error,
     Proof,
     Proofs,
+    Subscribers,
     Unknown,
 }
 
@@ -755,6 +815,7 @@ impl<'de> Deserialize<'de> for Key {
                     "error" => Key::Error,
                     "proof" => Key::Proof,
                     "proofs" => Key::Proofs,
+                    "subscribers" => Key::Subscribers,
                     _ => Key::Unknown,
                 })
             }
@@ -869,6 +930,10 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
                 (Side::Server, Key::Proofs) => {
                     let v = map.next_value()?;
                     store(&mut envelope.proofs, v, "proofs", &mut duplicate);
+                }
+                (Side::Server, Key::Subscribers) => {
+                    let v = map.next_value()?;
+                    store(&mut envelope.subscribers, v, "subscribers", &mut duplicate);
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -1112,6 +1177,7 @@ fn parse_status(status: Loose, seqnum: Option<Loose>) -> Result<Status, MessageE
         entries,
         seqnums,
         proofs: Vec::new(),
+        subscribers: Vec::new(),
     })
 }
 
@@ -1156,6 +1222,7 @@ fn parse_update(update: Value, seqnum: Option<Loose>) -> Result<Update, MessageE
         storage_index,
         seqnum,
         proof: None,
+        subscribers: None,
     })
 }
 
@@ -1208,6 +1275,7 @@ fn parse_updates(updates: Value, seqnum: Option<Loose>) -> Result<BatchedUpdates
         storage_indexes,
         seqnums,
         proofs: Vec::new(),
+        subscribers: Vec::new(),
     })
 }
 
@@ -1226,6 +1294,32 @@ fn parse_proof_map(proofs: Option<Loose>) -> Result<Vec<(String, SlotProof)>, Me
         }
         Some(Loose::Other(other)) => Err(MessageError::malformed(format!(
             "proofs must be an object; it is {}",
+            kind(&other)
+        ))),
+    }
+}
+
+/// The `subscribers` object of a status or batch: storage-index text → connections, in order.
+fn parse_subscriber_map(subscribers: Option<Loose>) -> Result<Vec<(String, u64)>, MessageError> {
+    match subscribers {
+        None | Some(Loose::Other(Value::Null)) => Ok(Vec::new()),
+        Some(Loose::Object(raw)) => {
+            let mut out = Vec::with_capacity(raw.len());
+            for (key, value) in raw {
+                let n = value.as_u64().ok_or_else(|| {
+                    MessageError::malformed(format!(
+                        "subscribers entry {} must be a non-negative integer; it is {}",
+                        quote(&key),
+                        kind(&value)
+                    ))
+                })?;
+                out.push((key, n));
+            }
+            collapse_duplicates(&mut out);
+            Ok(out)
+        }
+        Some(Loose::Other(other)) => Err(MessageError::malformed(format!(
+            "subscribers must be an object; it is {}",
             kind(&other)
         ))),
     }
@@ -1375,6 +1469,10 @@ fn render_status(status: &Status) -> String {
     if !status.proofs.is_empty() {
         out.push_str(",\"proofs\":");
         render_object(&mut out, &status.proofs, proofs::render);
+    }
+    if !status.subscribers.is_empty() {
+        out.push_str(",\"subscribers\":");
+        render_object(&mut out, &status.subscribers, |out, n| push_u64(out, *n));
     }
     out.push('}');
     out

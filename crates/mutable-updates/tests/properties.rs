@@ -101,36 +101,44 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             prop::collection::hash_map(any::<String>(), subscription_status(), 0..30),
             prop::collection::hash_map(any::<String>(), any::<u64>(), 0..30),
             prop::collection::hash_map(any::<String>(), proof(), 0..4),
+            prop::collection::hash_map(any::<String>(), any::<u64>(), 0..4),
         )
-            .prop_map(|(entries, seqnums, proofs)| ServerMessage::Status(Status {
-                entries: entries.into_iter().collect(),
-                seqnums: seqnums.into_iter().collect(),
-                proofs: proofs.into_iter().collect(),
-            })),
+            .prop_map(
+                |(entries, seqnums, proofs, subscribers)| ServerMessage::Status(Status {
+                    entries: entries.into_iter().collect(),
+                    seqnums: seqnums.into_iter().collect(),
+                    proofs: proofs.into_iter().collect(),
+                    subscribers: subscribers.into_iter().collect(),
+                })
+            ),
         (
             storage_index(),
             prop::option::of(any::<u64>()),
-            prop::option::of(proof())
+            prop::option::of(proof()),
+            prop::option::of(any::<u64>()),
         )
-            .prop_map(|(storage_index, seqnum, proof)| {
+            .prop_map(|(storage_index, seqnum, proof, subscribers)| {
                 ServerMessage::Update(Update {
                     storage_index,
                     seqnum,
                     proof,
+                    subscribers,
                 })
             }),
         (
             prop::collection::vec(storage_index(), 0..30),
             prop::collection::hash_map(storage_index(), any::<u64>(), 0..30),
             prop::collection::hash_map(storage_index(), proof(), 0..4),
+            prop::collection::hash_map(storage_index(), any::<u64>(), 0..4),
         )
-            .prop_map(|(storage_indexes, seqnums, proofs)| ServerMessage::Updates(
-                BatchedUpdates {
+            .prop_map(|(storage_indexes, seqnums, proofs, subscribers)| {
+                ServerMessage::Updates(BatchedUpdates {
                     storage_indexes,
                     seqnums: seqnums.into_iter().collect(),
                     proofs: proofs.into_iter().collect(),
-                }
-            )),
+                    subscribers: subscribers.into_iter().collect(),
+                })
+            }),
         (known_code(), any::<String>())
             .prop_map(|(code, message)| ServerMessage::Error(ProtocolError::new(code, message))),
     ]

@@ -52,10 +52,13 @@ enum Ending {
 /// (finding 13).
 struct Batch {
     delay: Duration,
-    pending: Vec<(StorageIndex, u64, Option<Arc<SlotProof>>)>,
+    pending: Vec<BatchEntry>,
     positions: HashMap<StorageIndex, usize>,
     deadline: Option<tokio::time::Instant>,
 }
+
+/// One slot's latest update in a batch: seqnum, proof (if asked for) and popularity hint.
+type BatchEntry = (StorageIndex, u64, Option<Arc<SlotProof>>, Option<u64>);
 
 impl Batch {
     fn new(delay: Duration) -> Self {
@@ -68,19 +71,20 @@ impl Batch {
     }
 
     /// Adds one update; `proof` only for a subscription that asked for proofs.
-    fn add(&mut self, storage_index: StorageIndex, seqnum: u64, proof: Option<Arc<SlotProof>>) {
+    fn add(&mut self, update: BatchEntry) {
+        let (storage_index, seqnum, ..) = update;
         match self.positions.get(&storage_index) {
             Some(&at) => {
                 if let Some(entry) = self.pending.get_mut(at) {
                     if seqnum >= entry.1 {
                         // The proof goes with the seqnum it proves.
-                        *entry = (storage_index, seqnum, proof);
+                        *entry = update;
                     }
                 }
             }
             None => {
                 self.positions.insert(storage_index, self.pending.len());
-                self.pending.push((storage_index, seqnum, proof));
+                self.pending.push(update);
             }
         }
         if self.deadline.is_none() {
@@ -96,17 +100,22 @@ impl Batch {
         }
         let pending = std::mem::take(&mut self.pending);
         let mut proofs = Vec::new();
+        let mut subscribers = Vec::new();
         let mut seqnums = Vec::with_capacity(pending.len());
-        for (si, seqnum, proof) in pending {
+        for (si, seqnum, proof, hint) in pending {
             seqnums.push((si, seqnum));
             if let Some(proof) = proof {
                 proofs.push((si, (*proof).clone().without_key()));
+            }
+            if let Some(hint) = hint {
+                subscribers.push((si, hint));
             }
         }
         let message = ServerMessage::Updates(BatchedUpdates {
             storage_indexes: seqnums.iter().map(|(si, _)| *si).collect(),
             seqnums,
             proofs,
+            subscribers,
         });
         Some(Message::Text(message.to_json().into()))
     }
@@ -326,7 +335,12 @@ fn deliveries_to_messages(
                     .as_ref()
                     .filter(|_| delivery.with_proof)
                     .map(Arc::clone);
-                batch.add(delivery.change.storage_index, delivery.change.seqnum, proof);
+                batch.add((
+                    delivery.change.storage_index,
+                    delivery.change.seqnum,
+                    proof,
+                    delivery.subscribers,
+                ));
             }
             None => {
                 metrics.updates_sent.fetch_add(1, Ordering::Relaxed);
@@ -493,8 +507,7 @@ fn handle_text(
             registration.unsubscribe_all(&parsed);
             Status {
                 entries,
-                seqnums: Vec::new(),
-                proofs: Vec::new(),
+                ..Status::default()
             }
         }
     };
@@ -572,7 +585,9 @@ fn subscribe_status(
     // status or in an update that follows it, never in neither.
     let mut seqnums = Vec::with_capacity(accepted.len());
     let mut proof_entries = Vec::new();
-    for (position, si) in accepted {
+    let hints = context.hub.subscriber_hints(&storage_indexes);
+    let mut subscribers = Vec::new();
+    for ((position, si), hint) in accepted.into_iter().zip(hints) {
         let (state, proof) = match proofs {
             Some(_) => context.slots.state_with_proof(&si),
             None => (context.slots.state(&si), None),
@@ -587,6 +602,9 @@ fn subscribe_status(
                         _ => (*proof).clone().without_key(),
                     };
                     proof_entries.push((raw.clone(), proof));
+                }
+                if let Some(hint) = hint {
+                    subscribers.push((raw.clone(), hint));
                 }
                 seqnums.push((raw, seqnum));
             }
@@ -604,5 +622,6 @@ fn subscribe_status(
         entries,
         seqnums,
         proofs: proof_entries,
+        subscribers,
     }
 }

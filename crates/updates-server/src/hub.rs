@@ -34,6 +34,24 @@ pub struct Delivery {
     pub frame: Utf8Bytes,
     /// When the hub received the change.
     pub published: std::time::Instant,
+    /// The popularity hint sent with this change ([`subscriber_hint`]).
+    pub subscribers: Option<u64>,
+}
+
+/// Fewest connections holding a slot for its updates and statuses to say how many there are:
+/// below it, every subscriber may fetch the new version at once, and messages stay exactly
+/// the plain v1 ones.
+pub const POPULAR_SLOT: usize = 64;
+
+/// The `subscribers` hint of a slot held by `connections` connections: `None` below
+/// [`POPULAR_SLOT`], else the count rounded down to a power of two, so that a client learns
+/// how many watch a slot only roughly (and the hint changes rarely).
+pub fn subscriber_hint(connections: usize) -> Option<u64> {
+    if connections < POPULAR_SLOT {
+        return None;
+    }
+    let connections = u64::try_from(connections).unwrap_or(u64::MAX);
+    Some(1 << connections.ilog2())
 }
 
 /// Raised when a connection must close because its queue overflowed.
@@ -135,19 +153,21 @@ impl Hub {
 
     /// Delivers one change to every connection subscribed to its SI; returns how many got it.
     pub fn publish(&self, change: SlotChange) -> usize {
+        let subscribers = self.read();
+        let Some(connections) = subscribers.get(&change.storage_index) else {
+            return 0;
+        };
+        let hint = subscriber_hint(connections.len());
         let render = |proof: Option<SlotProof>| {
             Utf8Bytes::from(
                 ServerMessage::Update(Update {
                     storage_index: change.storage_index,
                     seqnum: Some(change.seqnum),
                     proof,
+                    subscribers: hint,
                 })
                 .to_json(),
             )
-        };
-        let subscribers = self.read();
-        let Some(connections) = subscribers.get(&change.storage_index) else {
-            return 0;
         };
         // Each form rendered once, and only if someone wants it. Updates never carry the key:
         // a client keeps it from its status (docs/mutable-updates-v1.md, "proofs").
@@ -167,6 +187,7 @@ impl Hub {
                 with_proof: subscriber.proofs,
                 frame,
                 published,
+                subscribers: hint,
             };
             match subscriber.queue.try_send(delivery) {
                 Ok(()) => delivered += 1,
@@ -181,6 +202,15 @@ impl Hub {
             }
         }
         delivered
+    }
+
+    /// The `subscribers` hint of each of `storage_indexes` ([`subscriber_hint`]), under one lock.
+    pub fn subscriber_hints(&self, storage_indexes: &[StorageIndex]) -> Vec<Option<u64>> {
+        let subscribers = self.read();
+        storage_indexes
+            .iter()
+            .map(|si| subscribers.get(si).and_then(|c| subscriber_hint(c.len())))
+            .collect()
     }
 
     /// Number of distinct storage indexes with at least one subscriber.
@@ -347,6 +377,39 @@ mod tests {
 
     fn hub() -> Arc<Hub> {
         Arc::new(Hub::new(Arc::new(Metrics::default())))
+    }
+
+    #[test]
+    fn the_subscriber_hint_is_absent_below_a_popular_slot_and_a_power_of_two_above() {
+        assert_eq!(subscriber_hint(0), None);
+        assert_eq!(subscriber_hint(POPULAR_SLOT - 1), None);
+        assert_eq!(subscriber_hint(POPULAR_SLOT), Some(64));
+        assert_eq!(subscriber_hint(1000), Some(512));
+        assert_eq!(subscriber_hint(1024), Some(1024));
+        assert_eq!(subscriber_hint(10_000), Some(8192));
+    }
+
+    #[tokio::test]
+    async fn updates_of_a_popular_slot_say_about_how_many_hold_it() {
+        let hub = hub();
+        let mut quiet = hub.register(8);
+        quiet.subscribe_all(&[si(1)]);
+        let mut crowd: Vec<Registration> = (0..100).map(|_| hub.register(8)).collect();
+        for registration in &mut crowd {
+            registration.subscribe_all(&[si(2)]);
+        }
+        assert_eq!(hub.publish(SlotChange::new(si(1), 2)), 1);
+        let lone = quiet.next_delivery().await.unwrap();
+        assert_eq!(lone.subscribers, None);
+        assert!(!lone.frame.as_str().contains("subscribers"));
+        assert_eq!(hub.publish(SlotChange::new(si(2), 7)), 100);
+        let popular = crowd[99].next_delivery().await.unwrap();
+        assert_eq!(popular.subscribers, Some(64));
+        assert!(popular.frame.as_str().ends_with(",\"subscribers\":64}"));
+        assert_eq!(
+            hub.subscriber_hints(&[si(1), si(2), si(3)]),
+            vec![None, Some(64), None]
+        );
     }
 
     #[tokio::test]

@@ -140,6 +140,7 @@ fn unknown_fields_are_ignored() {
             storage_index: si(1),
             seqnum: None,
             proof: None,
+            subscribers: None,
         })
     );
 }
@@ -456,6 +457,7 @@ fn update_exact_json() {
         storage_index: si(5),
         seqnum: Some(8),
         proof: None,
+        subscribers: None,
     });
     let expected = format!(
         r#"{{"tahoe-mutable-notification-version":1,"update":"{}","seqnum":8}}"#,
@@ -468,6 +470,7 @@ fn update_exact_json() {
         storage_index: si(5),
         seqnum: None,
         proof: None,
+        subscribers: None,
     });
     let expected = format!(
         r#"{{"tahoe-mutable-notification-version":1,"update":"{}"}}"#,
@@ -475,6 +478,61 @@ fn update_exact_json() {
     );
     assert_eq!(bare.to_json(), expected);
     assert_eq!(ServerMessage::parse(&expected).unwrap(), bare);
+}
+
+#[test]
+fn subscribers_travel_in_updates_statuses_and_batches() {
+    let update = ServerMessage::Update(Update {
+        storage_index: si(5),
+        seqnum: Some(8),
+        proof: None,
+        subscribers: Some(4096),
+    });
+    let expected = format!(
+        r#"{{"tahoe-mutable-notification-version":1,"update":"{}","seqnum":8,"subscribers":4096}}"#,
+        text(5)
+    );
+    assert_eq!(update.to_json(), expected);
+    assert_eq!(ServerMessage::parse(&expected).unwrap(), update);
+
+    let mut status = Status::new();
+    status.push(text(1), SubscriptionStatus::Subscribed);
+    status.push_seqnum(text(1), 3);
+    status.push_subscribers(text(1), 512);
+    let wire = ServerMessage::Status(status).to_json();
+    assert!(wire.ends_with(&format!(r#","subscribers":{{"{}":512}}}}"#, text(1))));
+    let ServerMessage::Status(parsed) = ServerMessage::parse(&wire).unwrap() else {
+        panic!("a status");
+    };
+    assert_eq!(parsed.subscribers(&text(1)), Some(512));
+    assert_eq!(parsed.subscribers(&text(2)), None);
+
+    let batch = ServerMessage::Updates(BatchedUpdates {
+        storage_indexes: vec![si(1), si(2)],
+        seqnums: vec![(si(1), 4), (si(2), 9)],
+        proofs: Vec::new(),
+        subscribers: vec![(si(2), 64)],
+    });
+    assert_eq!(ServerMessage::parse(&batch.to_json()).unwrap(), batch);
+}
+
+#[test]
+fn a_subscriber_count_of_the_wrong_shape_is_malformed() {
+    let e = server_err(&v(json!({"update": text(5), "subscribers": "many"})));
+    assert_eq!(e.code(), ErrorCode::MalformedMessage);
+    assert!(e
+        .message()
+        .contains("subscribers of an update must be a non-negative integer"));
+    let e = server_err(&v(json!({"update": text(5), "subscribers": -1})));
+    assert_eq!(e.code(), ErrorCode::MalformedMessage);
+    let e = server_err(&v(
+        json!({"status": {text(1): true}, "subscribers": {text(1): 1.5}}),
+    ));
+    assert!(e.message().contains("subscribers entry"), "{}", e.message());
+    let e = server_err(&v(
+        json!({"updates": [text(1)], "subscribers": {"nope": 2}}),
+    ));
+    assert!(e.message().contains("subscribers key"), "{}", e.message());
 }
 
 #[test]
@@ -512,6 +570,7 @@ fn batched_updates_exact_json() {
         storage_indexes: vec![si(1), si(2)],
         seqnums: vec![(si(2), 9), (si(1), 3)],
         proofs: Vec::new(),
+        subscribers: Vec::new(),
     });
     let expected = format!(
         r#"{{"tahoe-mutable-notification-version":1,"updates":["{a}","{b}"],"seqnum":{{"{b}":9,"{a}":3}}}}"#,
@@ -530,6 +589,7 @@ fn batched_updates_exact_json() {
             storage_indexes: vec![si(1)],
             seqnums: vec![],
             proofs: Vec::new(),
+            subscribers: Vec::new(),
         })
     );
 }
@@ -664,6 +724,7 @@ fn proofs_travel_in_status_and_updates_and_bad_ones_are_refused() {
         storage_index: si,
         seqnum: Some(proof.prefix().seqnum()),
         proof: Some(proof.clone().without_key()),
+        subscribers: None,
     };
     let wire = ServerMessage::Update(update.clone()).to_json();
     assert!(
