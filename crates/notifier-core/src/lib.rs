@@ -12,7 +12,8 @@
 //!   import or join a grid, pause, mark read — one behaviour per action.
 //! - [`engine`]: subscriptions on every updates server ([`link`]), proofs and seqnums
 //!   ([`seqnum`]), listings through the gateway ([`gateway`]), what changed ([`snapshot`],
-//!   [`details`]), polling for caps no server holds.
+//!   [`details`]), polling for caps no server holds, and fetches of popular slots spread over
+//!   time ([`spread`]).
 //! - [`notify`]: the notification policy (coalescing, quiet hours, pause, Do-Not-Disturb,
 //!   mutes, per-kind settings) apart from the desktop sink (zbus).
 //!
@@ -60,6 +61,7 @@ pub mod seqnum;
 pub mod servers;
 pub mod service;
 pub mod snapshot;
+pub mod spread;
 pub mod status;
 pub mod tahoe_node;
 pub mod text;

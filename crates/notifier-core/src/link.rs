@@ -48,6 +48,9 @@ pub enum SubscriptionOutcome {
         /// The slot proof of that version, if the server offers proofs and could read it
         /// (with the verification key: the link always asks for keys on a new connection).
         proof: Option<Box<SlotProof>>,
+        /// About how many connections hold the slot on this server, for popular slots only
+        /// (the `subscribers` extension; see [`crate::spread`]).
+        subscribers: Option<u64>,
     },
     /// The server holds no share of the slot (asked again after reconnects and hourly).
     NotFound,
@@ -89,6 +92,8 @@ pub enum LinkEvent {
         seqnum: Option<u64>,
         /// The new version's slot proof (without the key), if the server offers proofs.
         proof: Option<Box<SlotProof>>,
+        /// About how many connections hold the slot on this server (popular slots only).
+        subscribers: Option<u64>,
     },
 }
 
@@ -415,6 +420,7 @@ async fn handle_server_text(
                     SubscriptionStatus::Subscribed => SubscriptionOutcome::Subscribed {
                         seqnum: status.seqnum(raw),
                         proof: proofs.remove(raw.as_str()).map(Box::new),
+                        subscribers: status.subscribers(raw),
                     },
                     SubscriptionStatus::Refused {
                         code: ErrorCode::NotFound,
@@ -449,6 +455,7 @@ async fn handle_server_text(
                 storage_index: update.storage_index,
                 seqnum: update.seqnum,
                 proof: update.proof.map(Box::new),
+                subscribers: update.subscribers,
             };
             let _ = events.send(event).await;
         }
@@ -456,6 +463,7 @@ async fn handle_server_text(
             // One pass over each list: the old per-SI search of the seqnums was O(n·m).
             let mut seqnums: HashMap<StorageIndex, u64> = batch.seqnums.into_iter().collect();
             let mut proofs: HashMap<StorageIndex, SlotProof> = batch.proofs.into_iter().collect();
+            let subscribers: HashMap<StorageIndex, u64> = batch.subscribers.into_iter().collect();
             for storage_index in batch.storage_indexes {
                 if !wanted.contains(&storage_index) {
                     continue;
@@ -465,6 +473,7 @@ async fn handle_server_text(
                     storage_index,
                     seqnum: seqnums.remove(&storage_index),
                     proof: proofs.remove(&storage_index).map(Box::new),
+                    subscribers: subscribers.get(&storage_index).copied(),
                 };
                 if events.send(event).await.is_err() {
                     return;

@@ -114,6 +114,7 @@ fn start_engine(setup: &Setup, local: &tokio::task::LocalSet) -> RunningEngine {
             link_timing: quick_timing(),
             policy: PolicyConfig::default(),
             local_offset: time::UtcOffset::UTC,
+            spread: notifier_core::spread::SpreadPolicy::default(),
         },
         Some(sink),
     )

@@ -245,6 +245,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
                     link_timing: LinkTiming::default(),
                     policy: PolicyConfig::default(),
                     local_offset: time::UtcOffset::UTC,
+                    spread: notifier_core::spread::SpreadPolicy::default(),
                 },
                 Some(Arc::clone(&sink)),
             )

@@ -147,7 +147,7 @@ impl Engine {
         match watched {
             Watched::Cap(cap) => self.start_describing(&cap, pending),
             Watched::News { grid, .. } => {
-                self.refresh_news(&grid, events).await;
+                self.refresh_news_spread(&grid, si, events).await;
                 if pending.verified {
                     if let Err(error) = self.tracker.reported(si, pending.change.seqnum) {
                         tracing::warn!(%error, "cannot record a news seqnum");
@@ -168,13 +168,21 @@ impl Engine {
         let previous = self.history.load_snapshot(&cap.id).unwrap_or(None);
         // Only updates without a seqnum are spaced out: each names a new version otherwise,
         // and one in flight per slot already merges a burst.
-        let not_before = if pending.verified || pending.change.seqnum != 0 {
+        let spaced = if pending.verified || pending.change.seqnum != 0 {
             None
         } else {
             let last = self.describing.last_check.get(&si).copied();
             self.describing.last_check.insert(si, Instant::now());
             last.map(|at| at + MIN_CHECK_INTERVAL)
         };
+        // A popular slot's subscribers spread their fetches (crate::spread); a change no proof
+        // vouches for is not announced before its listing shows it.
+        let spread = self.spread_wait(&si);
+        if pending.verified && self.options.spread.announces_early(spread) {
+            self.announce_early(cap, spread);
+        }
+        let spread_until = (!spread.is_zero()).then(|| Instant::now() + spread);
+        let not_before = spaced.max(spread_until);
         self.describing.in_flight.insert(si, None);
         let gateway = self.gateway_for(cap.grid.as_deref()).cloned();
         let read_cap = cap.cap.clone();
@@ -199,6 +207,20 @@ impl Engine {
                 fetch_until_changed(gateway.as_ref(), &read_cap, previous.as_ref(), retries).await;
             (si, pending, fetched)
         });
+    }
+
+    /// Tells the user at once that `cap` changed, when its details wait `wait` for their turn:
+    /// the described change replaces this notification when it comes.
+    fn announce_early(&self, cap: &WatchedCap, wait: Duration) {
+        let Some(notifications) = &self.notifications else {
+            return;
+        };
+        let note = ChangeNote::early(&cap.id, &cap.label, wait);
+        // The policy's queue is roomy; a full one means the desktop is far behind, and the
+        // described change still comes.
+        if notifications.try_send(PolicyInput::Change(note)).is_err() {
+            tracing::debug!(cap = %cap.id, "early notice not queued");
+        }
     }
 
     /// A listing arrived for a pending change: report it (or drop a check that shows nothing

@@ -34,6 +34,7 @@ use crate::paths::Paths;
 use crate::seqnum::{SeqnumTracker, Source};
 use crate::servers::{ServerStore, ServerStoreError};
 use crate::snapshot::Snapshot;
+use crate::spread::SpreadPolicy;
 
 /// How the engine runs.
 #[derive(Clone)]
@@ -54,6 +55,8 @@ pub struct EngineOptions {
     /// The local time zone's offset, for quiet hours. Find it before threads exist (e.g.
     /// `UtcOffset::current_local_offset` at the start of `main`): later it may be unavailable.
     pub local_offset: time::UtcOffset,
+    /// How the fetches of popular slots' new versions are spread over time.
+    pub spread: SpreadPolicy,
 }
 
 /// One polled cap: its slot, its id, and its listing or why there is none.
@@ -77,6 +80,7 @@ impl EngineOptions {
             link_timing: LinkTiming::default(),
             policy: PolicyConfig::default(),
             local_offset: time::UtcOffset::UTC,
+            spread: SpreadPolicy::default(),
         }
     }
 }
@@ -88,6 +92,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("poll_interval", &self.poll_interval)
             .field("policy", &self.policy)
             .field("local_offset", &self.local_offset)
+            .field("spread", &self.spread)
             .finish_non_exhaustive()
     }
 }
@@ -361,6 +366,12 @@ pub struct Engine {
     notifications: Option<mpsc::Sender<PolicyInput>>,
     /// Caps whose notifications the owner raises ([`EngineCommand::DelegateNotifications`]).
     delegated: std::collections::HashSet<String>,
+    /// The latest `subscribers` hint of each popular slot ([`crate::spread`]).
+    popularity: HashMap<StorageIndex, u64>,
+    /// News refreshes waiting out their spread; each ends with its grid's name.
+    news_waits: tokio::task::JoinSet<String>,
+    /// Grids with a news refresh waiting in `news_waits`.
+    news_waiting: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -452,6 +463,9 @@ impl Engine {
             },
             notifications: None,
             delegated: std::collections::HashSet::new(),
+            popularity: HashMap::new(),
+            news_waits: tokio::task::JoinSet::new(),
+            news_waiting: std::collections::HashSet::new(),
         })
     }
 
@@ -491,6 +505,12 @@ impl Engine {
                     match done {
                         Ok(done) => self.described(done, &events).await,
                         Err(error) => tracing::warn!(%error, "a change description task failed"),
+                    }
+                }
+                Some(waited) = self.news_waits.join_next(), if !self.news_waits.is_empty() => {
+                    if let Ok(grid) = waited {
+                        self.news_waiting.remove(&grid);
+                        self.refresh_news(&grid, &events).await;
                     }
                 }
                 _ = poll.tick() => self.poll_unsubscribed(),
@@ -869,10 +889,14 @@ impl Engine {
                 storage_index,
                 outcome,
             } => {
+                if let SubscriptionOutcome::Subscribed { subscribers, .. } = &outcome {
+                    self.note_popularity(storage_index, *subscribers);
+                }
                 let claim = match &outcome {
                     SubscriptionOutcome::Subscribed {
                         seqnum: Some(seqnum),
                         proof,
+                        ..
                     } => self.claim(&server, storage_index, Some(*seqnum), proof.as_deref()),
                     _ => None,
                 };
@@ -898,13 +922,64 @@ impl Engine {
                 storage_index,
                 seqnum,
                 proof,
+                subscribers,
             } => {
+                self.note_popularity(storage_index, subscribers);
                 if let Some(claim) = self.claim(&server, storage_index, seqnum, proof.as_deref()) {
                     self.observe(&server, storage_index, claim, Source::Live, events)
                         .await;
                 }
             }
         }
+    }
+
+    /// Keeps the latest `subscribers` hint of a slot: a server that sends none says the slot
+    /// is not popular (or does not know the extension).
+    fn note_popularity(&mut self, si: StorageIndex, subscribers: Option<u64>) {
+        match subscribers {
+            Some(n) => {
+                self.popularity.insert(si, n);
+            }
+            None => {
+                self.popularity.remove(&si);
+            }
+        }
+    }
+
+    /// How long to wait before fetching what changed in `si`: spread over the slot's audience.
+    fn spread_wait(&self, si: &StorageIndex) -> Duration {
+        self.options
+            .spread
+            .wait(self.popularity.get(si).copied(), &mut rand::thread_rng())
+    }
+
+    /// Refreshes a grid's news now, or after its spread wait when its news slot is popular
+    /// (one waiting refresh per grid fetches whatever is newest when it runs).
+    async fn refresh_news_spread(
+        &mut self,
+        grid: &str,
+        si: StorageIndex,
+        events: &mpsc::Sender<EngineEvent>,
+    ) {
+        if self.news_waiting.contains(grid) {
+            return;
+        }
+        let wait = self.spread_wait(&si);
+        if wait.is_zero() {
+            self.refresh_news(grid, events).await;
+            return;
+        }
+        tracing::debug!(
+            grid,
+            wait_ms = wait.as_millis(),
+            "news of a popular grid: fetching after a spread wait"
+        );
+        self.news_waiting.insert(grid.to_owned());
+        let grid = grid.to_owned();
+        self.news_waits.spawn(async move {
+            tokio::time::sleep(wait).await;
+            grid
+        });
     }
 
     async fn report_cap_status(&self, si: StorageIndex, events: &mpsc::Sender<EngineEvent>) {

@@ -626,6 +626,7 @@ impl Running {
                 link_timing: options.link_timing.clone(),
                 policy,
                 local_offset: options.local_offset,
+                spread: crate::spread::SpreadPolicy::default(),
             },
             Some(Arc::clone(sink)),
         )?;

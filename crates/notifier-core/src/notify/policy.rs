@@ -122,6 +122,9 @@ pub struct ChangeNote {
     pub removed: Vec<String>,
     /// The history item to open.
     pub target: Option<String>,
+    /// Only that the cap changed, told early because its details wait their turn
+    /// ([`crate::spread`]): the described change replaces it, and it is never counted.
+    pub early: bool,
 }
 
 impl ChangeNote {
@@ -154,6 +157,25 @@ impl ChangeNote {
             modified: names("modified"),
             removed: names("removed"),
             target,
+            early: false,
+        }
+    }
+
+    /// That `cap_id` changed, before its details are fetched `wait` from now.
+    pub fn early(cap_id: &str, label: &str, wait: Duration) -> ChangeNote {
+        ChangeNote {
+            cap_id: cap_id.to_owned(),
+            label: label.to_owned(),
+            summary: format!("{label} changed"),
+            body: format!(
+                "What changed follows in about {} s: many people watch it, so their fetches take turns.",
+                wait.as_secs().max(1)
+            ),
+            added: Vec::new(),
+            modified: Vec::new(),
+            removed: Vec::new(),
+            target: Some("activity".to_owned()),
+            early: true,
         }
     }
 }
@@ -258,6 +280,9 @@ impl NotificationPolicy {
             tracing::debug!("change not notified (muted or news only)");
             return Vec::new();
         }
+        if note.early {
+            return self.on_early_change(&note, now, local_time);
+        }
         let mut out = Vec::new();
         if let Some(i) = self.windows.iter().position(|w| w.cap_id == note.cap_id) {
             if self.deadline(&self.windows[i]) > now {
@@ -280,6 +305,33 @@ impl NotificationPolicy {
             out.push(shown);
         } else {
             tracing::debug!("notification held back by quiet hours");
+        }
+        out
+    }
+
+    /// An early notice opens no window and is never held back for a summary: the described
+    /// change that follows does both, and replaces the notice on the desktop (same key). In an
+    /// open window it says nothing the window will not.
+    fn on_early_change(
+        &mut self,
+        note: &ChangeNote,
+        now: Instant,
+        local_time: Time,
+    ) -> Vec<Notification> {
+        if self.silence.on() && self.config.alerts.changes != Alert::Always {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if let Some(i) = self.windows.iter().position(|w| w.cap_id == note.cap_id) {
+            if self.deadline(&self.windows[i]) > now {
+                return out;
+            }
+            let due = self.windows.remove(i);
+            out.extend(self.emit(vec![due], local_time));
+        }
+        let shown = alone(note);
+        if self.allowed(&shown, local_time) {
+            out.push(shown);
         }
         out
     }

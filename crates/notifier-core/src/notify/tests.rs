@@ -12,6 +12,7 @@ fn note(cap: &str, added: &[&str]) -> ChangeNote {
         modified: Vec::new(),
         removed: Vec::new(),
         target: Some(format!("change:{}", added.join(","))),
+        early: false,
     }
 }
 
@@ -168,6 +169,7 @@ fn mixed_and_file_bursts() {
         modified: vec![],
         removed: vec![],
         target: None,
+        early: false,
     };
     let first = p.on_change(file("1.0 kB"), t0, NOON);
     assert_eq!(first[0].summary, "Notes: changed, now 1.0 kB");
@@ -456,4 +458,55 @@ fn each_kind_follows_its_own_alert_setting() {
     assert!(p
         .on_change(note("b", &["y.txt"]), t0 + Duration::from_secs(60), NOON)
         .is_empty());
+}
+
+#[test]
+fn an_early_notice_is_shown_at_once_and_replaced_by_the_described_change() {
+    let t0 = Instant::now();
+    let mut p = NotificationPolicy::new(PolicyConfig::default());
+    let early = p.on_change(
+        ChangeNote::early("a", "Grid News", Duration::from_secs(17)),
+        t0,
+        NOON,
+    );
+    assert_eq!(early.len(), 1);
+    assert_eq!(early[0].summary, "Grid News changed");
+    assert!(early[0].body.contains("about 17 s"), "{}", early[0].body);
+    assert_eq!(early[0].replace_key.as_deref(), Some("cap:a"));
+    // It opens no window: the described change, 17 s later, is shown at once under the same
+    // key (replacing the notice on the desktop), and is the only change its window counts.
+    assert_eq!(p.next_deadline(), None);
+    let t1 = t0 + Duration::from_secs(17);
+    let described = p.on_change(note("a", &["x.txt"]), t1, NOON);
+    assert_eq!(described.len(), 1);
+    assert_eq!(described[0].summary, "Team Docs: added x.txt");
+    assert_eq!(described[0].replace_key.as_deref(), Some("cap:a"));
+    assert!(p.poll(t1 + Duration::from_secs(2), NOON).is_empty());
+}
+
+#[test]
+fn an_early_notice_adds_nothing_to_an_open_window_or_a_silence() {
+    let t0 = Instant::now();
+    let mut p = NotificationPolicy::new(PolicyConfig::default());
+    assert_eq!(p.on_change(note("a", &["x.txt"]), t0, NOON).len(), 1);
+    let early = ChangeNote::early("a", "Team Docs", Duration::from_secs(5));
+    assert!(p
+        .on_change(early.clone(), t0 + Duration::from_millis(500), NOON)
+        .is_empty());
+    // The window still holds one change: it ends silently.
+    assert!(p.poll(t0 + Duration::from_secs(3), NOON).is_empty());
+
+    // Held back during Do-Not-Disturb, and not counted: the described change is.
+    assert_eq!(p.set_do_not_disturb(true), None);
+    let t1 = t0 + Duration::from_secs(10);
+    assert!(p.on_change(early, t1, NOON).is_empty());
+    assert!(p
+        .on_change(note("a", &["y.txt"]), t1 + Duration::from_secs(5), NOON)
+        .is_empty());
+    let summary = p.set_do_not_disturb(false).expect("a summary");
+    assert!(
+        summary.summary.starts_with("1 change "),
+        "{}",
+        summary.summary
+    );
 }
