@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use local_grid::nats::{NatsOptions, NatsServer};
 use mutable_updates::client::{connect, PATH};
 use mutable_updates::message::{ClientMessage, ServerMessage};
 use mutable_updates::nurl::Nurl;
@@ -41,15 +42,7 @@ fn si(n: u32) -> StorageIndex {
 }
 
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
-fn nats_server_binary() -> Option<PathBuf> {
-    ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    local_grid::free_port().expect("a free port")
 }
 
 /// A child process ended (killed) when dropped.
@@ -72,22 +65,13 @@ impl Drop for Process {
     }
 }
 
-fn start_nats(binary: &Path, port: u16) -> Process {
-    let child = Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nats-server");
-    Process { child, stdin: None }
-}
-
-async fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// The broker on `port` (the same across a restart, so that clients find it again).
+fn start_nats(binary: &Path, port: u16) -> NatsServer {
+    let options = NatsOptions {
+        port,
+        ..NatsOptions::default()
+    };
+    NatsServer::start(binary, &options).expect("start nats-server")
 }
 
 fn server_command(role: &str, nats: &str) -> Command {
@@ -325,7 +309,7 @@ struct Cluster {
     work: tempfile::TempDir,
     nats_binary: PathBuf,
     nats_port: u16,
-    nats: Process,
+    nats: NatsServer,
     watchers: Vec<Process>,
     edges: Vec<Process>,
     edge_setups: Vec<EdgeSetup>,
@@ -412,7 +396,7 @@ impl Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_and_edges_on_a_real_broker_survive_edge_broker_watcher_and_partition_faults() {
-    let Some(nats_binary) = nats_server_binary() else {
+    let Some(nats_binary) = NatsServer::binary() else {
         eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server; tests/bootstrap.sh does)");
         return;
     };
@@ -439,7 +423,8 @@ async fn watchers_and_edges_on_a_real_broker_survive_edge_broker_watcher_and_par
     let nats_port = free_port();
     let proxy_port = free_port();
     let nats = start_nats(&nats_binary, nats_port);
-    wait_listening(nats_port).await;
+    nats.wait_ready(Duration::from_secs(10))
+        .expect("nats-server listening");
     let proxy = FaultProxy::start(proxy_port, nats_port).await;
     let direct = format!("nats://127.0.0.1:{nats_port}");
     let watchers: Vec<Process> = (0..3)

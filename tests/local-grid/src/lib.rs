@@ -43,6 +43,7 @@ pub mod desktop;
 mod http;
 mod logs;
 pub mod magic_folder;
+pub mod nats;
 mod process;
 
 use process::{Janitor, Launcher, Supervised};
@@ -414,6 +415,15 @@ fn find_python(tahoe: &Path) -> PathBuf {
     } else {
         PathBuf::from("python3")
     }
+}
+
+/// A loopback port free right now (another process may take it before it is used: for
+/// servers that are told their port, not for the grid's own nodes, see [`Grid::start`]).
+pub fn free_port() -> Result<u16, GridError> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|e| GridError::io("finding a free loopback port".to_owned(), e))
 }
 
 /// Picks `n` distinct free loopback ports by binding them all at once.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::{http, logs, Grid, GridError};
+use crate::{free_port, http, logs, Grid, GridError};
 
 /// How long a daemon or the mailbox may take to come up on a loaded machine.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -359,11 +359,4 @@ fn run_command(what: &str, command: &mut Command) -> Result<String, GridError> {
             String::from_utf8_lossy(&output.stderr)
         )),
     })
-}
-
-fn free_port() -> Result<u16, GridError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(|e| GridError::io("finding a free loopback port".to_owned(), e))
 }
