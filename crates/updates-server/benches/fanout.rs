@@ -15,8 +15,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,12 +26,16 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use mutable_updates::message::{ClientMessage, ServerMessage};
-use mutable_updates::nurl::Nurl;
 use rand::{Rng, SeedableRng};
+use support::{
+    cpu_ticks, cpu_ticks_self, delivery_histogram, histogram_delta, histogram_percentile_ms,
+    percentile, record_receipt, rss_kib, take_latencies_ms, ticks_per_second, timed_write,
+    user_system_ticks, write_share, write_syscalls, Pending, FANOUT_LATENCIES, LOAD_GENERATOR_CPU,
+    SERVER_CPU,
+};
 use tahoe_caps::StorageIndex;
-use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use updates_server::share::{DATA_OFFSET, MUTABLE_MAGIC_V2};
 
@@ -73,36 +79,9 @@ struct Args {
     bench: bool,
 }
 
-/// The CPUs of `--pin`.
-const LOAD_GENERATOR_CPU: &str = "0";
-const SERVER_CPU: &str = "1";
-
-/// A write the readers are waiting to see.
-struct PendingWrite {
-    written_at: Instant,
-    received: AtomicUsize,
-}
-
-type Pending = Arc<RwLock<HashMap<(StorageIndex, u64), Arc<PendingWrite>>>>;
-
 fn main() {
     let args = Args::parse();
-    if args.pin {
-        // Before the runtime's threads exist, so that they inherit the mask.
-        let pinned = Command::new("taskset")
-            .args(["-c", "-p", LOAD_GENERATOR_CPU])
-            .arg(std::process::id().to_string())
-            .stdout(Stdio::null())
-            .status()
-            .expect("taskset (util-linux)");
-        assert!(pinned.success(), "taskset could not pin the load generator");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.client_threads.max(1))
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run(args));
+    support::run_load_generator(args.pin, args.client_threads, run(args));
 }
 
 async fn run(args: Args) {
@@ -118,12 +97,8 @@ async fn run(args: Args) {
     for si in &slots {
         write_share(&storage, si, 1);
     }
-    let metrics_address = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port");
-    let mut server = start_server(work.path(), &storage, metrics_address, args.pin);
-    let nurl = wait_for_nurl(&work.path().join("nurl")).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut server, metrics_address, nurl) =
+        support::start_single(work.path(), &storage, args.pin).await;
     // With --pin, `taskset` execs the server in place: the child's pid is the server's.
     let server_pid = server.id();
     let rss_before = rss_kib(server_pid);
@@ -140,52 +115,21 @@ async fn run(args: Args) {
     // Connect and subscribe.
     let pending: Pending = Arc::new(RwLock::new(HashMap::new()));
     let delivered = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let connect_started = Instant::now();
-    let mut readers = Vec::with_capacity(args.connections);
-    let mut connect_tasks = tokio::task::JoinSet::new();
-    for index in 0..args.connections {
-        let mut chosen = vec![slots[0]];
-        let mut local = rand::rngs::StdRng::seed_from_u64(index as u64);
-        while chosen.len() < args.subscriptions.min(slots.len()) {
-            let si = slots[local.gen_range(0..slots.len())];
-            if !chosen.contains(&si) {
-                chosen.push(si);
-            }
-        }
-        let nurl = nurl.clone();
-        let gate = Arc::clone(&gate);
-        connect_tasks.spawn(async move {
-            let _permit = gate.acquire_owned().await.expect("semaphore");
-            let mut socket = mutable_updates::client::connect(&nurl, "/v1/mutable_updates")
-                .await
-                .expect("connect");
-            socket
-                .send(Message::Text(
-                    ClientMessage::subscribe(chosen).to_json().into(),
-                ))
-                .await
-                .expect("send subscribe");
-            loop {
-                match socket.next().await {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Ok(ServerMessage::Status(_)) = ServerMessage::parse(text.as_str()) {
-                            break;
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    other => panic!("connection {index} ended before its status: {other:?}"),
+    let sockets =
+        support::connect_subscribers(&nurl, args.connections, args.connect_concurrency, |index| {
+            let mut chosen = vec![slots[0]];
+            let mut local = rand::rngs::StdRng::seed_from_u64(index as u64);
+            while chosen.len() < args.subscriptions.min(slots.len()) {
+                let si = slots[local.gen_range(0..slots.len())];
+                if !chosen.contains(&si) {
+                    chosen.push(si);
                 }
             }
-            socket
-        });
-    }
-    while let Some(joined) = connect_tasks.join_next().await {
-        let socket = joined.expect("connect task");
-        let pending = Arc::clone(&pending);
-        let delivered = Arc::clone(&delivered);
-        readers.push(tokio::spawn(read_updates(socket, pending, delivered)));
-    }
+            ClientMessage::subscribe(chosen)
+        })
+        .await;
+    let readers = support::spawn_readers(sockets, &pending, &delivered);
     let connect_time = connect_started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_connected = rss_kib(server_pid);
@@ -209,35 +153,15 @@ async fn run(args: Args) {
     let fanout_cpu_start = (cpu_ticks(server_pid), cpu_ticks_self());
     let fanout_split_start = user_system_ticks(server_pid);
     let fanout_syscalls_start = write_syscalls(server_pid);
-    let mut latencies_ms: Vec<f64> = Vec::new();
-    let mut all_delivered_ms: Vec<f64> = Vec::new();
-    for write in 0..args.fanout_writes {
-        let seqnum = 2 + write as u64;
-        let record = Arc::new(PendingWrite {
-            written_at: Instant::now(),
-            received: AtomicUsize::new(0),
-        });
-        pending
-            .write()
-            .unwrap()
-            .insert((hot, seqnum), Arc::clone(&record));
-        write_share(&storage, &hot, seqnum);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while record.received.load(Ordering::Acquire) < args.connections
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let received = record.received.load(Ordering::Acquire);
-        all_delivered_ms.push(record.written_at.elapsed().as_secs_f64() * 1000.0);
-        if received < args.connections {
-            println!(
-                "fan-out write {write}: only {received} of {} received within 10 s",
-                args.connections
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut all_delivered_ms = support::timed_writes(
+        &pending,
+        (&storage, hot),
+        2,
+        args.fanout_writes,
+        args.connections,
+        Duration::from_millis(200),
+    )
+    .await;
 
     let fanout_cpu = (
         cpu_ticks(server_pid) - fanout_cpu_start.0,
@@ -250,11 +174,7 @@ async fn run(args: Args) {
     let fanout_syscalls = write_syscalls(server_pid) - fanout_syscalls_start;
     let profile_report = profile.map(stop_profile);
     let histogram_after = delivery_histogram(metrics_address).await;
-    let server_side: Vec<(f64, u64)> = histogram_after
-        .iter()
-        .zip(&histogram_before)
-        .map(|((bound, after), (_, before))| (*bound, after - before))
-        .collect();
+    let server_side = histogram_delta(&histogram_after, &histogram_before);
 
     // Throughput: every slot but the hot one, written round-robin as fast as the disk allows.
     let delivered_before = delivered.load(Ordering::Relaxed);
@@ -301,11 +221,8 @@ async fn run(args: Args) {
     let _ = server.kill();
     let _ = server.wait();
 
-    // Latencies of the fan-out phase, gathered by the readers into the shared histogram.
-    let histogram = FANOUT_LATENCIES.lock().unwrap();
-    latencies_ms.extend(histogram.iter().map(|micros| f64::from(*micros) / 1000.0));
-    drop(histogram);
-    latencies_ms.sort_by(|a, b| a.total_cmp(b));
+    // Latencies of the fan-out phase, gathered by the readers.
+    let latencies_ms = take_latencies_ms();
     all_delivered_ms.sort_by(|a, b| a.total_cmp(b));
     println!(
         "fan-out: {} writes to a slot with {} subscribers, {} deliveries: write-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; write-to-last-receipt p50 {:.1} ms, max {:.1} ms",
@@ -347,179 +264,6 @@ async fn run(args: Args) {
         histogram_percentile_ms(&server_side, 0.50),
         histogram_percentile_ms(&server_side, 0.99),
     );
-}
-
-/// The server's cumulative delivery-latency buckets: (upper bound in seconds, count).
-async fn delivery_histogram(metrics: std::net::SocketAddr) -> Vec<(f64, u64)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(metrics)
-        .await
-        .expect("metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-        .await
-        .expect("request");
-    let mut page = String::new();
-    stream.read_to_string(&mut page).await.expect("page");
-    page.lines()
-        .filter_map(|line| line.strip_prefix("tahoe_updates_delivery_latency_seconds_bucket{le=\""))
-        .filter_map(|rest| {
-            let (bound, count) = rest.split_once("\"} ")?;
-            let bound = if bound == "+Inf" {
-                f64::INFINITY
-            } else {
-                bound.parse().ok()?
-            };
-            Some((bound, count.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-/// The smallest bucket bound (ms) under which `fraction` of the observations fall.
-fn histogram_percentile_ms(cumulative: &[(f64, u64)], fraction: f64) -> f64 {
-    let total = cumulative.last().map_or(0, |(_, count)| *count);
-    let wanted = (total as f64 * fraction).ceil() as u64;
-    cumulative
-        .iter()
-        .find(|(_, count)| *count >= wanted)
-        .map_or(f64::INFINITY, |(bound, _)| bound * 1000.0)
-}
-
-static FANOUT_LATENCIES: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
-
-async fn read_updates<S>(
-    mut socket: tokio_tungstenite::WebSocketStream<S>,
-    pending: Pending,
-    delivered: Arc<AtomicUsize>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    while let Some(Ok(message)) = socket.next().await {
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let Ok(ServerMessage::Update(update)) = ServerMessage::parse(text.as_str()) else {
-            continue;
-        };
-        delivered.fetch_add(1, Ordering::Relaxed);
-        let Some(seqnum) = update.seqnum else {
-            continue;
-        };
-        let record = pending
-            .read()
-            .unwrap()
-            .get(&(update.storage_index, seqnum))
-            .cloned();
-        if let Some(record) = record {
-            let micros = record
-                .written_at
-                .elapsed()
-                .as_micros()
-                .min(u128::from(u32::MAX)) as u32;
-            FANOUT_LATENCIES.lock().unwrap().push(micros);
-            record.received.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-}
-
-/// Writes a share the way a Tahoe storage server publishes: the file is created once, then
-/// rewritten in place.
-fn write_share(storage: &Path, si: &StorageIndex, seqnum: u64) {
-    let dir = storage.join("shares").join(si.share_dir());
-    let path = dir.join("0");
-    if !path.exists() {
-        std::fs::create_dir_all(&dir).expect("share dir");
-        let share_data_length: u64 = 1 + 8 + 64;
-        let mut header = vec![0u8; DATA_OFFSET + share_data_length as usize];
-        header[..32].copy_from_slice(MUTABLE_MAGIC_V2);
-        // The container's data-length field follows the magic, write-enabler node id and secret.
-        header[84..92].copy_from_slice(&share_data_length.to_be_bytes());
-        std::fs::write(&path, header).expect("share file");
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("open share");
-    file.seek(SeekFrom::Start(DATA_OFFSET as u64))
-        .expect("seek");
-    let mut data = [0u8; 9];
-    data[1..].copy_from_slice(&seqnum.to_be_bytes());
-    file.write_all(&data).expect("write seqnum");
-}
-
-fn start_server(work: &Path, storage: &Path, metrics: std::net::SocketAddr, pin: bool) -> Child {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let params = rcgen::CertificateParams::new(vec!["updates.test".to_owned()]).expect("params");
-    let cert = params.self_signed(&key).expect("cert");
-    let cert_path = work.join("cert.pem");
-    let key_path = work.join("key.pem");
-    std::fs::write(&cert_path, cert.pem()).expect("cert file");
-    std::fs::write(&key_path, key.serialize_pem()).expect("key file");
-    std::fs::write(work.join("swissnum"), "loadgenswissnumloadgenswissnum12\n").expect("swissnum");
-    let server = env!("CARGO_BIN_EXE_tahoe-updates-server");
-    let mut command = if pin {
-        let mut command = Command::new("taskset");
-        command.args(["-c", SERVER_CPU, server]);
-        command
-    } else {
-        Command::new(server)
-    };
-    command
-        .arg("run")
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--storage-dir")
-        .arg(storage)
-        .arg("--tls-cert")
-        .arg(&cert_path)
-        .arg("--tls-key")
-        .arg(&key_path)
-        .arg("--swissnum-file")
-        .arg(work.join("swissnum"))
-        .arg("--nurl-file")
-        .arg(work.join("nurl"))
-        .args(["--max-queued-updates", "1000"])
-        // One address opens every connection here.
-        .args(["--max-connections", "100000"])
-        .args(["--max-sessions-per-address", "100000"])
-        .args(["--max-handshakes-per-address", "100000"])
-        .arg("--metrics-listen")
-        .arg(metrics.to_string())
-        .arg("--exit-when-stdin-closes")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start tahoe-updates-server")
-}
-
-async fn wait_for_nurl(path: &PathBuf) -> Nurl {
-    for _ in 0..200 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(nurl) = text.trim().parse() {
-                return nurl;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server wrote no NURL within 10 s");
-}
-
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Where `--profile` keeps its recording, for `perf report -i` after the run.
@@ -607,47 +351,6 @@ fn stop_profile((mut child, data): (Child, PathBuf)) -> String {
         share("handle_softirqs"),
         share("sock_def_readable"),
     )
-}
-
-/// User and kernel CPU ticks of `pid`.
-fn user_system_ticks(pid: u32) -> (u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0);
-    (field(11), field(12))
-}
-
-/// Write-family syscalls `pid` made (`syscw` of `/proc/<pid>/io`: `write`, `writev`, `sendmsg`).
-fn write_syscalls(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("syscw:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    stat_ticks(&format!("/proc/{pid}/stat"))
-}
-
-fn cpu_ticks_self() -> u64 {
-    stat_ticks("/proc/self/stat")
-}
-
-fn stat_ticks(path: &str) -> u64 {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
-    let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-    utime + stime
-}
-
-fn ticks_per_second() -> f64 {
-    100.0
 }
 
 // ---- proofs on versus off -----------------------------------------------------------------------
@@ -739,12 +442,7 @@ async fn compare_proofs(args: Args) {
     let hot = StorageIndex::from_bytes([0x5a; 16]);
     let mut writer = Writer::new();
     writer.write(&storage, &hot, 1);
-    let metrics_address = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port");
-    let mut server = start_server(work.path(), &storage, metrics_address, args.pin);
-    let nurl = wait_for_nurl(&work.path().join("nurl")).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut server, _, nurl) = support::start_single(work.path(), &storage, args.pin).await;
     let pid = server.id();
     let mut seqnum = 1u64;
     let mut phases = Vec::new();
@@ -753,49 +451,23 @@ async fn compare_proofs(args: Args) {
         let bytes = Arc::new(AtomicUsize::new(0));
         let updates = Arc::new(AtomicUsize::new(0));
         let verified_ok = Arc::new(AtomicUsize::new(0));
-        let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..args.connections {
-            let nurl = nurl.clone();
-            let gate = Arc::clone(&gate);
-            tasks.spawn(async move {
-                let _permit = gate.acquire_owned().await.expect("semaphore");
-                let mut socket = mutable_updates::client::connect(&nurl, "/v1/mutable_updates")
-                    .await
-                    .expect("connect");
-                let subscribe = if proofs {
+        let sockets =
+            support::connect_subscribers(&nurl, args.connections, args.connect_concurrency, |_| {
+                if proofs {
                     ClientMessage::subscribe_with_proofs(
                         [hot],
                         mutable_updates::message::ProofRequest::WithKeys,
                     )
                 } else {
                     ClientMessage::subscribe([hot])
-                };
-                socket
-                    .send(Message::Text(subscribe.to_json().into()))
-                    .await
-                    .expect("send subscribe");
-                loop {
-                    match socket.next().await {
-                        Some(Ok(Message::Text(text))) => {
-                            if let Ok(ServerMessage::Status(_)) =
-                                ServerMessage::parse(text.as_str())
-                            {
-                                break (socket, text.len());
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        other => panic!("ended before its status: {other:?}"),
-                    }
                 }
-            });
-        }
+            })
+            .await;
         let mut readers = Vec::new();
         let mut status_bytes = 0usize;
         let fingerprint = writer.fingerprint();
         let key = mutable_updates::proof::VerificationKey::from_der(&writer.key_der).expect("key");
-        while let Some(joined) = tasks.join_next().await {
-            let (mut socket, status_len) = joined.expect("connect task");
+        for (mut socket, status_len) in sockets {
             status_bytes += status_len;
             let pending = Arc::clone(&pending);
             let bytes = Arc::clone(&bytes);
@@ -822,22 +494,8 @@ async fn compare_proofs(args: Args) {
                             verified_ok.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    let Some(seqnum) = update.seqnum else {
-                        continue;
-                    };
-                    let record = pending
-                        .read()
-                        .unwrap()
-                        .get(&(update.storage_index, seqnum))
-                        .cloned();
-                    if let Some(record) = record {
-                        let micros = record
-                            .written_at
-                            .elapsed()
-                            .as_micros()
-                            .min(u128::from(u32::MAX)) as u32;
-                        FANOUT_LATENCIES.lock().unwrap().push(micros);
-                        record.received.fetch_add(1, Ordering::AcqRel);
+                    if let Some(seqnum) = update.seqnum {
+                        record_receipt(&pending, update.storage_index, seqnum);
                     }
                 }
             }));
@@ -848,32 +506,15 @@ async fn compare_proofs(args: Args) {
         let mut last_receipt_ms = Vec::new();
         for _ in 0..args.fanout_writes {
             seqnum += 1;
-            let record = Arc::new(PendingWrite {
-                written_at: Instant::now(),
-                received: AtomicUsize::new(0),
-            });
-            pending
-                .write()
-                .unwrap()
-                .insert((hot, seqnum), Arc::clone(&record));
-            writer.write(&storage, &hot, seqnum);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while record.received.load(Ordering::Acquire) < args.connections
-                && Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            last_receipt_ms.push(record.written_at.elapsed().as_secs_f64() * 1000.0);
+            let (last_ms, _) = timed_write(&pending, hot, seqnum, args.connections, || {
+                writer.write(&storage, &hot, seqnum)
+            })
+            .await;
+            last_receipt_ms.push(last_ms);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let server_cpu_s = (cpu_ticks(pid) - cpu_start) as f64 / ticks_per_second();
-        let mut latencies_ms: Vec<f64> = FANOUT_LATENCIES
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|micros| f64::from(*micros) / 1000.0)
-            .collect();
-        latencies_ms.sort_by(|a, b| a.total_cmp(b));
+        let latencies_ms = take_latencies_ms();
         last_receipt_ms.sort_by(|a, b| a.total_cmp(b));
         let received = updates.load(Ordering::Relaxed).max(1);
         phases.push(Phase {
