@@ -74,6 +74,9 @@ pub struct GridOptions {
     /// directory that is removed when the grid stops. A given directory must be empty or absent
     /// and is left in place.
     pub base_dir: Option<PathBuf>,
+    /// Give each storage node a web port on loopback (default: none), e.g. to read its
+    /// `/statistics?t=json` counters ([`StorageNode::statistics`]).
+    pub storage_web: bool,
 }
 
 impl Default for GridOptions {
@@ -84,6 +87,7 @@ impl Default for GridOptions {
             shares_happy: 2,
             shares_total: 3,
             base_dir: None,
+            storage_web: false,
         }
     }
 }
@@ -118,10 +122,47 @@ pub struct StorageNode {
     pub storage_dir: PathBuf,
     /// The loopback port of its Foolscap and HTTPS storage listener.
     pub port: u16,
+    /// Its web port, with [`GridOptions::storage_web`].
+    pub web_port: Option<u16>,
     gateway_dir: PathBuf,
 }
 
 impl StorageNode {
+    /// The node's `/statistics?t=json` (with [`GridOptions::storage_web`]): its counters
+    /// include `storage_server.readv`, one per share read request it served.
+    pub fn statistics(&self) -> Result<serde_json::Value, GridError> {
+        let port = self.web_port.ok_or_else(|| {
+            GridError::InvalidOptions(format!(
+                "{} has no web port: start the grid with storage_web",
+                self.name
+            ))
+        })?;
+        const OP: &str = "read a storage node's statistics";
+        let answer = http::request(port, "GET", "/statistics?t=json", &[], None)
+            .map_err(|e| GridError::io(format!("{OP}: talking to {}", self.name), e))?;
+        if answer.status != 200 {
+            return Err(GridError::Http {
+                operation: OP,
+                status: answer.status,
+                body: String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(200)
+                    .collect(),
+            });
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| GridError::BadResponse {
+            operation: OP,
+            detail: format!("not JSON: {e}"),
+        })
+    }
+
+    /// How many share read requests (`slot_readv`) the node has served since it started.
+    pub fn readv_count(&self) -> Result<u64, GridError> {
+        Ok(self.statistics()?["counters"]["storage_server.readv"]
+            .as_u64()
+            .unwrap_or(0))
+    }
+
     /// The NURL this storage server announces, e.g.
     /// `pb://<spki-hash>@127.0.0.1:<port>/<swissnum>#v=1`.
     ///
@@ -1072,6 +1113,11 @@ impl Starter {
     fn run(&mut self) -> Result<Built, GridError> {
         let o = self.options.clone();
         let n = o.storage_nodes;
+        let web_ports = if o.storage_web {
+            pick_ports(n)?.into_iter().map(Some).collect()
+        } else {
+            vec![None; n]
+        };
         let ports = pick_ports(n + 2)?;
         let (intro_port, gw_port, storage_ports) = match ports.as_slice() {
             [a, b, rest @ ..] => (*a, *b, rest.to_vec()),
@@ -1122,7 +1168,10 @@ impl Starter {
                     .arg("--location")
                     .arg(format!("tcp:127.0.0.1:{port}"))
                     .arg("--webport")
-                    .arg("none")
+                    .arg(match web_ports.get(i).copied().flatten() {
+                        Some(web) => format!("tcp:{web}:interface=127.0.0.1"),
+                        None => "none".to_owned(),
+                    })
                     .args(&encoding)
                     .arg(dir),
                 &what,
@@ -1179,6 +1228,10 @@ impl Starter {
             let name = format!("storage{i}");
             let port = storage_ports.get(i).copied().unwrap_or_default();
             let port = claim_port(dir, PortKind::Tub, port)?;
+            let web_port = match web_ports.get(i).copied().flatten() {
+                Some(web) => Some(claim_port(dir, PortKind::Web, web)?),
+                None => None,
+            };
             self.procs
                 .storage
                 .push(Some(Supervised::start(&self.launcher, &name, dir)?));
@@ -1187,6 +1240,7 @@ impl Starter {
                 dir: dir.clone(),
                 storage_dir: dir.join("storage"),
                 port,
+                web_port,
                 gateway_dir: gateway_dir.clone(),
             });
         }

@@ -306,10 +306,15 @@ fn dropping_a_grid_stops_it_and_removes_its_directory() {
         shares_happy: 1,
         shares_total: 1,
         base_dir: None,
+        storage_web: true,
     })
     .unwrap();
+    let node = &grid.storage_nodes()[0];
+    let reads_before = node.readv_count().unwrap();
     let cap = grid.create_mutable_file(Format::Sdmf, b"x").unwrap();
     assert_eq!(grid.read_file(&cap).unwrap(), b"x");
+    // The node's own counters (its web port): the read went to its shares.
+    assert!(node.readv_count().unwrap() > reads_before);
     let pids = grid.node_pids();
     let dir = grid.base_dir().to_path_buf();
     assert_eq!(pids.len(), 3);
@@ -350,6 +355,7 @@ fn child_process_holding_a_grid() {
         shares_happy: 1,
         shares_total: 1,
         base_dir: None,
+        storage_web: false,
     })
     .unwrap();
     let pids: Vec<String> = grid.node_pids().iter().map(u32::to_string).collect();

@@ -21,6 +21,7 @@ use updates_server::watcher::{ShareWatcher, WatcherOptions};
 /// The updates server's code for one storage node, stoppable and restartable on its port.
 pub struct InProcessServer {
     node: StorageNode,
+    limits: Limits,
     /// The port it listens on (kept across restarts).
     pub port: u16,
     /// Its NURL (the storage node's own certificate pin and swissnum).
@@ -35,6 +36,12 @@ pub struct InProcessServer {
 impl InProcessServer {
     /// Starts serving on a fresh loopback port.
     pub async fn start(node: &StorageNode) -> Self {
+        Self::start_with_limits(node, Limits::default()).await
+    }
+
+    /// Starts serving on a fresh loopback port with `limits` (e.g. a benchmark's crowd from
+    /// one address).
+    pub async fn start_with_limits(node: &StorageNode, limits: Limits) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let identity = IdentitySources {
@@ -51,6 +58,7 @@ impl InProcessServer {
         );
         let mut server = Self {
             node: node.clone(),
+            limits,
             port,
             nurl,
             running: None,
@@ -78,7 +86,7 @@ impl InProcessServer {
             Arc::new(watcher.clone()),
             &identity.swissnum,
             Some(tls),
-            Limits::default(),
+            self.limits.clone(),
         ));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
