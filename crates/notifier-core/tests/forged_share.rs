@@ -9,32 +9,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
+#[path = "support/watching.rs"]
+mod watching;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use local_grid::{Format, Grid};
 use mutable_updates::nurl::Nurl;
-use notifier_core::caps::CapStore;
-use notifier_core::config::ConfigFile;
-use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
-use notifier_core::grid_file::parse_grid_file;
-use notifier_core::link::LinkTiming;
-use notifier_core::paths::Paths;
-use notifier_core::servers::ServerStore;
 use support::{secrets, InProcessServer};
 use tahoe_caps::Cap;
-use tokio::sync::mpsc;
-
-fn grid() -> &'static Grid {
-    local_grid::shared().expect("a real Tahoe grid (run tests/bootstrap-python.sh?)")
-}
-
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(work).await.unwrap()
-}
+use watching::{blocking, changes_within, grid, new_folder, Watching};
 
 /// Byte offset of a mutable share file's seqnum: the 468-byte container header and leases, then
 /// the share data's version byte.
@@ -128,21 +113,6 @@ impl Forger {
     }
 }
 
-/// Every `Changed` event within `window`.
-async fn changes_within(
-    events: &mut mpsc::Receiver<EngineEvent>,
-    window: Duration,
-) -> Vec<notifier_core::engine::ChangeReport> {
-    let deadline = tokio::time::Instant::now() + window;
-    let mut found = Vec::new();
-    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
-        if let EngineEvent::Changed(report) = event {
-            found.push(report);
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_share_with_a_huge_seqnum_does_not_silence_the_cap() {
     let grid = grid();
@@ -150,12 +120,7 @@ async fn a_forged_share_with_a_huge_seqnum_does_not_silence_the_cap() {
     for node in grid.storage_nodes() {
         honest.push(InProcessServer::start(node).await);
     }
-    let dircap = blocking(move || {
-        let dircap = grid.create_mutable_dir(Format::Sdmf).unwrap();
-        grid.put_child(&dircap, "first.txt", b"one").unwrap();
-        dircap
-    })
-    .await;
+    let dircap = new_folder().await;
     let cap: Cap = dircap.parse().unwrap();
     let si = cap.storage_index().unwrap().to_base32();
     // A genuine share of the folder, from the first storage node that has one.
@@ -171,54 +136,20 @@ async fn a_forged_share_with_a_huge_seqnum_does_not_silence_the_cap() {
         .expect("a share of the folder on some node");
     let forger = Forger::start(&genuine, &relative, 1 << 63);
 
-    let home = tempfile::tempdir().unwrap();
-    let paths = Paths::under(home.path());
-    paths.ensure_dirs().unwrap();
-    let secrets = secrets();
     let mut nurls: Vec<String> = honest.iter().map(|s| s.nurl.to_string()).collect();
     nurls.push(forger.nurl.to_string());
-    let description = serde_json::json!({
-        "name": "forged grid",
-        "gateway_url": grid.gateway_url(),
-        "updates_servers": nurls,
-    })
-    .to_string();
-    ServerStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets))
-        .import_grid(&parse_grid_file(&description).unwrap())
-        .unwrap();
-    let caps = CapStore::new(ConfigFile::new(paths.config_file()), Arc::clone(&secrets));
-    let cap_id = caps.add(&cap, "Shared folder", None).unwrap().id;
+    let watching = Watching::new("forged grid", &nurls, &cap, secrets());
 
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
-            let mut options = EngineOptions::new(paths.clone(), Arc::clone(&secrets));
-            options.link_timing = LinkTiming {
-                backoff_initial: Duration::from_millis(100),
-                ..LinkTiming::default()
-            };
-            let engine = Engine::open(options, None).unwrap();
-            let (commands, commands_rx) = mpsc::channel(8);
-            let (events_tx, mut events) = mpsc::channel(1024);
-            let running = tokio::task::spawn_local(engine.run(commands_rx, events_tx));
-            // Subscribed on all four (the forger too: it holds "a share").
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, events.recv()).await {
-                    Ok(Some(EngineEvent::CapStatus {
-                        id, subscribed_on, ..
-                    })) if id == cap_id && subscribed_on == 4 => break,
-                    Ok(Some(EngineEvent::Changed(report))) => {
-                        panic!("the forged seqnum raised a change: {report:?}")
-                    }
-                    Ok(Some(_)) => {}
-                    _ => panic!("the cap was not subscribed on all four servers"),
-                }
-            }
+            // Subscribed on all four (the forger too: it holds "a share"), the forged seqnum
+            // raising no change meanwhile.
+            let mut engine = watching.start_engine(4).await;
+            let events = &mut engine.events;
             // The forgery raises nothing, at subscribe time or as a live update.
             forger.reforge((1 << 63) + 1);
-            let spurious = changes_within(&mut events, Duration::from_secs(4)).await;
+            let spurious = changes_within(events, Duration::from_secs(4)).await;
             assert!(
                 spurious.is_empty(),
                 "the forger's seqnums were believed: {spurious:?}"
@@ -231,16 +162,14 @@ async fn a_forged_share_with_a_huge_seqnum_does_not_silence_the_cap() {
                     .unwrap()
             })
             .await;
-            let changes = changes_within(&mut events, Duration::from_secs(10)).await;
+            let changes = changes_within(events, Duration::from_secs(10)).await;
             assert_eq!(changes.len(), 1, "one change for one publish: {changes:?}");
             assert!(
                 changes[0].summary.contains("after-forgery.txt"),
                 "{changes:?}"
             );
             assert!(changes[0].seqnum < 1 << 63, "a real seqnum: {changes:?}");
-            let _ = commands.send(EngineCommand::Shutdown).await;
-            running.await.unwrap().unwrap();
+            engine.shutdown().await;
         })
         .await;
-    let _ = caps.remove(&cap_id);
 }
