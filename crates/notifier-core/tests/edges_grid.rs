@@ -6,10 +6,11 @@
 //! seqnum. Then edge A is SIGKILLed and a publish is still reported once. Skipped, with the
 //! reason printed, when `nats-server` is not installed.
 //!
-//! The second test (ignored: it fails until the engine is mended) publishes changes one right
-//! after another's report: when an edge's unverified word of a change comes before the node's
-//! verified one, the engine describes the change a second time, and that redundant description
-//! can take the next change's listing, which is then reported as "no visible difference".
+//! The second test publishes changes one right after another's report: when an edge's
+//! unverified word of a change came before the node's verified one, the engine used to describe
+//! the change a second time, and that redundant description took the next change's listing,
+//! which was then reported as "no visible difference" (fixed: a proven seqnum reported already
+//! is not described again).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,9 +34,9 @@ use tahoe_caps::{Cap, StorageIndex};
 use tokio::sync::mpsc;
 use watching::{blocking, grid, new_folder, RunningEngine, Watching};
 
-/// How long after a change's report another one for it would have shown. Longer than a second,
-/// redundant description of the same seqnum lives (it retries the listing for 3.7 s while it
-/// shows nothing new): a publish inside that time is misdescribed (the ignored test).
+/// How long after a change's report another one for it would have shown: longer than the
+/// engine retries a listing that shows nothing new (3.7 s), so that a second description of
+/// the same seqnum, were there one, would be seen here.
 const QUIET: Duration = Duration::from_millis(4_500);
 
 /// A `tahoe-updates-server` in the watcher or edge role, SIGKILLed when dropped (and ending by
@@ -342,9 +343,6 @@ async fn a_client_of_two_edges_and_a_nodes_own_server_reports_each_change_once()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: a second description of an already reported seqnum (an edge's unverified \
-            word first, the node's verified one second) takes the next change's listing, which \
-            is then reported as 'no visible difference'"]
 async fn changes_in_quick_succession_are_each_named_with_an_edge_and_a_nodes_own_server() {
     init_logs();
     let Some(deployment) = Deployment::start() else {

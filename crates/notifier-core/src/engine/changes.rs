@@ -230,10 +230,25 @@ impl Engine {
         let waiting = self.describing.in_flight.remove(&si).flatten();
         if let Some(Watched::Cap(cap)) = self.watched.get(&si).cloned() {
             self.report_described(&cap, pending, fetched, events).await;
-            if let Some(next) = waiting {
+            if let Some(next) = waiting.filter(|next| !self.reported_already(next)) {
                 self.start_describing(&cap, next);
             }
         }
+    }
+
+    /// Whether `pending` is a proven version that has been reported already: a server
+    /// without proofs (an edge) told of it first, its listing check reported it, and the
+    /// node's proof of the same seqnum came while that check ran. Describing it again would
+    /// wait for the listing to move and take the next change for this one (found by
+    /// `tests/edges_grid.rs`). Checks are never dropped: a lowered seqnum (a slot
+    /// republished from scratch) is a check at or below the reported one.
+    fn reported_already(&self, pending: &Pending) -> bool {
+        pending.verified
+            && pending.change.seqnum != 0
+            && self
+                .tracker
+                .reported_seqnum(&pending.change.storage_index)
+                .is_some_and(|reported| reported >= pending.change.seqnum)
     }
 
     async fn report_described(
@@ -244,6 +259,12 @@ impl Engine {
         events: &mpsc::Sender<EngineEvent>,
     ) {
         let change = pending.change;
+        if self.reported_already(&pending) {
+            // Its listing may already show a later change, which must not be saved as this
+            // one's snapshot (that change would then find nothing new).
+            tracing::debug!(cap = %cap.id, seqnum = change.seqnum, "a proven seqnum reported already");
+            return;
+        }
         if !pending.verified {
             // A change no proof vouches for is believed only if the listing shows it.
             let unchanged = match &fetched {
