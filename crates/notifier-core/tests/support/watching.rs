@@ -16,6 +16,7 @@ use notifier_core::engine::{
 use notifier_core::grid_file::parse_grid_file;
 use notifier_core::keyring_store::SecretStore;
 use notifier_core::link::LinkTiming;
+use notifier_core::notify::NotificationSink;
 use notifier_core::paths::Paths;
 use notifier_core::servers::ServerStore;
 use tahoe_caps::Cap;
@@ -82,22 +83,43 @@ impl Watching {
     /// Starts the engine on the current `LocalSet` (reconnecting quickly) and waits until the
     /// cap is subscribed on `servers` servers; a change reported before that fails the test.
     pub async fn start_engine(&self, servers: usize) -> RunningEngine {
+        self.start_engine_with(servers, |_| {}, None).await
+    }
+
+    /// [`Watching::start_engine`] with options of the test's (`configure`) and a sink, waiting
+    /// until every cap of the home is subscribed on `servers` servers.
+    pub async fn start_engine_with(
+        &self,
+        servers: usize,
+        configure: impl FnOnce(&mut EngineOptions),
+        sink: Option<Arc<dyn NotificationSink>>,
+    ) -> RunningEngine {
         let mut options = EngineOptions::new(self.paths.clone(), Arc::clone(&self.secrets));
         options.link_timing = LinkTiming {
             backoff_initial: Duration::from_millis(100),
             ..LinkTiming::default()
         };
-        let engine = Engine::open(options, None).unwrap();
+        configure(&mut options);
+        let engine = Engine::open(options, sink).unwrap();
         let (commands, commands_rx) = mpsc::channel(8);
         let (events_tx, mut events) = mpsc::channel(1024);
         let task = tokio::task::spawn_local(engine.run(commands_rx, events_tx));
+        let mut waiting: std::collections::HashSet<String> = self
+            .caps
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        while !waiting.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, events.recv()).await {
                 Ok(Some(EngineEvent::CapStatus {
                     id, subscribed_on, ..
-                })) if id == self.cap_id && subscribed_on == servers => break,
+                })) if subscribed_on == servers => {
+                    waiting.remove(&id);
+                }
                 Ok(Some(EngineEvent::Changed(report))) => {
                     panic!("a change reported before any publish: {report:?}")
                 }
