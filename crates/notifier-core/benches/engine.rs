@@ -288,6 +288,17 @@ fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Where a process's resident memory is: its heap and other anonymous memory, and pages of
+/// its binary and libraries (`/proc/<pid>/smaps_rollup`).
+fn rss_split(pid: u32) -> String {
+    let kib = |key: &str| proc_field(pid, "smaps_rollup", key) as f64 / 1024.0;
+    format!(
+        "of which anonymous {:.1} MiB, file pages {:.1} MiB",
+        kib("Anonymous:"),
+        kib("Rss:") - kib("Anonymous:")
+    )
+}
+
 /// Bytes of one share of the slot `si` on a storage node (the share files under its storage
 /// directory), to estimate what a gateway poll reads from the servers.
 fn share_bytes(grid: &Grid, si: &str) -> Option<u64> {
@@ -396,9 +407,10 @@ async fn tray_start(dir: &tempfile::TempDir, paths: &Paths) {
         );
     }
     println!(
-        "tray RSS with {MANY_CAPS} caps subscribed: {:.1} MiB (VmHWM {:.1} MiB)",
+        "tray RSS with {MANY_CAPS} caps subscribed: {:.1} MiB (VmHWM {:.1} MiB); {}",
         proc_field(pid, "status", "VmRSS:") as f64 / 1024.0,
-        proc_field(pid, "status", "VmHWM:") as f64 / 1024.0
+        proc_field(pid, "status", "VmHWM:") as f64 / 1024.0,
+        rss_split(pid)
     );
 
     // "Open Tahoe Notifier": the menu entry sends the host the same command as this D-Bus call;
@@ -455,11 +467,18 @@ fn main() {
             servers.push(InProcessServer::start(node).await);
         }
 
-        println!("\n## a. PUT answer → D-Bus Notify returned ({CHANGES} changes, {ROTATE_OVER} directories in rotation)");
-        let with = notify_latency(grid, &servers, true).await;
-        let (with_p50, with_p99, with_mean) = stats("with the diff (gateway listing)", with);
-        let without = notify_latency(grid, &servers, false).await;
-        let (wo_p50, wo_p99, _) = stats("without the diff (no gateway)", without);
+        // `--many-caps-only`: parts b and b2 alone (memory and start-up with 1,000 caps).
+        let many_caps_only = std::env::args().any(|a| a == "--many-caps-only");
+        let (with_p50, with_p99, with_mean, wo_p50, wo_p99) = if many_caps_only {
+            (0.0, 0.0, 0.0, 0.0, 0.0)
+        } else {
+            println!("\n## a. PUT answer → D-Bus Notify returned ({CHANGES} changes, {ROTATE_OVER} directories in rotation)");
+            let with = notify_latency(grid, &servers, true).await;
+            let (with_p50, with_p99, with_mean) = stats("with the diff (gateway listing)", with);
+            let without = notify_latency(grid, &servers, false).await;
+            let (wo_p50, wo_p99, _) = stats("without the diff (no gateway)", without);
+            (with_p50, with_p99, with_mean, wo_p50, wo_p99)
+        };
 
         println!("\n## b. tahoe-notifier watch with {MANY_CAPS} caps on {} servers", servers.len());
         let secrets: Arc<dyn SecretStore> = Arc::new(KeyringSecretStore::new(KeyringBackend::Keyutils));
@@ -553,8 +572,8 @@ fn main() {
         let (rchar1, wchar1) = (proc_field(pid, "io", "rchar:"), proc_field(pid, "io", "wchar:"));
         let rss_idle = proc_field(pid, "status", "VmRSS:");
         let hwm = proc_field(pid, "status", "VmHWM:");
-        println!("RSS: {:.1} MiB when all subscribed, {:.1} MiB after {} s idle (peak {:.1} MiB)",
-            rss_subscribed as f64 / 1024.0, rss_idle as f64 / 1024.0, IDLE.as_secs(), hwm as f64 / 1024.0);
+        println!("RSS: {:.1} MiB when all subscribed, {:.1} MiB after {} s idle (peak {:.1} MiB); {}",
+            rss_subscribed as f64 / 1024.0, rss_idle as f64 / 1024.0, IDLE.as_secs(), hwm as f64 / 1024.0, rss_split(pid));
         println!(
             "idle {} s on TCP sockets (ss -tinp; {} open before, {} after): {sent} B sent, {received} B received; all I/O syscalls (/proc/pid/io): {} B read, {} B written",
             IDLE.as_secs(), sockets_before.len(), sockets_after.len(),
@@ -566,6 +585,12 @@ fn main() {
         println!("\n## b2. the tray (tahoe-notifier-tray, the engine host) with the same {MANY_CAPS} caps");
         tray_start(&dir, &paths).await;
 
+        if many_caps_only {
+            for server in &mut servers {
+                server.stop().await;
+            }
+            return;
+        }
         println!("\n## c. polling the same {MANY_CAPS} caps through the gateway every 60 s");
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let poll_started = Instant::now();
