@@ -10,19 +10,19 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use notifier_core::caps::CapStore;
-use notifier_core::config::ConfigFile;
 use notifier_core::history::History;
 use notifier_core::host::client::{ClientError, HostClient};
 use notifier_core::host::HostState;
-use notifier_core::keyring_store::{KeyringBackend, SecretStore};
-use notifier_core::paths::Paths;
-use notifier_core::servers::ServerStore;
+use notifier_core::store::caps::CapStore;
+use notifier_core::store::config::ConfigFile;
+use notifier_core::store::keyring::{KeyringBackend, SecretStore};
+use notifier_core::store::paths::Paths;
+use notifier_core::store::servers::ServerStore;
 use tauri::{AppHandle, Emitter as _};
 use tokio::sync::mpsc;
 
-use notifier_core::preferences::Preferences as Settings;
 use notifier_core::status::LiveState;
+use notifier_core::store::preferences::Preferences as Settings;
 
 /// The event the page listens to: "something changed, refresh what you show".
 pub const CHANGED_EVENT: &str = "notifier://changed";
@@ -154,9 +154,11 @@ impl Core {
     /// The user's Tahoe node: the one chosen in the app, else `~/.tahoe` if it exists.
     pub fn tahoe_node(
         &self,
-    ) -> Result<Option<notifier_core::tahoe_node::NodeDir>, notifier_core::tahoe_node::NodeDirError>
-    {
-        notifier_core::tahoe_node::NodeDir::find(self.settings().tahoe_node_dir.as_deref())
+    ) -> Result<
+        Option<notifier_core::grid::tahoe_node::NodeDir>,
+        notifier_core::grid::tahoe_node::NodeDirError,
+    > {
+        notifier_core::grid::tahoe_node::NodeDir::find(self.settings().tahoe_node_dir.as_deref())
     }
 
     /// Remembers an item the page should show once it is loaded.
@@ -352,7 +354,7 @@ async fn connect_or_start(
 
 /// Checks the keyring before an action that stores a secret.
 pub fn require_keyring(core: &Core) -> Result<(), String> {
-    match notifier_core::keyring_problem::probe(core.secrets.as_ref()) {
+    match notifier_core::store::keyring_problem::probe(core.secrets.as_ref()) {
         None => Ok(()),
         Some(problem) => Err(format!(
             "{}: nothing was stored. {}",
@@ -370,7 +372,7 @@ pub fn data_locations(core: &Core) -> Vec<(String, PathBuf)> {
             "Preferences".to_owned(),
             core.paths
                 .config_dir()
-                .join(notifier_core::preferences::PREFERENCES_FILE),
+                .join(notifier_core::store::preferences::PREFERENCES_FILE),
         ),
     ]
 }

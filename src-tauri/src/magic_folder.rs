@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notifier_core::config::ConfigFile;
+use notifier_core::store::config::ConfigFile;
 
+use notifier_core::describe::snapshot::human_size;
 use notifier_core::magic_folder::poll_interval::{
     self, PollCost, MEASURED_BYTES_PER_DIRECTORY_READ, SUGGESTED_POLL_INTERVAL_SECS,
 };
 use notifier_core::magic_folder::{self as mf, MagicFolderClient, MagicFolderError};
-use notifier_core::snapshot::human_size;
 use serde::Serialize;
 use tauri::{AppHandle, Emitter as _, State};
 

@@ -26,8 +26,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore};
-use notifier_core::paths::Paths;
+use notifier_core::store::keyring::{KeyringBackend, KeyringSecretStore};
+use notifier_core::store::paths::Paths;
 use tauri::{Manager as _, RunEvent};
 
 /// The file name (without `.desktop`) of the per-user XDG autostart entry that Settings' "Start

@@ -36,11 +36,11 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use local_grid::magic_folder::WormholeMailbox;
 use local_grid::{Format, Grid};
-use notifier_core::caps::CapStore;
-use notifier_core::config::ConfigFile;
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
-use notifier_core::paths::Paths;
-use notifier_core::servers::ServerStore;
+use notifier_core::store::caps::CapStore;
+use notifier_core::store::config::ConfigFile;
+use notifier_core::store::keyring::{KeyringBackend, KeyringSecretStore, SecretStore};
+use notifier_core::store::paths::Paths;
+use notifier_core::store::servers::ServerStore;
 use serde_json::json;
 use support::{
     click, invoke, read_cap_of, screenshots_dir, start_updates_servers, text_of, wait_for,
@@ -944,8 +944,8 @@ async fn run_steps(
         Some("changes=follow-dnd,news=follow-dnd,critical_news=always"),
         "the default alert settings"
     );
-    let preferences = notifier_core::preferences::Preferences::path(
-        notifier_core::paths::Paths::under(home).config_dir(),
+    let preferences = notifier_core::store::preferences::Preferences::path(
+        notifier_core::store::paths::Paths::under(home).config_dir(),
     );
     save_news_alert(client, &preferences, "never").await;
     save_news_alert(client, &preferences, "follow-dnd").await;

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::Locator;
-use notifier_core::config::ConfigFile;
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
-use notifier_core::paths::Paths;
-use notifier_core::servers::ServerStore;
+use notifier_core::store::config::ConfigFile;
+use notifier_core::store::keyring::{KeyringBackend, KeyringSecretStore, SecretStore};
+use notifier_core::store::paths::Paths;
+use notifier_core::store::servers::ServerStore;
 use serde_json::json;
 use support::{
     click, screenshot_window, screenshots_dir, start_app, start_updates_servers, text_of, wait_for,

@@ -24,16 +24,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use local_grid::{Format, Grid, GridOptions};
-use notifier_core::caps::CapStore;
-use notifier_core::config::ConfigFile;
 use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
-use notifier_core::grid_file::parse_grid_file;
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
+use notifier_core::grid::description::parse_grid_file;
 use notifier_core::notify::{
     DeliveredId, DesktopSink, Notification, NotificationSink, NotifyError, PolicyConfig,
 };
-use notifier_core::paths::Paths;
-use notifier_core::servers::ServerStore;
+use notifier_core::store::caps::CapStore;
+use notifier_core::store::config::ConfigFile;
+use notifier_core::store::keyring::{KeyringBackend, KeyringSecretStore, SecretStore};
+use notifier_core::store::paths::Paths;
+use notifier_core::store::servers::ServerStore;
 use support::InProcessServer;
 use tahoe_caps::Cap;
 use tokio::sync::mpsc;

@@ -1,6 +1,6 @@
 //! The history database: every change and every news message seen, with read/unread state, for
 //! the UI and for "what did I miss". Also holds the highest seqnum per storage index (see
-//! [`crate::seqnum`]) and the last directory snapshot per cap (see [`crate::snapshot`]).
+//! [`crate::engine::seqnum`]) and the last directory snapshot per cap (see [`crate::describe::snapshot`]).
 //!
 //! An embedded SQLite file (rusqlite, bundled). The schema is versioned with `PRAGMA
 //! user_version`: each entry of [`MIGRATIONS`] moves the file one version up, inside a
@@ -57,7 +57,7 @@ const MIGRATIONS: &[&str] = &[
          snapshot TEXT NOT NULL,
          updated_ms INTEGER NOT NULL
      );",
-    // 1 -> 2: seqnums per server and verified seqnums (crate::seqnum), and one row per
+    // 1 -> 2: seqnums per server and verified seqnums (crate::engine::seqnum), and one row per
     // (cap, seqnum): two engines on one home, or a change reported again after a crash, used to
     // record a publish twice. Rows of polled changes (seqnum 0) may repeat.
     "CREATE TABLE server_seqnums (
@@ -137,7 +137,7 @@ pub fn ms_to_system_time(ms: i64) -> SystemTime {
 }
 
 /// Opens (creating if needed) the database at `path` and brings its schema up to date. Used by
-/// [`History::open`] and by [`crate::seqnum::SeqnumTracker::open`], which share the file.
+/// [`History::open`] and by [`crate::engine::seqnum::SeqnumTracker::open`], which share the file.
 pub fn open_connection(path: &Path) -> Result<Connection, HistoryError> {
     let conn = Connection::open(path)?;
     prepare(conn)
@@ -282,7 +282,7 @@ pub struct History {
 }
 
 impl History {
-    /// Opens or creates the database at `path` (usually [`crate::paths::Paths::history_db`]).
+    /// Opens or creates the database at `path` (usually [`crate::store::paths::Paths::history_db`]).
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
         Ok(Self {
             conn: open_connection(path)?,
@@ -520,7 +520,7 @@ impl History {
     pub fn save_snapshot(
         &self,
         cap_id: &str,
-        snapshot: &crate::snapshot::Snapshot,
+        snapshot: &crate::describe::snapshot::Snapshot,
     ) -> Result<(), HistoryError> {
         let text = serde_json::to_string(snapshot).map_err(|source| HistoryError::Json {
             what: "snapshot",
@@ -539,7 +539,7 @@ impl History {
     pub fn load_snapshot(
         &self,
         cap_id: &str,
-    ) -> Result<Option<crate::snapshot::Snapshot>, HistoryError> {
+    ) -> Result<Option<crate::describe::snapshot::Snapshot>, HistoryError> {
         let text: Option<String> = self
             .conn
             .query_row(

@@ -77,6 +77,6 @@ mod tests {
             Level::DEBUG
         )));
         assert!(may_log(&make("tungstenite::protocol", Level::TRACE)));
-        assert!(may_log(&make("notifier_core::link", Level::TRACE)));
+        assert!(may_log(&make("notifier_core::net::link", Level::TRACE)));
     }
 }

@@ -29,9 +29,9 @@ use std::path::{Path, PathBuf};
 use tahoe_caps::Cap;
 use thiserror::Error;
 
-use crate::caps::{CapStore, CapStoreError};
-use crate::config::{ConfigError, ConfigFile};
-use crate::text::clean_line;
+use crate::describe::text::clean_line;
+use crate::store::caps::{CapStore, CapStoreError};
+use crate::store::config::{ConfigError, ConfigFile};
 
 /// The records are the schema module's.
 pub use crate::schema::{LinkedCap, LinkedParticipant, MagicFolderLink};
@@ -464,7 +464,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::keyring_store::MemorySecretStore;
+    use crate::store::keyring::MemorySecretStore;
 
     const COLLECTIVE: &str =
         "URI:DIR2-RO:272nxlgxylwa6dwm3s7fynfp4u:vftuiuwodoqscnhnl54kcu4qbmhlk5jcor7yfqjwzx75wr2btutq";

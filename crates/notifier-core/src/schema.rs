@@ -1,6 +1,6 @@
 //! The config file's schema: every record the non-secret config holds, in one place, owned by
-//! no module that uses them. [`crate::config`] reads and writes the file; the stores
-//! ([`crate::caps`], [`crate::servers`], [`crate::magic_folder`]) change its records and
+//! no module that uses them. [`crate::store::config`] reads and writes the file; the stores
+//! ([`crate::store::caps`], [`crate::store::servers`], [`crate::magic_folder`]) change its records and
 //! re-export the ones they speak of, so `servers::ServerEntry` still names a server's record.
 //!
 //! This module imports nothing from the rest of the crate, which keeps the config out of an
@@ -48,7 +48,7 @@ pub struct CapEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grid: Option<String>,
     /// A change between the keyring and this file that has not finished (a crash in between
-    /// leaves it here; [`crate::caps::CapStore`] finishes or undoes it on the next read).
+    /// leaves it here; [`crate::store::caps::CapStore`] finishes or undoes it on the next read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingChange>,
 }

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use tahoe_caps::Cap;
 use thiserror::Error;
 
-use crate::caps::{AddedCap, CapStore, CapStoreError};
-use crate::config::{ConfigError, ConfigFile};
-use crate::grid_file::{check_gateway_url, GridFile, GridGateway};
-use crate::invite::{self, InviteCode, InviteError};
-use crate::keyring_store::SecretStore;
-use crate::paths::Paths;
-use crate::servers::{GridEntry, ServerEntry, ServerStore, ServerStoreError};
-use crate::tahoe_node::{nickname_for, NodeDir, NodeDirError};
+use crate::grid::description::{check_gateway_url, GridFile, GridGateway};
+use crate::grid::invite::{self, InviteCode, InviteError};
+use crate::grid::tahoe_node::{nickname_for, NodeDir, NodeDirError};
+use crate::store::caps::{AddedCap, CapStore, CapStoreError};
+use crate::store::config::{ConfigError, ConfigFile};
+use crate::store::keyring::SecretStore;
+use crate::store::paths::Paths;
+use crate::store::servers::{GridEntry, ServerEntry, ServerStore, ServerStoreError};
 
 /// Why a use case failed. The texts are for the user and carry no secret.
 #[derive(Debug, Error)]
@@ -38,7 +38,7 @@ pub enum ServiceError {
     History(#[from] crate::history::HistoryError),
     /// The preferences failed.
     #[error(transparent)]
-    Preferences(#[from] crate::preferences::PreferencesError),
+    Preferences(#[from] crate::store::preferences::PreferencesError),
     /// The local Tahoe node's files could not be read.
     #[error(transparent)]
     NodeDir(#[from] NodeDirError),
@@ -200,7 +200,7 @@ impl Notifier {
     /// Stops watching the cap `id`: its keyring and config entries go, and so does its history
     /// (its change records and the snapshot of a directory have no use once the cap is gone).
     /// A running engine host sees it within a second and unsubscribes it.
-    pub fn remove_cap(&self, id: &str) -> Result<crate::config::CapEntry, ServiceError> {
+    pub fn remove_cap(&self, id: &str) -> Result<crate::store::config::CapEntry, ServiceError> {
         let removed = self.caps().remove(id)?;
         if self.paths.history_db().exists() {
             crate::history::History::open(&self.paths.history_db())?.forget_cap(id)?;
@@ -223,7 +223,7 @@ impl Notifier {
     /// follows at once.
     pub fn pause(&self, until: Option<time::OffsetDateTime>) -> Result<(), ServiceError> {
         self.ensure_dirs()?;
-        crate::preferences::Preferences::update(self.paths.config_dir(), |p| {
+        crate::store::preferences::Preferences::update(self.paths.config_dir(), |p| {
             p.paused_until = until;
         })?;
         Ok(())
@@ -249,7 +249,7 @@ impl Notifier {
     ) -> Result<ImportedGrid, ServiceError> {
         let gateway_source = resolve_gateway(&mut grid, gateway)?;
         if let Some(url) = grid.gateway.url() {
-            if crate::grid_file::is_plain_http_remote(url) && !gateway.allow_plain_http {
+            if crate::grid::description::is_plain_http_remote(url) && !gateway.allow_plain_http {
                 return Err(ServiceError::PlainHttpGateway {
                     grid: grid.name.clone(),
                     url: url.to_owned(),
@@ -326,7 +326,9 @@ pub fn resolve_gateway(
     }
     if let Some(url) = &choice.url {
         let url = check_gateway_url(url).map_err(|e| match e {
-            crate::grid_file::GridFileError::BadGateway(why) => ServiceError::BadGatewayUrl(why),
+            crate::grid::description::GridFileError::BadGateway(why) => {
+                ServiceError::BadGatewayUrl(why)
+            }
             _ => ServiceError::BadGatewayUrl("is not usable"),
         })?;
         grid.gateway = GridGateway::Url(url);
@@ -369,8 +371,8 @@ pub fn default_label(cap: &Cap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid_file::parse_grid_file;
-    use crate::keyring_store::MemorySecretStore;
+    use crate::grid::description::parse_grid_file;
+    use crate::store::keyring::MemorySecretStore;
 
     const NURL: &str =
         "pb://zXQ2QdHjQpJljyvOPSdaH3H6I4mnm31J-TnuX08zJPE@127.0.0.1:47002/ce3vpscmnqkoksnaaxq7vpmhqgr4yqsy#v=1";

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::engine::EngineEvent;
-use crate::keyring_problem::KeyringProblem;
-use crate::link::LinkState;
+use crate::net::link::LinkState;
+use crate::store::keyring_problem::KeyringProblem;
 
 /// One updates server as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

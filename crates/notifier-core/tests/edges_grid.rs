@@ -287,7 +287,7 @@ async fn watch(deployment: &Deployment) -> (String, StorageIndex, Watching) {
 }
 
 fn init_logs() {
-    // RUST_LOG=notifier_core::seqnum=debug shows each server's claim and what it meant.
+    // RUST_LOG=notifier_core::engine::seqnum=debug shows each server's claim and what it meant.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()

@@ -12,18 +12,18 @@ use std::time::Duration;
 
 use local_grid::desktop::NotifyMonitor;
 use local_grid::{Format, Grid};
-use notifier_core::caps::CapStore;
-use notifier_core::config::ConfigFile;
 use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
-use notifier_core::grid_file::parse_grid_file;
-use notifier_core::keyring_store::SecretStore;
-use notifier_core::link::{LinkState, LinkTiming};
+use notifier_core::grid::description::parse_grid_file;
+use notifier_core::net::link::{LinkState, LinkTiming};
 use notifier_core::notify::{
     DeliveredId, DesktopSink, Notification, NotificationSink, NotifyError, PolicyConfig,
     RecordingSink, Urgency,
 };
-use notifier_core::paths::Paths;
-use notifier_core::servers::ServerStore;
+use notifier_core::store::caps::CapStore;
+use notifier_core::store::config::ConfigFile;
+use notifier_core::store::keyring::SecretStore;
+use notifier_core::store::paths::Paths;
+use notifier_core::store::servers::ServerStore;
 use support::{secrets, InProcessServer};
 use tahoe_caps::Cap;
 use tokio::sync::mpsc;
@@ -114,7 +114,7 @@ fn start_engine(setup: &Setup, local: &tokio::task::LocalSet) -> RunningEngine {
             link_timing: quick_timing(),
             policy: PolicyConfig::default(),
             local_offset: time::UtcOffset::UTC,
-            spread: notifier_core::spread::SpreadPolicy::default(),
+            spread: notifier_core::engine::spread::SpreadPolicy::default(),
         },
         Some(sink),
     )
@@ -408,13 +408,13 @@ async fn one_of_three_servers_killed_and_restarted_loses_nothing_and_doubles_not
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn news_published_to_the_grid_is_one_notification_with_title_and_urgency() {
     let grid = grid();
-    let gateway = notifier_core::gateway::Gateway::new(grid.gateway_url()).unwrap();
+    let gateway = notifier_core::net::gateway::Gateway::new(grid.gateway_url()).unwrap();
     let news_write = gateway
-        .create_dir(notifier_core::gateway::DirFormat::Sdmf)
+        .create_dir(notifier_core::net::gateway::DirFormat::Sdmf)
         .await
         .unwrap();
     // One message before the client starts: history, not news.
-    notifier_core::news_feed::publish(
+    notifier_core::news::feed::publish(
         &gateway,
         &news_write,
         &draft("Welcome", "info", "Hello grid."),
@@ -427,7 +427,7 @@ async fn news_published_to_the_grid_is_one_notification_with_title_and_urgency()
         .run_until(async {
             let mut engine = start_engine(&setup, &local);
             tokio::time::sleep(Duration::from_secs(2)).await;
-            notifier_core::news_feed::publish(
+            notifier_core::news::feed::publish(
                 &gateway,
                 &news_write,
                 &draft(

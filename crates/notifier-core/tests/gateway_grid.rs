@@ -3,13 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use local_grid::{Format, Grid};
-use notifier_core::details::describe_change;
-use notifier_core::gateway::{DirFormat, Gateway, GatewayError};
+use notifier_core::describe::snapshot::{ChildKind, Snapshot};
+use notifier_core::engine::details::describe_change;
+use notifier_core::engine::seqnum::Change;
 use notifier_core::history::History;
+use notifier_core::net::gateway::{DirFormat, Gateway, GatewayError};
+use notifier_core::news::feed::{self, NewsFeed};
 use notifier_core::news::{NewsDraft, Severity};
-use notifier_core::news_feed::{self, NewsFeed};
-use notifier_core::seqnum::Change;
-use notifier_core::snapshot::{ChildKind, Snapshot};
 use tahoe_caps::Cap;
 
 fn grid() -> &'static Grid {
@@ -224,7 +224,7 @@ async fn news_publish_refresh_once_and_upgrade() {
     ];
     let mut names = Vec::new();
     for draft in &drafts {
-        names.push(news_feed::publish(&g, &news_rw, draft).await.unwrap());
+        names.push(feed::publish(&g, &news_rw, draft).await.unwrap());
     }
     assert!(names[0] < names[1], "{names:?}");
 
@@ -286,7 +286,7 @@ async fn news_publish_refresh_once_and_upgrade() {
         expires: Some(time::OffsetDateTime::now_utc() - time::Duration::hours(1)),
         body: "Old news".into(),
     };
-    news_feed::publish(&g, &news_rw, &expired).await.unwrap();
+    feed::publish(&g, &news_rw, &expired).await.unwrap();
     let r = feed.refresh(&g, &h).await.unwrap();
     assert!(r.new_messages.is_empty());
     assert_eq!(r.expired_messages.len(), 1);

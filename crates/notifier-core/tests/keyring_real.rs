@@ -14,10 +14,10 @@
 
 use std::sync::Arc;
 
-use notifier_core::caps::CapStore;
-use notifier_core::config::ConfigFile;
 use notifier_core::ids::new_id;
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretError, SecretStore};
+use notifier_core::store::caps::CapStore;
+use notifier_core::store::config::ConfigFile;
+use notifier_core::store::keyring::{KeyringBackend, KeyringSecretStore, SecretError, SecretStore};
 use tahoe_caps::Cap;
 
 /// A directory write-cap from the shared Tahoe vectors.

@@ -25,18 +25,18 @@ use std::time::{Duration, Instant};
 
 use local_grid::desktop::NotifyMonitor;
 use local_grid::magic_folder::{MagicFolderDaemon, WormholeMailbox};
-use notifier_core::config::ConfigFile;
 use notifier_core::engine::{Engine, EngineCommand, EngineEvent, EngineOptions};
-use notifier_core::grid_file::parse_grid_file;
-use notifier_core::link::LinkTiming;
+use notifier_core::grid::description::parse_grid_file;
 use notifier_core::magic_folder::bridge::{Bridge, BridgeEvent, BridgeOptions};
 use notifier_core::magic_folder::linked_folders;
+use notifier_core::net::link::LinkTiming;
 use notifier_core::notify::{
     DeliveredId, DesktopSink, Notification, NotificationSink, NotifyError, PolicyConfig,
     RecordingSink,
 };
-use notifier_core::paths::Paths;
-use notifier_core::servers::ServerStore;
+use notifier_core::store::config::ConfigFile;
+use notifier_core::store::paths::Paths;
+use notifier_core::store::servers::ServerStore;
 use support::{secrets, InProcessServer};
 use tokio::sync::mpsc;
 
@@ -245,7 +245,7 @@ async fn a_push_makes_bobs_daemon_fetch_alices_file_at_once_with_one_notificatio
                     link_timing: LinkTiming::default(),
                     policy: PolicyConfig::default(),
                     local_offset: time::UtcOffset::UTC,
-                    spread: notifier_core::spread::SpreadPolicy::default(),
+                    spread: notifier_core::engine::spread::SpreadPolicy::default(),
                 },
                 Some(Arc::clone(&sink)),
             )

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
-use notifier_core::config::{CapEntry, CapKind};
 use notifier_core::ids;
+use notifier_core::store::config::{CapEntry, CapKind};
 use serde_json::json;
 use tahoe_caps::Cap;
 
-use notifier_core::tahoe_node::NodeDir;
+use notifier_core::grid::tahoe_node::NodeDir;
 
 use crate::context::Context;
 use crate::input::read_secret;

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use notifier_core::caps::CapStore;
-use notifier_core::config::ConfigFile;
 use notifier_core::history::History;
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretError, SecretStore};
-use notifier_core::paths::Paths;
-use notifier_core::servers::ServerStore;
 use notifier_core::service::Notifier;
+use notifier_core::store::caps::CapStore;
+use notifier_core::store::config::ConfigFile;
+use notifier_core::store::keyring::{KeyringBackend, KeyringSecretStore, SecretError, SecretStore};
+use notifier_core::store::paths::Paths;
+use notifier_core::store::servers::ServerStore;
 
 /// The global options, resolved.
 #[derive(Debug)]

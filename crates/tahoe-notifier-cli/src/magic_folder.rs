@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
+use notifier_core::describe::snapshot::human_size;
 use notifier_core::magic_folder::poll_interval::{
     self, PollCost, MEASURED_BYTES_PER_DIRECTORY_READ, SUGGESTED_POLL_INTERVAL_SECS,
 };
 use notifier_core::magic_folder::{self, MagicFolderClient};
-use notifier_core::snapshot::human_size;
 use serde_json::json;
 
 use crate::context::Context;

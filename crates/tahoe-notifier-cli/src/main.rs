@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
-use notifier_core::keyring_store::KeyringBackend;
+use notifier_core::store::keyring::KeyringBackend;
 
 use crate::context::Context;
 

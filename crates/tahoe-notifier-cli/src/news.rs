@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
-use notifier_core::gateway::Gateway;
+use notifier_core::net::gateway::Gateway;
+use notifier_core::news::feed;
 use notifier_core::news::{NewsDraft, Severity};
-use notifier_core::news_feed;
 use tahoe_caps::Cap;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -119,7 +119,7 @@ fn run_publish(ctx: &Context, args: &PublishArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let name = runtime
-        .block_on(news_feed::publish(&gateway, &write_cap, &draft))
+        .block_on(feed::publish(&gateway, &write_cap, &draft))
         .context("publishing the news message failed")?;
     if ctx.json() {
         println!("{}", serde_json::json!({ "published": name }));

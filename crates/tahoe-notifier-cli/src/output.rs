@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use anyhow::Context as _;
-use notifier_core::text::clean_line;
+use notifier_core::describe::text::clean_line;
 use serde_json::Value;
 use time::OffsetDateTime;
 

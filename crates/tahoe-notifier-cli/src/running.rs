@@ -4,7 +4,7 @@
 
 use notifier_core::host::client::{ClientError, HostClient};
 use notifier_core::host::HostState;
-use notifier_core::paths::Paths;
+use notifier_core::store::paths::Paths;
 
 /// Runs `call` against the host of `paths` on a runtime of its own; `Ok(None)` when no host
 /// runs (or there is no session bus).

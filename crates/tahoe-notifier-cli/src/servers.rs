@@ -8,12 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use notifier_core::grid_file::{
+use notifier_core::grid::description::{
     check_gateway_url, nurl_file_of_node, parse_grid_file, read_nurl_file, GridFile, GridGateway,
 };
-use notifier_core::invite::{Invitation, InviteCode, DEFAULT_MAILBOX_URL};
-use notifier_core::servers::{GridEntry, Nurl, ServerEntry};
+use notifier_core::grid::invite::{Invitation, InviteCode, DEFAULT_MAILBOX_URL};
 use notifier_core::service::{GatewayChoice, GatewaySource, ImportedGrid, ServiceError};
+use notifier_core::store::servers::{GridEntry, Nurl, ServerEntry};
 use serde_json::{json, Value};
 use tahoe_caps::Cap;
 
@@ -21,7 +21,7 @@ use crate::caps::check_id;
 use crate::context::Context;
 use crate::input::read_secret;
 use crate::output::{print_json, print_json_line, print_text, shown, table};
-use notifier_core::tahoe_node::{nickname_for, NodeDir, StorageAnnouncement};
+use notifier_core::grid::tahoe_node::{nickname_for, NodeDir, StorageAnnouncement};
 
 /// Far more than any grid file; a bound keeps a wrong path (a disk image…) from filling memory.
 const MAX_GRID_FILE_BYTES: u64 = 1024 * 1024;

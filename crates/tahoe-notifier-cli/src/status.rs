@@ -10,17 +10,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use notifier_core::caps::CapStoreError;
-use notifier_core::config::CapEntry;
 use notifier_core::ids;
-use notifier_core::keyring_store::{SecretError, SecretStore};
+use notifier_core::store::caps::CapStoreError;
+use notifier_core::store::config::CapEntry;
+use notifier_core::store::keyring::{SecretError, SecretStore};
 use serde_json::{json, Value};
 
 use crate::caps::entry_json;
 use crate::context::Context;
 use crate::output::{print_json, print_text, shown, table};
 use crate::servers::{grid_json, server_json, server_table};
-use notifier_core::tahoe_node::NodeDir;
+use notifier_core::grid::tahoe_node::NodeDir;
 
 /// Show the configured grids, gateway, updates servers and caps (with mute flags and unread
 /// counts) and whether the keyring is reachable. Does not contact any server.
@@ -339,7 +339,7 @@ fn probe_keyring(secrets: &dyn SecretStore) -> KeyringState {
     }
 }
 
-fn secret_state(store: &notifier_core::caps::CapStore, cap: &CapEntry) -> SecretState {
+fn secret_state(store: &notifier_core::store::caps::CapStore, cap: &CapEntry) -> SecretState {
     match store.get_cap(&cap.id) {
         Ok(_) => SecretState::Present,
         Err(CapStoreError::Secret(SecretError::Missing { .. })) => SecretState::Missing,

@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use clap::Args;
 use notifier_core::engine::EngineEvent;
 use notifier_core::host::{self, HostCommand, HostEvent, HostOptions};
-use notifier_core::link::LinkState;
 use notifier_core::magic_folder::bridge::BridgeEvent;
+use notifier_core::net::link::LinkState;
 use notifier_core::notify::{PolicyConfig, QuietHours};
 use serde_json::json;
 

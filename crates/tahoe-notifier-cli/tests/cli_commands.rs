@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use notifier_core::ids::new_id;
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretError, SecretStore};
+use notifier_core::store::keyring::{KeyringBackend, KeyringSecretStore, SecretError, SecretStore};
 use serde_json::Value;
 use tahoe_caps::Cap;
 

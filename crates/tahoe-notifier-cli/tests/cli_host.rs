@@ -22,7 +22,7 @@ use common::{keyutils_usable, output, run, Watching};
 use local_grid::desktop::{desktop_services, NotifyMonitor};
 use local_grid::Format;
 use notifier_core::host::client::HostClient;
-use notifier_core::paths::Paths;
+use notifier_core::store::paths::Paths;
 use support::InProcessServer;
 
 fn dunstctl(args: &[&str]) {
@@ -290,10 +290,11 @@ fn pause_until_tomorrow_is_eight_in_the_local_time_zone() {
     // 08:00 in Kolkata (+05:30) is 02:30 UTC.
     assert_eq!((until.hour(), until.minute()), (2, 30), "{until}");
     assert_eq!(answer["running_host"], false);
-    let preferences = std::fs::read_to_string(notifier_core::preferences::Preferences::path(
-        Paths::under(home.path()).config_dir(),
-    ))
-    .unwrap();
+    let preferences =
+        std::fs::read_to_string(notifier_core::store::preferences::Preferences::path(
+            Paths::under(home.path()).config_dir(),
+        ))
+        .unwrap();
     assert!(preferences.contains("paused_until"), "{preferences}");
 }
 
@@ -518,7 +519,7 @@ async fn notification_actions_work_with_no_window_open() {
     .unwrap();
     let (id, ids) = found.expect("dunst's id for the second notification");
     invoke(id, "mute-2h");
-    let preferences = notifier_core::preferences::Preferences::path(paths.config_dir());
+    let preferences = notifier_core::store::preferences::Preferences::path(paths.config_dir());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let saved = std::fs::read_to_string(&preferences).unwrap_or_default();

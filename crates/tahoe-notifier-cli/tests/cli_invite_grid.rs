@@ -23,7 +23,7 @@ use std::time::Duration;
 use local_grid::desktop::NotifyMonitor;
 use local_grid::magic_folder::WormholeMailbox;
 use local_grid::{Format, Grid};
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
+use notifier_core::store::keyring::{KeyringBackend, KeyringSecretStore, SecretStore};
 use serde_json::Value;
 use support::InProcessServer;
 

@@ -19,8 +19,8 @@ use anyhow::Context as _;
 use clap::Parser;
 use ksni::TrayMethods as _;
 use notifier_core::host::{self, HostCommand, HostError, HostEvent, HostOptions};
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore};
-use notifier_core::paths::Paths;
+use notifier_core::store::keyring::{KeyringBackend, KeyringSecretStore};
+use notifier_core::store::paths::Paths;
 
 /// The background process of Tahoe Notifier: the engine and its tray icon.
 #[derive(Debug, Parser)]
@@ -36,7 +36,7 @@ struct Args {
 
 fn parse_backend(text: &str) -> Result<KeyringBackend, String> {
     text.parse()
-        .map_err(|e: notifier_core::keyring_store::UnknownBackend| e.to_string())
+        .map_err(|e: notifier_core::store::keyring::UnknownBackend| e.to_string())
 }
 
 fn main() -> ExitCode {

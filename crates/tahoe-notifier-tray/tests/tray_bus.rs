@@ -352,8 +352,8 @@ async fn a_tray_host_sees_the_icon_and_its_menu_drives_the_engine_host() {
 
     // "For 1 hour": saved in the preferences, the host's state and the tooltip say so.
     click(&connection, &name, &menu_path, "For 1 hour").await;
-    let preferences = notifier_core::preferences::Preferences::path(
-        notifier_core::paths::Paths::under(home.path()).config_dir(),
+    let preferences = notifier_core::store::preferences::Preferences::path(
+        notifier_core::store::paths::Paths::under(home.path()).config_dir(),
     );
     // The deadline is checked before both are read, so a slow bus call on a loaded machine
     // cannot fail the check with a file read before the pause landed (as CI once did).
@@ -432,7 +432,7 @@ async fn a_tray_host_sees_the_icon_and_its_menu_drives_the_engine_host() {
     }
     let bus_names = bus.list_names().await.unwrap();
     let home_host = notifier_core::host::service::bus_name_for(
-        &notifier_core::paths::Paths::under(home.path()),
+        &notifier_core::store::paths::Paths::under(home.path()),
     );
     assert!(
         !bus_names.iter().any(|n| n.as_str() == home_host),

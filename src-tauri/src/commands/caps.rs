@@ -1,8 +1,8 @@
 //! The Watched page: watched caps, adding (pasted or from an alias), renaming, muting, removing.
 
-use notifier_core::caps::check_watchable;
-use notifier_core::config::{CapEntry, CapKind};
 use notifier_core::history::ChangeFilter;
+use notifier_core::store::caps::check_watchable;
+use notifier_core::store::config::{CapEntry, CapKind};
 use serde::Serialize;
 use tahoe_caps::{Cap, CapRole};
 use tauri::AppHandle;

@@ -12,7 +12,7 @@ pub mod window;
 
 use std::sync::Arc;
 
-use notifier_core::caps::CapStoreError;
+use notifier_core::store::caps::CapStoreError;
 use serde::Serialize;
 use tauri::{AppHandle, Emitter as _, State};
 
@@ -43,10 +43,10 @@ macro_rules! command_error_from {
 
 command_error_from!(
     CapStoreError,
-    notifier_core::servers::ServerStoreError,
-    notifier_core::grid_file::GridFileError,
+    notifier_core::store::servers::ServerStoreError,
+    notifier_core::grid::description::GridFileError,
     notifier_core::history::HistoryError,
-    notifier_core::preferences::PreferencesError,
+    notifier_core::store::preferences::PreferencesError,
     tauri_plugin_autostart::Error,
 );
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use notifier_core::grid_file::parse_grid_file;
+use notifier_core::grid::description::parse_grid_file;
 use serde::Serialize;
 use tauri::AppHandle;
 

@@ -7,7 +7,7 @@ use tauri_plugin_autostart::ManagerExt as _;
 use super::{CommandError, Result, Shared};
 use crate::app::{self};
 use notifier_core::notify::AlertSettings;
-use notifier_core::preferences::{NotifyFor, Preferences as Settings};
+use notifier_core::store::preferences::{NotifyFor, Preferences as Settings};
 
 /// The Settings page's data.
 #[derive(Debug, Serialize)]
@@ -48,10 +48,10 @@ pub fn get_settings(app: AppHandle, core: Shared<'_>) -> Result<SettingsView> {
     locations.push(Location {
         what: "Caps and server keys".to_owned(),
         path: match keyring {
-            notifier_core::keyring_store::KeyringBackend::SecretService => {
+            notifier_core::store::keyring::KeyringBackend::SecretService => {
                 "the desktop keyring (Secret Service), service \"tahoe-notifier\"".to_owned()
             }
-            notifier_core::keyring_store::KeyringBackend::Keyutils => {
+            notifier_core::store::keyring::KeyringBackend::Keyutils => {
                 "the kernel keyring (forgotten at reboot)".to_owned()
             }
         },
@@ -95,7 +95,7 @@ pub fn set_settings(app: AppHandle, core: Shared<'_>, settings: SettingsInput) -
         (None, None) => None,
         _ => {
             return Err(CommandError::new(
-                notifier_core::preferences::PreferencesError::BadTime,
+                notifier_core::store::preferences::PreferencesError::BadTime,
             ))
         }
     };

@@ -16,7 +16,7 @@ pub struct AppStatus {
     servers: usize,
     notice: Option<String>,
     engine_error: Option<String>,
-    keyring_problem: Option<notifier_core::keyring_problem::KeyringProblem>,
+    keyring_problem: Option<notifier_core::store::keyring_problem::KeyringProblem>,
     /// Caps watched (the sidebar's count).
     watched: usize,
     /// Unread changes and unread news, apart (the sidebar's badges).

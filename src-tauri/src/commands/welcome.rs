@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use notifier_core::grid_file::parse_grid_file;
-use notifier_core::invite::{InviteCode, DEFAULT_MAILBOX_URL};
+use notifier_core::grid::description::parse_grid_file;
+use notifier_core::grid::invite::{InviteCode, DEFAULT_MAILBOX_URL};
+use notifier_core::grid::tahoe_node::NodeDir;
 use notifier_core::service::{GatewayChoice, GatewaySource, ImportedGrid};
-use notifier_core::tahoe_node::NodeDir;
 use serde::Serialize;
 use tauri::AppHandle;
 use tauri_plugin_dialog::DialogExt as _;
@@ -183,7 +183,7 @@ pub fn choose_node_dir(app: AppHandle, core: Shared<'_>) -> Result<Option<LocalN
         )));
     }
     let view = node_view(&node)?;
-    notifier_core::preferences::Preferences::update(core.paths.config_dir(), |p| {
+    notifier_core::store::preferences::Preferences::update(core.paths.config_dir(), |p| {
         p.tahoe_node_dir = Some(path);
     })?;
     changed(&app, &core);
@@ -211,7 +211,7 @@ pub fn use_local_node(app: AppHandle, core: Shared<'_>) -> Result<LocalNodeView>
     settings.gateway_url = Some(url.clone());
     settings.validate()?;
     // The host follows the new gateway within a second.
-    notifier_core::preferences::Preferences::update(core.paths.config_dir(), |p| {
+    notifier_core::store::preferences::Preferences::update(core.paths.config_dir(), |p| {
         p.gateway_url = Some(url);
     })?;
     changed(&app, &core);

@@ -12,12 +12,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{ChangeReport, Engine, EngineEvent, Watched, WatchedCap};
-use crate::details::{self, ChangeDescription};
-use crate::gateway::Gateway;
+use crate::describe::snapshot::Snapshot;
+use crate::engine::details::{self, ChangeDescription};
+use crate::engine::seqnum::{Change, Claim, Source, Verdict};
 use crate::history::{ChangeFilter, HistoryError, NewChange};
+use crate::net::gateway::Gateway;
 use crate::notify::{ChangeNote, PolicyInput};
-use crate::seqnum::{Change, Claim, Source, Verdict};
-use crate::snapshot::Snapshot;
 
 /// Waits before fetching a listing again when it still shows the old version: the other
 /// servers may not have taken the new shares yet, and the gateway serves the version most
@@ -175,7 +175,7 @@ impl Engine {
             self.describing.last_check.insert(si, Instant::now());
             last.map(|at| at + MIN_CHECK_INTERVAL)
         };
-        // A popular slot's subscribers spread their fetches (crate::spread); a change no proof
+        // A popular slot's subscribers spread their fetches (crate::engine::spread); a change no proof
         // vouches for is not announced before its listing shows it.
         let spread = self.spread_wait(&si);
         if pending.verified && self.options.spread.announces_early(spread) {

@@ -17,24 +17,26 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 mod changes;
+pub mod details;
+pub mod seqnum;
+pub mod spread;
 
-use crate::caps::{CapStore, CapStoreError};
-use crate::config::ConfigFile;
-use crate::details;
-use crate::gateway::Gateway;
+use crate::describe::snapshot::Snapshot;
+use crate::engine::seqnum::{SeqnumTracker, Source};
+use crate::engine::spread::SpreadPolicy;
 use crate::history::{History, HistoryError};
-use crate::keyring_store::SecretStore;
-use crate::link::{self, LinkCommand, LinkEvent, LinkState, LinkTiming, SubscriptionOutcome};
-use crate::news_feed::NewsFeed;
+use crate::net::gateway::Gateway;
+use crate::net::link::{self, LinkCommand, LinkEvent, LinkState, LinkTiming, SubscriptionOutcome};
+use crate::news::feed::NewsFeed;
 use crate::notify::{
     run_policy, Notification, NotificationPolicy, NotificationSink, PolicyConfig, PolicyInput,
     Urgency,
 };
-use crate::paths::Paths;
-use crate::seqnum::{SeqnumTracker, Source};
-use crate::servers::{ServerStore, ServerStoreError};
-use crate::snapshot::Snapshot;
-use crate::spread::SpreadPolicy;
+use crate::store::caps::{CapStore, CapStoreError};
+use crate::store::config::ConfigFile;
+use crate::store::keyring::SecretStore;
+use crate::store::paths::Paths;
+use crate::store::servers::{ServerStore, ServerStoreError};
 
 /// How the engine runs.
 #[derive(Clone)]
@@ -66,7 +68,7 @@ type Polled = (StorageIndex, String, Result<Snapshot, String>);
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
 
 /// First listings fetched at once through the gateway (see [`Engine::fetch_queued_baselines`]).
-const MAX_BASELINE_FETCHES: usize = crate::gateway::MAX_CONCURRENT_REQUESTS;
+const MAX_BASELINE_FETCHES: usize = crate::net::gateway::MAX_CONCURRENT_REQUESTS;
 
 impl EngineOptions {
     /// Options with the defaults: the grid's gateway, 5-minute polling, default link timing,
@@ -154,7 +156,7 @@ fn take_engine_lock(paths: &Paths) -> Result<std::fs::File, EngineError> {
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            let holder = crate::text::clean_line(holder.trim(), 100);
+            let holder = crate::describe::text::clean_line(holder.trim(), 100);
             return Err(EngineError::AlreadyRunning {
                 home: dir.display().to_string(),
                 holder: if holder.is_empty() {
@@ -313,7 +315,7 @@ struct WatchedCap {
     label: String,
     cap: Cap,
     muted: bool,
-    /// Its grid (see [`crate::config::CapEntry::grid`]), resolved.
+    /// Its grid (see [`crate::store::config::CapEntry::grid`]), resolved.
     grid: Option<String>,
 }
 
@@ -366,7 +368,7 @@ pub struct Engine {
     notifications: Option<mpsc::Sender<PolicyInput>>,
     /// Caps whose notifications the owner raises ([`EngineCommand::DelegateNotifications`]).
     delegated: std::collections::HashSet<String>,
-    /// The latest `subscribers` hint of each popular slot ([`crate::spread`]).
+    /// The latest `subscribers` hint of each popular slot ([`crate::engine::spread`]).
     popularity: HashMap<StorageIndex, u64>,
     /// News refreshes waiting out their spread; each ends with its grid's name.
     news_waits: tokio::task::JoinSet<String>,
@@ -412,7 +414,9 @@ impl Engine {
         let mut gateways = HashMap::new();
         let mut gateway_problems = Vec::new();
         for grid in &grids {
-            if crate::grid_file::is_plain_http_remote(&grid.gateway_url) && !grid.allow_plain_http {
+            if crate::grid::description::is_plain_http_remote(&grid.gateway_url)
+                && !grid.allow_plain_http
+            {
                 gateway_problems.push(format!(
                     "the grid {}'s gateway is plain http:// to another machine: caps would cross \
                      the network unencrypted, so none is sent there; import the grid again \

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use super::service::{INTERFACE, OBJECT_PATH};
 use super::HostState;
-use crate::paths::Paths;
+use crate::store::paths::Paths;
 
 /// Why the host could not be reached or did not answer.
 #[derive(Debug, Error)]

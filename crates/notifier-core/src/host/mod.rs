@@ -25,20 +25,20 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use crate::caps::CapStore;
-use crate::config::ConfigFile;
 use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineOptions};
 use crate::history::History;
-use crate::keyring_problem::{probe, KeyringProblem};
-use crate::keyring_store::SecretStore;
-use crate::link::LinkTiming;
 use crate::magic_folder::bridge::{Bridge, BridgeEvent, BridgeOptions};
+use crate::net::link::LinkTiming;
 use crate::notify::{
     DesktopSink, NotificationAction, NotificationSink, PolicyConfig, RecordingSink,
 };
-use crate::paths::Paths;
-use crate::preferences::Preferences;
 use crate::status::LiveState;
+use crate::store::caps::CapStore;
+use crate::store::config::ConfigFile;
+use crate::store::keyring::SecretStore;
+use crate::store::keyring_problem::{probe, KeyringProblem};
+use crate::store::paths::Paths;
+use crate::store::preferences::Preferences;
 
 /// The program `name` of Tahoe Notifier: beside the running executable when it is there (the
 /// package and a cargo build put them together), else found on `PATH`. How the window starts
@@ -130,7 +130,7 @@ pub enum HostError {
     AlreadyRunning(String),
     /// The preferences could not be read.
     #[error(transparent)]
-    Preferences(#[from] crate::preferences::PreferencesError),
+    Preferences(#[from] crate::store::preferences::PreferencesError),
     /// The magic-folder links could not be read.
     #[error("cannot read the magic-folder links: {0}")]
     MagicFolder(String),
@@ -626,7 +626,7 @@ impl Running {
                 link_timing: options.link_timing.clone(),
                 policy,
                 local_offset: options.local_offset,
-                spread: crate::spread::SpreadPolicy::default(),
+                spread: crate::engine::spread::SpreadPolicy::default(),
             },
             Some(Arc::clone(sink)),
         )?;

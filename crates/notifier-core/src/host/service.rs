@@ -33,9 +33,9 @@ pub const INTERFACE: &str = "org.tahoe_lafs.Notifier1";
 /// The bus name of the host serving `paths`: [`BUS_NAME`] for the user's own folders, and
 /// `BUS_NAME.home_<hash of the config folder>` for another home (`--home`, tests), so that one
 /// host runs per home and the window finds the host of its own home.
-pub fn bus_name_for(paths: &crate::paths::Paths) -> String {
+pub fn bus_name_for(paths: &crate::store::paths::Paths) -> String {
     use sha2::Digest as _;
-    let is_default = crate::paths::Paths::platform().is_ok_and(|default| default == *paths);
+    let is_default = crate::store::paths::Paths::platform().is_ok_and(|default| default == *paths);
     if is_default {
         return BUS_NAME.to_owned();
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
-use crate::keyring_store::KeyringBackend;
+use crate::store::keyring::KeyringBackend;
 
 /// The window's program, installed beside the tray and the CLI.
 pub const WINDOW_PROGRAM: &str = "tahoe-notifier-app";

@@ -87,7 +87,7 @@ pub fn read_daemon_access(config_dir: &Path) -> Result<DaemonAccess, MagicFolder
         },
         EndpointProblem::Unsupported => MagicFolderError::UnsupportedEndpoint {
             dir: config_dir.to_owned(),
-            endpoint: crate::text::clean_line(endpoint.trim(), 100),
+            endpoint: crate::describe::text::clean_line(endpoint.trim(), 100),
         },
     })?;
     Ok(DaemonAccess {
@@ -268,7 +268,7 @@ impl MagicFolderClient {
             let reason = serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned))
-                .map(|r| crate::text::clean_line(&r, 200))
+                .map(|r| crate::describe::text::clean_line(&r, 200))
                 .unwrap_or_default();
             return Err(MagicFolderError::Status {
                 what,

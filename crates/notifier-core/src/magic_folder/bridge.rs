@@ -28,12 +28,12 @@ use super::names::FileChanges;
 use super::{
     linked_folders, sync_participants, MagicFolderClient, MagicFolderError, MagicFolderLink,
 };
-use crate::caps::{CapStore, CapStoreError};
-use crate::config::ConfigFile;
 use crate::engine::{ChangeReport, EngineCommand};
-use crate::keyring_store::SecretStore;
 use crate::notify::{cap_replace_key, Notification, NotificationSink, QuietHours, Urgency};
-use crate::paths::Paths;
+use crate::store::caps::{CapStore, CapStoreError};
+use crate::store::config::ConfigFile;
+use crate::store::keyring::SecretStore;
+use crate::store::paths::Paths;
 
 /// How often the participants of every linked folder are listed again by default.
 pub const DEFAULT_RELIST_INTERVAL: Duration = Duration::from_secs(300);
@@ -307,7 +307,7 @@ impl Bridge {
                 if !conflicts_only && !files.is_empty() && !report.muted {
                     let mut summary = files.summary(&folder, &name);
                     if report.while_away {
-                        summary.push_str(&format!(" ({})", crate::details::WHILE_AWAY));
+                        summary.push_str(&format!(" ({})", crate::engine::details::WHILE_AWAY));
                     }
                     let notification = Notification {
                         summary,
@@ -375,11 +375,11 @@ impl Bridge {
         let Some(first) = conflicted.first() else {
             return;
         };
-        let folder = crate::text::clean_line(&done.folder, 60);
-        let participant = crate::text::clean_line(&done.participant, 60);
+        let folder = crate::describe::text::clean_line(&done.folder, 60);
+        let participant = crate::describe::text::clean_line(&done.participant, 60);
         let mut summary = format!(
             "{folder}: conflict in {} with {participant}",
-            crate::text::clean_line(first, 60)
+            crate::describe::text::clean_line(first, 60)
         );
         if conflicted.len() > 1 {
             summary.push_str(&format!(", {} more", conflicted.len() - 1));
@@ -389,7 +389,7 @@ impl Bridge {
             conflicted
                 .iter()
                 .take(10)
-                .map(|p| crate::text::clean_line(p, 60))
+                .map(|p| crate::describe::text::clean_line(p, 60))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -586,9 +586,9 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::keyring_store::MemorySecretStore;
     use crate::magic_folder::{LinkedCap, LinkedParticipant};
     use crate::notify::RecordingSink;
+    use crate::store::keyring::MemorySecretStore;
     use tahoe_caps::Cap;
 
     const COLLECTIVE: &str =
@@ -693,7 +693,7 @@ mod tests {
                     }],
                     conflicts_only,
                 });
-                Ok::<_, crate::config::ConfigError>(())
+                Ok::<_, crate::store::config::ConfigError>(())
             })
             .unwrap();
         let sink = Arc::new(RecordingSink::new());

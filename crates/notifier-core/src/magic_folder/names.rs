@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use crate::text::clean_line;
+use crate::describe::text::clean_line;
 
 /// magic-folder's own entry in every personal directory; not a file of the folder.
 pub const METADATA_ENTRY: &str = "@metadata";

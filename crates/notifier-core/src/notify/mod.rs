@@ -37,10 +37,10 @@ use thiserror::Error;
 use time::{OffsetDateTime, Time, UtcOffset};
 use tokio::sync::mpsc;
 
-use crate::details::ChangeDescription;
-use crate::gateway::redact_caps;
+use crate::describe::text::clean_line;
+use crate::describe::ChangeDescription;
+use crate::net::gateway::redact_caps;
 use crate::news::Severity;
-use crate::text::clean_line;
 
 /// The application name desktop notifications carry.
 pub const APP_NAME: &str = "Tahoe Notifier";
@@ -154,10 +154,10 @@ pub(crate) fn neutralize_markup(summary: &str) -> String {
 
 /// The notification as shown: one clean summary line, a bounded body, no caps.
 pub(crate) fn sanitized(n: &Notification) -> Notification {
-    let body = crate::text::clean_multiline(&redact_caps(&n.body));
+    let body = crate::describe::text::clean_multiline(&redact_caps(&n.body));
     Notification {
         summary: clean_line(&redact_caps(&n.summary), MAX_SUMMARY_CHARS),
-        body: crate::text::truncate_chars(body.trim(), MAX_BODY_CHARS),
+        body: crate::describe::text::truncate_chars(body.trim(), MAX_BODY_CHARS),
         urgency: n.urgency,
         target: n.target.clone(),
         replace_key: n.replace_key.clone(),

@@ -123,7 +123,7 @@ pub struct ChangeNote {
     /// The history item to open.
     pub target: Option<String>,
     /// Only that the cap changed, told early because its details wait their turn
-    /// ([`crate::spread`]): the described change replaces it, and it is never counted.
+    /// ([`crate::engine::spread`]): the described change replaces it, and it is never counted.
     pub early: bool,
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use local_grid::StorageNode;
 use mutable_updates::nurl::Nurl;
 use mutable_updates::pinning::{server_config_from_pem, spki_hash_of_pem};
-use notifier_core::keyring_store::{KeyringBackend, KeyringSecretStore, SecretStore};
+use notifier_core::store::keyring::{KeyringBackend, KeyringSecretStore, SecretStore};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use updates_server::endpoint::UpdatesEndpoint;

@@ -8,17 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use local_grid::{Format, Grid};
-use notifier_core::caps::CapStore;
-use notifier_core::config::ConfigFile;
 use notifier_core::engine::{
     ChangeReport, Engine, EngineCommand, EngineError, EngineEvent, EngineOptions,
 };
-use notifier_core::grid_file::parse_grid_file;
-use notifier_core::keyring_store::SecretStore;
-use notifier_core::link::LinkTiming;
+use notifier_core::grid::description::parse_grid_file;
+use notifier_core::net::link::LinkTiming;
 use notifier_core::notify::NotificationSink;
-use notifier_core::paths::Paths;
-use notifier_core::servers::ServerStore;
+use notifier_core::store::caps::CapStore;
+use notifier_core::store::config::ConfigFile;
+use notifier_core::store::keyring::SecretStore;
+use notifier_core::store::paths::Paths;
+use notifier_core::store::servers::ServerStore;
 use tahoe_caps::Cap;
 use tokio::sync::mpsc;
 

@@ -23,6 +23,8 @@
 //! ill-formed front matter is not an error: the whole file is then an ordinary message, as
 //! Gridsync would show it.
 
+pub mod feed;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -32,7 +34,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use crate::text::{clean_line, clean_multiline};
+use crate::describe::text::{clean_line, clean_multiline};
 
 /// The child of the news directory that holds version-1 messages.
 pub const NEWS_DIR_V1: &str = "v1";

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::text::clean_line;
+use crate::describe::text::clean_line;
 
 /// Largest `?t=json` answer accepted (a directory of 1,000 children is about 273 KB).
 pub const MAX_LISTING_BYTES: usize = 32 * 1024 * 1024;
@@ -308,7 +308,7 @@ fn dir_details(d: &DirDiff) -> Value {
         names
             .iter()
             .take(MAX_DETAIL_NAMES)
-            .map(|n| crate::text::clean_line(n, 255))
+            .map(|n| crate::describe::text::clean_line(n, 255))
             .collect()
     };
     json!({
@@ -344,8 +344,8 @@ pub fn human_size(bytes: u64) -> String {
 mod tests {
     use super::*;
 
-    const DIR_FIXTURE: &str = include_str!("../tests/fixtures/dir_t_json.json");
-    const FILE_FIXTURE: &str = include_str!("../tests/fixtures/file_t_json.json");
+    const DIR_FIXTURE: &str = include_str!("../../tests/fixtures/dir_t_json.json");
+    const FILE_FIXTURE: &str = include_str!("../../tests/fixtures/file_t_json.json");
 
     fn dir() -> Snapshot {
         parse_listing(DIR_FIXTURE.as_bytes()).unwrap()

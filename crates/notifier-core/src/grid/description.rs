@@ -1,5 +1,5 @@
 //! A grid's description: what an operator hands to users (as a file, or over a magic-wormhole
-//! invite, [`crate::invite`]) so that they can watch caps of that grid.
+//! invite, [`crate::grid::invite`]) so that they can watch caps of that grid.
 //!
 //! It is a JSON object:
 //!
@@ -26,7 +26,7 @@ use serde_json::{json, Map, Value};
 use tahoe_caps::{Cap, CapRole};
 use thiserror::Error;
 
-use crate::text::clean_line;
+use crate::describe::text::clean_line;
 use mutable_updates::nurl::{Nurl, NurlError};
 
 /// Longest grid name kept, in characters.

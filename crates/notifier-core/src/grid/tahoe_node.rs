@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use tahoe_caps::Cap;
 use thiserror::Error;
 
-use crate::text::clean_line;
+use crate::describe::text::clean_line;
 
 /// Longest nickname kept, in characters (as for server names in the config).
 const MAX_NICKNAME_CHARS: usize = 100;

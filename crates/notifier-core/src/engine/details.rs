@@ -13,13 +13,14 @@
 use serde_json::{json, Value};
 use tahoe_caps::Cap;
 
-use crate::gateway::{Gateway, GatewayError};
+use crate::describe::snapshot::{self, ChildKind, Snapshot};
+use crate::describe::text::clean_line;
+pub use crate::describe::ChangeDescription;
+use crate::engine::seqnum::Change;
 use crate::history::History;
-use crate::seqnum::Change;
-use crate::snapshot::{self, ChildKind, Snapshot};
-use crate::text::clean_line;
+use crate::net::gateway::{Gateway, GatewayError};
 
-/// Longest label shown, in characters (as in [`crate::snapshot`]).
+/// Longest label shown, in characters (as in [`crate::describe::snapshot`]).
 const MAX_LABEL_CHARS: usize = 60;
 /// Longest child name shown in a body line.
 const MAX_NAME_CHARS: usize = 60;
@@ -28,19 +29,6 @@ const MAX_BODY_NAMES: usize = 10;
 
 /// The words added to changes that happened while the client was not connected.
 pub const WHILE_AWAY: &str = "while you were away";
-
-/// A change described for a notification and for the history.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChangeDescription {
-    /// One line, e.g. "Team Docs: added report.pdf, 2 more".
-    pub summary: String,
-    /// A few lines with more detail (names per kind of change, sizes); may be empty.
-    pub body: String,
-    /// Structured details for the history's `details` column (names, counts, sizes, seqnums).
-    pub details_json: Value,
-    /// Whether the change happened while the client was away.
-    pub while_away: bool,
-}
 
 /// Why the new state could not be fetched: shown in the description, so it must hold no cap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +226,7 @@ fn describe_snapshots(label: &str, old: Option<&Snapshot>, new: &Snapshot) -> Ch
 
 fn without_details(label: &str, cap: &Cap, reason: &str) -> ChangeDescription {
     let label = clean_line(label, MAX_LABEL_CHARS);
-    let reason = clean_line(&crate::gateway::redact_caps(reason), 200);
+    let reason = clean_line(&crate::net::gateway::redact_caps(reason), 200);
     let what = if cap.is_directory() {
         "directory"
     } else {
@@ -317,11 +305,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::snapshot::ChildSnapshot;
+    use crate::describe::snapshot::ChildSnapshot;
 
     const DIR_RW: &str =
         "URI:DIR2:rvbf3wlbpjwgh3wkcd7n2irdhi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a";
-    const FILE_FIXTURE: &str = include_str!("../tests/fixtures/file_t_json.json");
+    const FILE_FIXTURE: &str = include_str!("../../tests/fixtures/file_t_json.json");
 
     fn dir_cap() -> Cap {
         Cap::parse(DIR_RW).unwrap()

@@ -15,8 +15,8 @@ use serde_json::Value;
 use tahoe_caps::Cap;
 use thiserror::Error;
 
-use crate::snapshot::{self, Snapshot, SnapshotError, MAX_LISTING_BYTES};
-use crate::text::clean_line;
+use crate::describe::snapshot::{self, Snapshot, SnapshotError, MAX_LISTING_BYTES};
+use crate::describe::text::clean_line;
 
 /// Requests its callers keep in flight at once (the engine's first listings): the connection
 /// pool keeps as many idle sockets and no more.

@@ -15,13 +15,13 @@ use tahoe_caps::{Cap, StorageIndex};
 use thiserror::Error;
 use time::{Duration as TimeDuration, OffsetDateTime};
 
-use crate::gateway::{Gateway, GatewayError};
+use crate::describe::text::clean_line;
 use crate::history::{History, HistoryError, NewNews};
+use crate::net::gateway::{Gateway, GatewayError};
 use crate::news::{
     self, message_file_name, parse_message_file_name, NewsDraft, NewsError, NewsMessage,
     NEWS_DIR_V1, NEWS_DIR_V2,
 };
-use crate::text::clean_line;
 
 /// Largest news file fetched. Longer files are skipped (a message keeps at most
 /// [`news::MAX_MESSAGE_BYTES`] anyway; a file this much larger is not a message).

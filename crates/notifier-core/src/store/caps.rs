@@ -11,9 +11,9 @@ use tahoe_caps::{Cap, CapRole, StorageIndex};
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::config::{CapEntry, CapKind, ConfigError, ConfigFile, PendingChange};
 use crate::ids::{self, IdError};
-use crate::keyring_store::{SecretError, SecretStore};
+use crate::store::config::{CapEntry, CapKind, ConfigError, ConfigFile, PendingChange};
+use crate::store::keyring::{SecretError, SecretStore};
 
 /// Longest label, in characters.
 pub const MAX_LABEL_CHARS: usize = 100;
@@ -315,7 +315,7 @@ fn check_label(label: &str) -> Result<String, CapStoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyring_store::MemorySecretStore;
+    use crate::store::keyring::MemorySecretStore;
 
     const DIR_RW: &str =
         "URI:DIR2:rvbf3wlbpjwgh3wkcd7n2irdhi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a";

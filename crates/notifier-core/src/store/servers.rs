@@ -3,7 +3,7 @@
 //! An updates server is named by a NURL, `pb://<spki-hash>@<host>:<port>/<swissnum>#v=1`. The
 //! swissnum is a secret (it authorizes requests), so the whole NURL goes to the keyring and the
 //! config keeps only the non-secret parts: host, port, SPKI hash and a name. A grid (its
-//! description, [`crate::grid_file`]) is imported in one go: its servers, its gateway and its
+//! description, [`crate::grid::description`]) is imported in one go: its servers, its gateway and its
 //! news cap.
 
 use std::sync::Arc;
@@ -14,13 +14,13 @@ use thiserror::Error;
 /// NURLs are the protocol crate's: one parser for the client and the server.
 pub use mutable_updates::nurl::{Nurl, NurlError};
 
-use crate::config::{ConfigError, ConfigFile};
-use crate::grid_file::{GridFile, MAX_NAME_CHARS};
+use crate::describe::text::clean_line;
+use crate::grid::description::{GridFile, MAX_NAME_CHARS};
 use crate::ids::{self, IdError};
-use crate::keyring_store::{SecretError, SecretStore};
 /// The records are the schema module's.
 pub use crate::schema::{GridEntry, ServerEntry};
-use crate::text::clean_line;
+use crate::store::config::{ConfigError, ConfigFile};
+use crate::store::keyring::{SecretError, SecretStore};
 
 /// Why a server or grid operation failed.
 #[derive(Debug, Error)]
@@ -166,7 +166,7 @@ impl ServerStore {
 
     /// Imports a grid: each updates server and the news cap go to the keyring, the rest to the
     /// config, all in one config write. On failure nothing is kept. A grid whose description
-    /// leaves the gateway to each user ([`crate::grid_file::GridGateway::OwnNode`]) must have
+    /// leaves the gateway to each user ([`crate::grid::description::GridGateway::OwnNode`]) must have
     /// one chosen first ([`GridFile::gateway`] set to a URL).
     pub fn import_grid(&self, grid: &GridFile) -> Result<GridEntry, ServerStoreError> {
         self.import_grid_allowing(grid, false)
@@ -298,8 +298,8 @@ impl ServerStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid_file::{parse_grid_file, GridGateway};
-    use crate::keyring_store::MemorySecretStore;
+    use crate::grid::description::{parse_grid_file, GridGateway};
+    use crate::store::keyring::MemorySecretStore;
 
     const HASH: &str = "zXQ2QdHjQpJljyvOPSdaH3H6I4mnm31J-TnuX08zJPE";
     const SWISS: &str = "ce3vpscmnqkoksnaaxq7vpmhqgr4yqsy";

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::text::clean_line;
+use crate::describe::text::clean_line;
 
 /// How a link is doing, for the status the user sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub enum SubscriptionOutcome {
         /// (with the verification key: the link always asks for keys on a new connection).
         proof: Option<Box<SlotProof>>,
         /// About how many connections hold the slot on this server, for popular slots only
-        /// (the `subscribers` extension; see [`crate::spread`]).
+        /// (the `subscribers` extension; see [`crate::engine::spread`]).
         subscribers: Option<u64>,
     },
     /// The server holds no share of the slot (asked again after reconnects and hourly).

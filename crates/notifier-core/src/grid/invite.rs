@@ -11,7 +11,7 @@
 //! can be confused with it:
 //!
 //! 1. both sides send their versions (magic-wormhole's own step): `{"grid-invite": 1}`;
-//! 2. the operator sends `{"grid-description": {…}}` ([`crate::grid_file`]'s JSON);
+//! 2. the operator sends `{"grid-description": {…}}` ([`crate::grid::description`]'s JSON);
 //! 3. the user answers `{"joined": "<grid name>"}` once the grid is imported, or
 //!    `{"refused": "<reason>"}` if it could not be; then both close.
 //!
@@ -25,8 +25,8 @@ use magic_wormhole::{AppConfig, AppID, Code, MailboxConnection, Mood, Wormhole, 
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use crate::grid_file::{parse_grid_file, GridFile};
-use crate::text::clean_line;
+use crate::describe::text::clean_line;
+use crate::grid::description::{parse_grid_file, GridFile};
 
 /// Our magic-wormhole application id: it scopes codes and mailboxes on a shared server.
 pub const APP_ID: &str = "tahoe-lafs.org/tahoe-notifier/grid-invite";

@@ -115,7 +115,7 @@ impl Preferences {
         change: impl FnOnce(&mut Preferences) -> T,
     ) -> Result<T, PreferencesError> {
         let path = Self::path(config_dir);
-        crate::config::with_file_lock(&path, || {
+        crate::store::config::with_file_lock(&path, || {
             let mut preferences = Self::load(config_dir)?;
             let out = change(&mut preferences);
             preferences.validate()?;
@@ -151,7 +151,7 @@ impl Preferences {
     pub fn validate(&self) -> Result<(), PreferencesError> {
         self.quiet_hours()?;
         if let Some(url) = &self.gateway_url {
-            crate::gateway::Gateway::new(url)
+            crate::net::gateway::Gateway::new(url)
                 .map_err(|e| PreferencesError::BadGateway(e.to_string()))?;
         }
         Ok(())
@@ -176,7 +176,7 @@ impl Preferences {
             reason: e.to_string(),
         })?;
         text.push(b'\n');
-        crate::config::write_atomically(&path, &text)
+        crate::store::config::write_atomically(&path, &text)
             .map_err(|source| PreferencesError::Io { path, source })
     }
 }

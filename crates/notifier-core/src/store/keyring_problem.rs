@@ -8,7 +8,7 @@
 //! (`SecretStore::check_usable`) reads only the service's presence and the default
 //! collection's `Locked` property.
 
-use crate::keyring_store::{SecretError, SecretStore};
+use crate::store::keyring::{SecretError, SecretStore};
 use serde::{Deserialize, Serialize};
 
 /// Why the keyring cannot be used.

@@ -87,7 +87,7 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// The config file at `path` (usually [`crate::paths::Paths::config_file`]).
+    /// The config file at `path` (usually [`crate::store::paths::Paths::config_file`]).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
