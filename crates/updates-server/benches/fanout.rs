@@ -296,22 +296,19 @@ fn stop_profile((mut child, data): (Child, PathBuf)) -> String {
         .args(["-INT", &child.id().to_string()])
         .status();
     let _ = child.wait();
-    let report = Command::new("perf")
-        .args([
-            "report",
-            "--stdio",
-            "--no-children",
-            "--sort",
-            "dso,sym",
-            "-g",
-            "none",
-            "-i",
-        ])
-        .arg(&data)
-        .stderr(Stdio::null())
-        .output()
-        .expect("perf report");
-    let by_symbol = String::from_utf8_lossy(&report.stdout)
+    // `perf report` of the recording, one way of counting or the other, as text.
+    let report = |counting: &str, sort: &str| -> String {
+        let output = Command::new("perf")
+            .args([
+                "report", "--stdio", counting, "--sort", sort, "-g", "none", "-i",
+            ])
+            .arg(&data)
+            .stderr(Stdio::null())
+            .output()
+            .expect("perf report");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let by_symbol = report("--no-children", "dso,sym")
         .lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .take(25)
@@ -320,22 +317,7 @@ fn stop_profile((mut child, data): (Child, PathBuf)) -> String {
     // Inclusive shares of the stages a delivery passes through. On loopback the receiving
     // socket's TCP processing (softirq) runs on the sending CPU and is charged to the server;
     // on a network it is the client machine's work.
-    let inclusive = Command::new("perf")
-        .args([
-            "report",
-            "--stdio",
-            "--children",
-            "--sort",
-            "sym",
-            "-g",
-            "none",
-            "-i",
-        ])
-        .arg(&data)
-        .stderr(Stdio::null())
-        .output()
-        .expect("perf report");
-    let inclusive = String::from_utf8_lossy(&inclusive.stdout);
+    let inclusive = report("--children", "sym");
     let share = |symbol: &str| -> f64 {
         inclusive
             .lines()
