@@ -409,7 +409,10 @@ fn packages_install_and_push_a_change_in_a_clean_debian_root() {
         // The always-running tray speaks its icon over D-Bus: no toolkit, no web view.
         if bin == "tahoe-notifier-tray" {
             for toolkit in ["libgtk", "libwebkit2gtk", "libayatana"] {
-                assert!(!libraries.contains(toolkit), "{bin} links {toolkit}: {libraries}");
+                assert!(
+                    !libraries.contains(toolkit),
+                    "{bin} links {toolkit}: {libraries}"
+                );
             }
         }
     }
