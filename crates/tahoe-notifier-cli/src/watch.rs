@@ -124,7 +124,7 @@ pub fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
         let stopper = {
             let handle = handle.clone();
             tokio::task::spawn_local(async move {
-                wait_for_stop_signal().await;
+                notifier_core::host::stop_signal().await;
                 handle.send(HostCommand::Quit);
             })
         };
@@ -160,21 +160,6 @@ fn open_window(window: &host::window::Launcher, target: Option<&str>, json: bool
         ),
     };
     print_event(&EngineEvent::Notice(text), json);
-}
-
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 fn print_event(event: &EngineEvent, json: bool) {

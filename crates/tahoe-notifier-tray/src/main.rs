@@ -89,7 +89,7 @@ fn run(args: &Args, local_offset: time::UtcOffset) -> anyhow::Result<()> {
         let stop = {
             let handle = handle.clone();
             tokio::task::spawn_local(async move {
-                wait_for_stop_signal().await;
+                notifier_core::host::stop_signal().await;
                 handle.send(HostCommand::Quit);
             })
         };
@@ -121,19 +121,4 @@ fn run(args: &Args, local_offset: time::UtcOffset) -> anyhow::Result<()> {
             Err(error) => Err(anyhow::anyhow!("the engine host failed: {error}")),
         }
     })
-}
-
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

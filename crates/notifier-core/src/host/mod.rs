@@ -40,6 +40,23 @@ use crate::store::keyring_problem::{probe, KeyringProblem};
 use crate::store::paths::Paths;
 use crate::store::preferences::Preferences;
 
+/// Resolves when the process is asked to stop: SIGTERM (a service manager, a session ending)
+/// or Ctrl-C. How every face that hosts the engine ends its run.
+pub async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// The program `name` of Tahoe Notifier: beside the running executable when it is there (the
 /// package and a cargo build put them together), else found on `PATH`. How the window starts
 /// the tray, the tray the window, and `watch` the window.
