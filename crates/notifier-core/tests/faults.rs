@@ -376,6 +376,8 @@ struct Accounting {
     /// Seqnums reported that the driver never produced.
     unexpected_reports: usize,
     caps_missing_final: Vec<String>,
+    /// Each report that covered nothing new, in words: which cap, which seqnum, what came before.
+    empty: Vec<String>,
 }
 
 /// Matches reports to changes, per cap, in the order the engine made them. A report with a new
@@ -421,7 +423,20 @@ fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
                 }
             }
             match next - before {
-                0 => totals.empty_reports += 1,
+                0 => {
+                    totals.empty_reports += 1;
+                    let earlier: Vec<u64> = reports
+                        .iter()
+                        .take_while(|(when, ..)| when < at)
+                        .map(|(_, seqnum, _)| *seqnum)
+                        .collect();
+                    totals.empty.push(format!(
+                        "cap {}: a report of seqnum {seqnum}{} covered nothing new; reports before it {earlier:?}; seqnums made {:?}",
+                        cap.id,
+                        if *while_away { " (while away)" } else { "" },
+                        cap.produced
+                    ));
+                }
                 1 => {}
                 _ => totals.coalesced_reports += 1,
             }
@@ -476,6 +491,11 @@ fn random_changes_survive_server_kills_network_faults_and_engine_restarts_with_n
         .and_then(|text| text.parse().ok())
         .unwrap_or_else(|| rand::thread_rng().gen());
     println!("faults: seed {seed} (TAHOE_NOTIFIER_FAULTS_SEED={seed} replays it), plan {plan:?}");
+    // RUST_LOG=notifier_core=debug shows the engine's reasoning beside the driver's report.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -928,6 +948,9 @@ async fn drive(plan: Plan, seed: u64) {
                 totals.unexpected_reports,
                 totals.caps_missing_final.len()
             );
+            for empty in &totals.empty {
+                println!("  empty report: {empty}");
+            }
             println!(
                 "  reconnects {reconnects} (connections accepted by the proxies: {accepted:?}); engine starts {}; notifications shown {}",
                 harness.engine_starts,
