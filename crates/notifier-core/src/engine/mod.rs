@@ -1122,6 +1122,13 @@ impl Engine {
             if cap.id != cap_id {
                 continue;
             }
+            // A server took the cap back while the round ran: its status seqnum reports what
+            // changed meanwhile, and this listing, fetched before, may be older than the one
+            // that report stored (it would then be told as a change of its own).
+            if self.subscribed_on(&si) > 0 {
+                tracing::debug!(cap = %cap.id, "polled listing dropped: the cap is subscribed again");
+                continue;
+            }
             match listed {
                 Ok(listing) => {
                     if let Some(description) = details::describe_polled_snapshot(
