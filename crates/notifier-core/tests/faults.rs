@@ -147,6 +147,8 @@ struct Injected {
 struct Observed {
     /// (when, cap id, seqnum, while away)
     changes: Vec<(Instant, String, u64, bool)>,
+    /// What each report of `changes` said (summary and body), at the same index.
+    texts: Vec<String>,
     /// (when, server index, state)
     states: Vec<(Instant, usize, LinkState)>,
     /// Connected states that were not an engine's first connection to that server.
@@ -211,6 +213,9 @@ impl Harness {
                 let mut observed = observed.lock().unwrap();
                 match event {
                     EngineEvent::Changed(report) => {
+                        observed
+                            .texts
+                            .push(format!("{} / {}", report.summary, report.body));
                         observed.changes.push((
                             now,
                             report.cap_id,
@@ -394,6 +399,13 @@ fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
             .filter(|(_, id, _, _)| *id == cap.id)
             .map(|(at, _, seqnum, while_away)| (*at, *seqnum, *while_away))
             .collect();
+        let texts: Vec<&String> = observed
+            .changes
+            .iter()
+            .zip(&observed.texts)
+            .filter(|((_, id, _, _), _)| *id == cap.id)
+            .map(|(_, text)| text)
+            .collect();
         let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
         let mut highest_reported = cap.produced[0];
         // Changes before `next` are covered.
@@ -431,10 +443,11 @@ fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
                         .map(|(_, seqnum, _)| *seqnum)
                         .collect();
                     totals.empty.push(format!(
-                        "cap {}: a report of seqnum {seqnum}{} covered nothing new; reports before it {earlier:?}; seqnums made {:?}",
+                        "cap {}: a report of seqnum {seqnum}{} covered nothing new; reports before it {earlier:?}; seqnums made {:?}\n{}",
                         cap.id,
                         if *while_away { " (while away)" } else { "" },
-                        cap.produced
+                        cap.produced,
+                        timeline(cap, &reports, &texts),
                     ));
                 }
                 1 => {}
@@ -449,6 +462,36 @@ fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
         }
     }
     totals
+}
+
+/// The last writes and reports of one cap in time order (ms after its first write), with what
+/// each report said: what an empty report needs to be understood.
+fn timeline(cap: &WatchedCap, reports: &[(Instant, u64, bool)], texts: &[&String]) -> String {
+    let Some(&origin) = cap.produced_at.first() else {
+        return String::new();
+    };
+    let since = |at: Instant| {
+        at.checked_duration_since(origin)
+            .map_or(0, |elapsed| elapsed.as_millis())
+    };
+    let mut lines: Vec<(u128, String)> = cap
+        .produced
+        .iter()
+        .skip(1)
+        .zip(&cap.produced_at)
+        .map(|(seqnum, at)| (since(*at), format!("write returned, seqnum {seqnum}")))
+        .collect();
+    for ((at, seqnum, while_away), text) in reports.iter().zip(texts) {
+        let away = if *while_away { ", while away" } else { "" };
+        lines.push((since(*at), format!("report seqnum {seqnum}{away}: {text}")));
+    }
+    lines.sort_by_key(|(at, _)| *at);
+    let keep = lines.len().saturating_sub(8);
+    lines[keep..]
+        .iter()
+        .map(|(at, line)| format!("      {at:>8} ms  {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// For each fault, how long the engine took to be connected again: to the hit server for a

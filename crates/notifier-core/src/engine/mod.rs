@@ -1100,6 +1100,7 @@ impl Engine {
         if jobs.is_empty() {
             return;
         }
+        tracing::debug!(caps = jobs.len(), "poll round started");
         self.polls.spawn(async move {
             use futures_util::StreamExt as _;
             futures_util::stream::iter(jobs)
@@ -1115,6 +1116,7 @@ impl Engine {
 
     /// One round of polling came back: record and notify what changed.
     async fn polled(&mut self, round: Vec<Polled>, events: &mpsc::Sender<EngineEvent>) {
+        tracing::debug!(caps = round.len(), "poll round back");
         for (si, cap_id, listed) in round {
             let Some(Watched::Cap(cap)) = self.watched.get(&si).cloned() else {
                 continue;
@@ -1137,6 +1139,7 @@ impl Engine {
                         &cap.label,
                         listing,
                     ) {
+                        tracing::debug!(cap = %cap.id, "polled listing differs from the last one");
                         // Polling cannot know the seqnum: 0, as `ChangeReport::seqnum` says.
                         self.record_and_notify(&cap, si, 0, false, description, events)
                             .await;
