@@ -12,6 +12,12 @@
 //! 1,000 subscribers (`--connections`) of one slot whose share carries a real RSA-PSS signature:
 //! first plain v1 subscribers, then subscribers that asked for proofs, and prints the two side by
 //! side (latency, server CPU per delivery, bytes per update).
+//!
+//! `--python-peer-compare` runs one fan-out twice in one process, first against the release
+//! binary, then against the Python reference peer (`benches/reference_peer.py`: Twisted and
+//! autobahn from the workspace's `.venv`), each with `--connections` subscribers of one slot
+//! (1,000 is the reference point), and prints memory per connection, latency and server CPU per
+//! delivery side by side. Add `--pin` to keep each server on its own core.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -66,6 +72,10 @@ struct Args {
     /// Compare the fan-out with proofs off and on (see the top of this file).
     #[arg(long)]
     proofs_compare: bool,
+    /// Compare the release binary with the Python reference peer (`benches/reference_peer.py`)
+    /// at `--connections` subscribers of one slot (see the top of this file).
+    #[arg(long)]
+    python_peer_compare: bool,
     /// Pin the server to CPU 1 and the load generator to CPU 0 (`taskset`), so that neither
     /// measures the other's work.
     #[arg(long)]
@@ -87,6 +97,9 @@ fn main() {
 async fn run(args: Args) {
     if args.proofs_compare {
         return compare_proofs(args).await;
+    }
+    if args.python_peer_compare {
+        return compare_python_peer(args).await;
     }
     let work = tempfile::tempdir().expect("temp dir");
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -551,5 +564,137 @@ async fn compare_proofs(args: Args) {
         } else {
             "-".to_owned()
         }
+    });
+}
+
+// ---- the release binary versus the Python reference peer ----------------------------------------
+
+struct ServerPhase {
+    name: &'static str,
+    rss_per_connection_kib: f64,
+    connect_s: f64,
+    latencies_ms: Vec<f64>,
+    last_receipt_ms: Vec<f64>,
+    cpu_per_delivery_us: f64,
+}
+
+/// One fan-out against the server `pid` at `nurl`: `--connections` subscribers of `hot`, then
+/// `--fanout-writes` writes from `first_seqnum` on.
+async fn measure_server(
+    name: &'static str,
+    (pid, nurl): (u32, &mutable_updates::nurl::Nurl),
+    (storage, hot): (&Path, StorageIndex),
+    first_seqnum: u64,
+    args: &Args,
+) -> ServerPhase {
+    let rss_before = rss_kib(pid);
+    let pending: Pending = Arc::new(RwLock::new(HashMap::new()));
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let connect_started = Instant::now();
+    let sockets =
+        support::connect_subscribers(nurl, args.connections, args.connect_concurrency, |_| {
+            ClientMessage::subscribe([hot])
+        })
+        .await;
+    let connect_s = connect_started.elapsed().as_secs_f64();
+    let readers = support::spawn_readers(sockets, &pending, &delivered);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_connected = rss_kib(pid);
+    FANOUT_LATENCIES.lock().unwrap().clear();
+    let cpu_start = cpu_ticks(pid);
+    let mut last_receipt_ms = support::timed_writes(
+        &pending,
+        (storage, hot),
+        first_seqnum,
+        args.fanout_writes,
+        args.connections,
+        Duration::from_millis(200),
+    )
+    .await;
+    let cpu_s = (cpu_ticks(pid) - cpu_start) as f64 / ticks_per_second();
+    for reader in readers {
+        reader.abort();
+    }
+    last_receipt_ms.sort_by(|a, b| a.total_cmp(b));
+    ServerPhase {
+        name,
+        rss_per_connection_kib: rss_connected.saturating_sub(rss_before) as f64
+            / args.connections.max(1) as f64,
+        connect_s,
+        latencies_ms: take_latencies_ms(),
+        last_receipt_ms,
+        cpu_per_delivery_us: cpu_s * 1e6 / (args.fanout_writes * args.connections).max(1) as f64,
+    }
+}
+
+async fn compare_python_peer(args: Args) {
+    let hot = StorageIndex::from_bytes([0x3c; 16]);
+    let mut phases = Vec::new();
+    let mut seqnum = 1u64;
+    for peer in [false, true] {
+        let work = tempfile::tempdir().expect("temp dir");
+        let storage = work.path().join("storage");
+        write_share(&storage, &hot, seqnum);
+        let (mut server, nurl, name) = if peer {
+            let (server, nurl) = support::start_python_peer(work.path(), &storage, args.pin).await;
+            (
+                server,
+                nurl,
+                "Python peer (Twisted + autobahn, 50 ms polling)",
+            )
+        } else {
+            let (server, _, nurl) = support::start_single(work.path(), &storage, args.pin).await;
+            (server, nurl, "tahoe-updates-server")
+        };
+        let phase = measure_server(
+            name,
+            (server.id(), &nurl),
+            (&storage, hot),
+            seqnum + 1,
+            &args,
+        )
+        .await;
+        seqnum += 1 + args.fanout_writes as u64;
+        drop(server.stdin.take());
+        let _ = server.kill();
+        let _ = server.wait();
+        phases.push(phase);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "fan-out, {} subscribers of one slot, {} writes 200 ms apart, each server in turn (same run{}):",
+        args.connections,
+        args.fanout_writes,
+        if args.pin {
+            format!(", server on CPU {SERVER_CPU}, load generator on CPU {LOAD_GENERATOR_CPU}")
+        } else {
+            ", 2 cores shared".to_owned()
+        }
+    );
+    println!(
+        "| | {} | {} |\n|---|---|---|",
+        phases[0].name, phases[1].name
+    );
+    let row = |name: &str, f: &dyn Fn(&ServerPhase) -> String| {
+        println!("| {name} | {} | {} |", f(&phases[0]), f(&phases[1]));
+    };
+    row("RSS per connection, KiB", &|p| {
+        format!("{:.1}", p.rss_per_connection_kib)
+    });
+    row("connect + subscribe all, s", &|p| {
+        format!("{:.1}", p.connect_s)
+    });
+    row("write-to-receipt p50 ms", &|p| {
+        format!("{:.1}", percentile(&p.latencies_ms, 0.5))
+    });
+    row("write-to-receipt p99 ms", &|p| {
+        format!("{:.1}", percentile(&p.latencies_ms, 0.99))
+    });
+    row("write-to-last-receipt p50 ms", &|p| {
+        format!("{:.1}", percentile(&p.last_receipt_ms, 0.5))
+    });
+    row("deliveries received", &|p| p.latencies_ms.len().to_string());
+    row("server CPU µs per delivery", &|p| {
+        format!("{:.1}", p.cpu_per_delivery_us)
     });
 }

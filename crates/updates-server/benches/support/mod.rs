@@ -113,24 +113,42 @@ pub fn start_server(work: &Path, role: Role<'_>, metrics: SocketAddr, pin: bool)
         .expect("start tahoe-updates-server")
 }
 
-/// The identity and limits of a server that clients connect to.
-fn client_facing(command: &mut Command, work: &Path) {
+/// The TLS identity and swissnum a client-facing server of the bench is started with.
+pub struct Identity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub swissnum: PathBuf,
+}
+
+pub const BENCH_SWISSNUM: &str = "loadgenswissnumloadgenswissnum12";
+
+/// Writes a fresh self-signed certificate, its key and the bench's swissnum into `work`.
+pub fn write_identity(work: &Path) -> Identity {
     let key = rcgen::KeyPair::generate().expect("key");
     let params = rcgen::CertificateParams::new(vec!["updates.test".to_owned()]).expect("params");
     let cert = params.self_signed(&key).expect("cert");
-    let cert_path = work.join("cert.pem");
-    let key_path = work.join("key.pem");
-    std::fs::write(&cert_path, cert.pem()).expect("cert file");
-    std::fs::write(&key_path, key.serialize_pem()).expect("key file");
-    std::fs::write(work.join("swissnum"), "loadgenswissnumloadgenswissnum12\n").expect("swissnum");
+    let identity = Identity {
+        cert: work.join("cert.pem"),
+        key: work.join("key.pem"),
+        swissnum: work.join("swissnum"),
+    };
+    std::fs::write(&identity.cert, cert.pem()).expect("cert file");
+    std::fs::write(&identity.key, key.serialize_pem()).expect("key file");
+    std::fs::write(&identity.swissnum, format!("{BENCH_SWISSNUM}\n")).expect("swissnum");
+    identity
+}
+
+/// The identity and limits of a server that clients connect to.
+fn client_facing(command: &mut Command, work: &Path) {
+    let identity = write_identity(work);
     command
         .args(["--listen", "127.0.0.1:0"])
         .arg("--tls-cert")
-        .arg(&cert_path)
+        .arg(&identity.cert)
         .arg("--tls-key")
-        .arg(&key_path)
+        .arg(&identity.key)
         .arg("--swissnum-file")
-        .arg(work.join("swissnum"))
+        .arg(&identity.swissnum)
         .arg("--nurl-file")
         .arg(work.join("nurl"))
         .args(["--max-queued-updates", "1000"])
@@ -138,6 +156,64 @@ fn client_facing(command: &mut Command, work: &Path) {
         .args(["--max-connections", "100000"])
         .args(["--max-sessions-per-address", "100000"])
         .args(["--max-handshakes-per-address", "100000"]);
+}
+
+/// Starts the Python reference peer (`benches/reference_peer.py`, on the workspace's `.venv`
+/// from `tests/bootstrap.sh`, or the interpreter `TAHOE_NOTIFIER_PYTHON` names) on `storage`,
+/// on [`SERVER_CPU`] when `pin`, and waits until it listens: the peer and its NURL.
+pub async fn start_python_peer(work: &Path, storage: &Path, pin: bool) -> (Child, Nurl) {
+    let python = std::env::var_os("TAHOE_NOTIFIER_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
+        PathBuf::from,
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference_peer.py");
+    let identity = write_identity(work);
+    let port_file = work.join("peer-port");
+    let spki_hash = mutable_updates::pinning::spki_hash_of_pem(
+        &std::fs::read(&identity.cert).expect("cert file"),
+    )
+    .expect("the bench's certificate");
+    let mut command = if pin {
+        let mut command = Command::new("taskset");
+        command.args(["-c", SERVER_CPU]).arg(&python);
+        command
+    } else {
+        Command::new(&python)
+    };
+    let mut peer = command
+        .arg(&script)
+        .arg("--storage-dir")
+        .arg(storage)
+        .arg("--tls-cert")
+        .arg(&identity.cert)
+        .arg("--tls-key")
+        .arg(&identity.key)
+        .arg("--swissnum-file")
+        .arg(&identity.swissnum)
+        .arg("--port-file")
+        .arg(&port_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "could not start the Python peer with {} (run tests/bootstrap.sh): {e}",
+                python.display()
+            )
+        });
+    for _ in 0..200 {
+        if let Some(port) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u16>().ok())
+        {
+            let swissnum = mutable_updates::nurl::Swissnum::new(BENCH_SWISSNUM);
+            return (peer, Nurl::new(spki_hash, "127.0.0.1", port, swissnum));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = peer.kill();
+    let _ = peer.wait();
+    panic!("the Python peer did not listen within 10 s");
 }
 
 /// Starts a `--role single` server on `storage` and waits until it serves: the server, its
