@@ -149,6 +149,8 @@ struct Observed {
     changes: Vec<(Instant, String, u64, bool)>,
     /// What each report of `changes` said (summary and body), at the same index.
     texts: Vec<String>,
+    /// The names each report of `changes` lists as added, at the same index.
+    added: Vec<Vec<String>>,
     /// (when, server index, state)
     states: Vec<(Instant, usize, LinkState)>,
     /// Connected states that were not an engine's first connection to that server.
@@ -166,6 +168,8 @@ struct WatchedCap {
     produced: Vec<u64>,
     /// When each write of `produced[1..]` returned.
     produced_at: Vec<Instant>,
+    /// The file each write of `produced[1..]` added.
+    produced_names: Vec<String>,
 }
 
 struct RunningEngine {
@@ -216,6 +220,14 @@ impl Harness {
                         observed
                             .texts
                             .push(format!("{} / {}", report.summary, report.body));
+                        observed.added.push(
+                            report.details["added"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|name| name.as_str().map(str::to_owned))
+                                .collect(),
+                        );
                         observed.changes.push((
                             now,
                             report.cap_id,
@@ -387,7 +399,8 @@ struct Accounting {
 
 /// Matches reports to changes, per cap, in the order the engine made them. A report with a new
 /// seqnum N covers the changes up to N not yet covered; a report without one (a polled change,
-/// whose seqnum the engine cannot know) covers those whose write had returned before it.
+/// whose seqnum the engine cannot know) covers the changes up to the last one whose file it
+/// lists as added.
 fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
     let mut totals = Accounting::default();
     for cap in caps {
@@ -406,11 +419,18 @@ fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
             .filter(|((_, id, _, _), _)| *id == cap.id)
             .map(|(_, text)| text)
             .collect();
+        let added: Vec<&Vec<String>> = observed
+            .changes
+            .iter()
+            .zip(&observed.added)
+            .filter(|((_, id, _, _), _)| *id == cap.id)
+            .map(|(_, names)| names)
+            .collect();
         let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
         let mut highest_reported = cap.produced[0];
         // Changes before `next` are covered.
         let mut next = 0;
-        for (at, seqnum, while_away) in &reports {
+        for (index, (at, seqnum, while_away)) in reports.iter().enumerate() {
             totals.reports += 1;
             if *while_away {
                 totals.reports_while_away += 1;
@@ -430,8 +450,16 @@ fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
                     *seen.entry(*seqnum).or_default() += 1;
                 }
                 totals.polled_reports += 1;
-                while next < changes.len() && cap.produced_at[next] <= *at {
-                    next += 1;
+                // A polled listing covers the writes whose files it shows as added (and every
+                // write before them). Not the writes that had returned when the report came:
+                // a round of polling takes most of a second, so a write can return after the
+                // cap's listing was fetched and before the round's reports are out.
+                if let Some(last_shown) = cap
+                    .produced_names
+                    .iter()
+                    .rposition(|name| added[index].contains(name))
+                {
+                    next = next.max(last_shown + 1);
                 }
             }
             match next - before {
@@ -625,6 +653,7 @@ async fn drive(plan: Plan, seed: u64) {
             storage_index,
             produced: vec![seqnum_on_disk(grid, &storage_index)],
             produced_at: Vec::new(),
+            produced_names: Vec::new(),
         });
     }
     println!(
@@ -866,9 +895,11 @@ async fn drive(plan: Plan, seed: u64) {
                 let write_cap = caps[cap].write_cap.clone();
                 let si = caps[cap].storage_index;
                 let name = format!("change-{change:05}.txt");
-                let seqnum = blocking(move || make_change(grid, &write_cap, si, &name)).await;
+                let written = name.clone();
+                let seqnum = blocking(move || make_change(grid, &write_cap, si, &written)).await;
                 caps[cap].produced.push(seqnum);
                 caps[cap].produced_at.push(Instant::now());
+                caps[cap].produced_names.push(name);
             }
             assert!(
                 schedule.is_empty(),

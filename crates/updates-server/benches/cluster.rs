@@ -22,19 +22,16 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Child;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use local_grid::nats::{MessageCounts, NatsOptions, NatsServer};
-use mutable_updates::message::ClientMessage;
 use mutable_updates::nurl::Nurl;
 use rand::{Rng, SeedableRng};
 use support::{
     cpu_ns, delivery_histogram, free_address, histogram_delta, histogram_percentile_ms, metric,
     metrics_page, percentile, rss_kib, start_server, take_latencies_ms, wait_for_nurl, write_share,
-    Pending, Role, SERVER_CPU,
+    Role, SERVER_CPU,
 };
 use tahoe_caps::StorageIndex;
 
@@ -231,16 +228,11 @@ async fn phase(
     watcher: Option<&Server>,
 ) -> Phase {
     let rss_before_kib = rss_kib(server.pid());
-    let pending: Pending = Arc::new(RwLock::new(HashMap::new()));
-    let delivered = Arc::new(AtomicUsize::new(0));
-    let connect_started = Instant::now();
-    let sockets =
-        support::connect_subscribers(nurl, args.connections, args.connect_concurrency, |_| {
-            ClientMessage::subscribe([hot])
-        })
-        .await;
-    let readers = support::spawn_readers(sockets, &pending, &delivered);
-    let connect_s = connect_started.elapsed().as_secs_f64();
+    let support::HotSubscribers {
+        pending,
+        readers,
+        connect_s,
+    } = support::subscribe_to_hot(nurl, args.connections, args.connect_concurrency, hot).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after_kib = rss_kib(server.pid());
 

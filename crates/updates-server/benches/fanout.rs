@@ -421,11 +421,49 @@ impl Writer {
     }
 }
 
+/// What every side-by-side fan-out of this file measures, whatever else it compares.
+struct FanoutFigures {
+    /// Write-to-receipt times of every delivery, sorted.
+    latencies_ms: Vec<f64>,
+    /// Write-to-last-receipt time of each write, sorted.
+    last_receipt_ms: Vec<f64>,
+    cpu_per_delivery_us: f64,
+}
+
+impl FanoutFigures {
+    fn new(mut last_receipt_ms: Vec<f64>, server_cpu_s: f64, deliveries: usize) -> Self {
+        last_receipt_ms.sort_by(|a, b| a.total_cmp(b));
+        Self {
+            latencies_ms: take_latencies_ms(),
+            last_receipt_ms,
+            cpu_per_delivery_us: server_cpu_s * 1e6 / deliveries.max(1) as f64,
+        }
+    }
+
+    /// Prints their rows of a Markdown table with one column for `a`, one for `b`.
+    fn print_rows(a: &Self, b: &Self) {
+        let row = |name: &str, f: &dyn Fn(&Self) -> String| {
+            println!("| {name} | {} | {} |", f(a), f(b));
+        };
+        row("write-to-receipt p50 ms", &|p| {
+            format!("{:.1}", percentile(&p.latencies_ms, 0.5))
+        });
+        row("write-to-receipt p99 ms", &|p| {
+            format!("{:.1}", percentile(&p.latencies_ms, 0.99))
+        });
+        row("write-to-last-receipt p50 ms", &|p| {
+            format!("{:.1}", percentile(&p.last_receipt_ms, 0.5))
+        });
+        row("deliveries received", &|p| p.latencies_ms.len().to_string());
+        row("server CPU µs per delivery", &|p| {
+            format!("{:.1}", p.cpu_per_delivery_us)
+        });
+    }
+}
+
 struct Phase {
     proofs: bool,
-    latencies_ms: Vec<f64>,
-    last_receipt_ms: Vec<f64>,
-    server_cpu_s: f64,
+    figures: FanoutFigures,
     bytes_per_update: f64,
     status_bytes: f64,
     verified: bool,
@@ -509,14 +547,14 @@ async fn compare_proofs(args: Args) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let server_cpu_s = (cpu_ticks(pid) - cpu_start) as f64 / ticks_per_second();
-        let latencies_ms = take_latencies_ms();
-        last_receipt_ms.sort_by(|a, b| a.total_cmp(b));
         let received = updates.load(Ordering::Relaxed).max(1);
         phases.push(Phase {
             proofs,
-            latencies_ms,
-            last_receipt_ms,
-            server_cpu_s,
+            figures: FanoutFigures::new(
+                last_receipt_ms,
+                server_cpu_s,
+                args.fanout_writes * args.connections,
+            ),
             bytes_per_update: bytes.load(Ordering::Relaxed) as f64 / received as f64,
             status_bytes: status_bytes as f64 / args.connections.max(1) as f64,
             verified: !proofs || verified_ok.load(Ordering::Relaxed) == args.fanout_writes,
@@ -536,22 +574,7 @@ async fn compare_proofs(args: Args) {
     let row = |name: &str, f: &dyn Fn(&Phase) -> String| {
         println!("| {name} | {} | {} |", f(&phases[0]), f(&phases[1]));
     };
-    row("write-to-receipt p50 ms", &|p| {
-        format!("{:.1}", percentile(&p.latencies_ms, 0.5))
-    });
-    row("write-to-receipt p99 ms", &|p| {
-        format!("{:.1}", percentile(&p.latencies_ms, 0.99))
-    });
-    row("write-to-last-receipt p50 ms", &|p| {
-        format!("{:.1}", percentile(&p.last_receipt_ms, 0.5))
-    });
-    row("deliveries", &|p| p.latencies_ms.len().to_string());
-    row("server CPU µs per delivery", &|p| {
-        format!(
-            "{:.1}",
-            p.server_cpu_s * 1e6 / (args.fanout_writes * args.connections).max(1) as f64
-        )
-    });
+    FanoutFigures::print_rows(&phases[0].figures, &phases[1].figures);
     row("bytes per update message", &|p| {
         format!("{:.0}", p.bytes_per_update)
     });
@@ -573,9 +596,7 @@ struct ServerPhase {
     name: &'static str,
     rss_per_connection_kib: f64,
     connect_s: f64,
-    latencies_ms: Vec<f64>,
-    last_receipt_ms: Vec<f64>,
-    cpu_per_delivery_us: f64,
+    figures: FanoutFigures,
 }
 
 /// One fan-out against the server `pid` at `nurl`: `--connections` subscribers of `hot`, then
@@ -588,21 +609,16 @@ async fn measure_server(
     args: &Args,
 ) -> ServerPhase {
     let rss_before = rss_kib(pid);
-    let pending: Pending = Arc::new(RwLock::new(HashMap::new()));
-    let delivered = Arc::new(AtomicUsize::new(0));
-    let connect_started = Instant::now();
-    let sockets =
-        support::connect_subscribers(nurl, args.connections, args.connect_concurrency, |_| {
-            ClientMessage::subscribe([hot])
-        })
-        .await;
-    let connect_s = connect_started.elapsed().as_secs_f64();
-    let readers = support::spawn_readers(sockets, &pending, &delivered);
+    let support::HotSubscribers {
+        pending,
+        readers,
+        connect_s,
+    } = support::subscribe_to_hot(nurl, args.connections, args.connect_concurrency, hot).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_connected = rss_kib(pid);
     FANOUT_LATENCIES.lock().unwrap().clear();
     let cpu_start = cpu_ticks(pid);
-    let mut last_receipt_ms = support::timed_writes(
+    let last_receipt_ms = support::timed_writes(
         &pending,
         (storage, hot),
         first_seqnum,
@@ -615,15 +631,16 @@ async fn measure_server(
     for reader in readers {
         reader.abort();
     }
-    last_receipt_ms.sort_by(|a, b| a.total_cmp(b));
     ServerPhase {
         name,
         rss_per_connection_kib: rss_connected.saturating_sub(rss_before) as f64
             / args.connections.max(1) as f64,
         connect_s,
-        latencies_ms: take_latencies_ms(),
-        last_receipt_ms,
-        cpu_per_delivery_us: cpu_s * 1e6 / (args.fanout_writes * args.connections).max(1) as f64,
+        figures: FanoutFigures::new(
+            last_receipt_ms,
+            cpu_s,
+            args.fanout_writes * args.connections,
+        ),
     }
 }
 
@@ -684,17 +701,5 @@ async fn compare_python_peer(args: Args) {
     row("connect + subscribe all, s", &|p| {
         format!("{:.1}", p.connect_s)
     });
-    row("write-to-receipt p50 ms", &|p| {
-        format!("{:.1}", percentile(&p.latencies_ms, 0.5))
-    });
-    row("write-to-receipt p99 ms", &|p| {
-        format!("{:.1}", percentile(&p.latencies_ms, 0.99))
-    });
-    row("write-to-last-receipt p50 ms", &|p| {
-        format!("{:.1}", percentile(&p.last_receipt_ms, 0.5))
-    });
-    row("deliveries received", &|p| p.latencies_ms.len().to_string());
-    row("server CPU µs per delivery", &|p| {
-        format!("{:.1}", p.cpu_per_delivery_us)
-    });
+    FanoutFigures::print_rows(&phases[0].figures, &phases[1].figures);
 }

@@ -73,14 +73,7 @@ pub enum Role<'a> {
 /// swissnum; it writes its NURL to `work/nurl`). With `pin`, on [`SERVER_CPU`]: `taskset` execs
 /// the server in place, so the child's pid is the server's.
 pub fn start_server(work: &Path, role: Role<'_>, metrics: SocketAddr, pin: bool) -> Child {
-    let server = env!("CARGO_BIN_EXE_tahoe-updates-server");
-    let mut command = if pin {
-        let mut command = Command::new("taskset");
-        command.args(["-c", SERVER_CPU, server]);
-        command
-    } else {
-        Command::new(server)
-    };
+    let mut command = on_server_cpu(Path::new(env!("CARGO_BIN_EXE_tahoe-updates-server")), pin);
     command.arg("run");
     match role {
         Role::Single { storage } => {
@@ -138,17 +131,37 @@ pub fn write_identity(work: &Path) -> Identity {
     identity
 }
 
+/// A command running `program`, on [`SERVER_CPU`] only when `pin` (`taskset` execs it in place,
+/// so the child's pid is the program's).
+fn on_server_cpu(program: &Path, pin: bool) -> Command {
+    if pin {
+        let mut command = Command::new("taskset");
+        command.args(["-c", SERVER_CPU]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+impl Identity {
+    /// The flags that hand it to a server: the release binary and the Python peer take the
+    /// same ones.
+    fn pass_to(&self, command: &mut Command) {
+        command
+            .arg("--tls-cert")
+            .arg(&self.cert)
+            .arg("--tls-key")
+            .arg(&self.key)
+            .arg("--swissnum-file")
+            .arg(&self.swissnum);
+    }
+}
+
 /// The identity and limits of a server that clients connect to.
 fn client_facing(command: &mut Command, work: &Path) {
-    let identity = write_identity(work);
+    command.args(["--listen", "127.0.0.1:0"]);
+    write_identity(work).pass_to(command);
     command
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--tls-cert")
-        .arg(&identity.cert)
-        .arg("--tls-key")
-        .arg(&identity.key)
-        .arg("--swissnum-file")
-        .arg(&identity.swissnum)
         .arg("--nurl-file")
         .arg(work.join("nurl"))
         .args(["--max-queued-updates", "1000"])
@@ -173,23 +186,10 @@ pub async fn start_python_peer(work: &Path, storage: &Path, pin: bool) -> (Child
         &std::fs::read(&identity.cert).expect("cert file"),
     )
     .expect("the bench's certificate");
-    let mut command = if pin {
-        let mut command = Command::new("taskset");
-        command.args(["-c", SERVER_CPU]).arg(&python);
-        command
-    } else {
-        Command::new(&python)
-    };
+    let mut command = on_server_cpu(&python, pin);
+    command.arg(&script).arg("--storage-dir").arg(storage);
+    identity.pass_to(&mut command);
     let mut peer = command
-        .arg(&script)
-        .arg("--storage-dir")
-        .arg(storage)
-        .arg("--tls-cert")
-        .arg(&identity.cert)
-        .arg("--tls-key")
-        .arg(&identity.key)
-        .arg("--swissnum-file")
-        .arg(&identity.swissnum)
         .arg("--port-file")
         .arg(&port_file)
         .stdin(Stdio::piped())
@@ -257,6 +257,39 @@ pub type Pending = Arc<RwLock<HashMap<(StorageIndex, u64), Arc<PendingWrite>>>>;
 
 /// Write-to-receipt times (µs) of every awaited write, filled by the readers.
 pub static FANOUT_LATENCIES: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Subscribers of one slot, each read by its own task (see [`subscribe_to_hot`]).
+pub struct HotSubscribers {
+    /// The writes the readers wait for; [`timed_writes`] fills it.
+    pub pending: Pending,
+    pub readers: Vec<tokio::task::JoinHandle<()>>,
+    /// Connecting and subscribing all of them took this long, in seconds.
+    pub connect_s: f64,
+}
+
+/// `connections` subscribers of `hot` at `nurl`, opened `concurrency` at a time, each with a
+/// reader that times every awaited write.
+pub async fn subscribe_to_hot(
+    nurl: &Nurl,
+    connections: usize,
+    concurrency: usize,
+    hot: StorageIndex,
+) -> HotSubscribers {
+    let pending: Pending = Arc::new(RwLock::new(HashMap::new()));
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let connect_started = Instant::now();
+    let sockets = connect_subscribers(nurl, connections, concurrency, |_| {
+        ClientMessage::subscribe([hot])
+    })
+    .await;
+    let connect_s = connect_started.elapsed().as_secs_f64();
+    let readers = spawn_readers(sockets, &pending, &delivered);
+    HotSubscribers {
+        pending,
+        readers,
+        connect_s,
+    }
+}
 
 /// Opens `connections` TLS WebSockets to `nurl` (`concurrency` at a time), each sending
 /// `subscribe(its index)`, and returns them with the length of their status once each has had it.
