@@ -27,6 +27,12 @@ pub fn have_tool(tool: &str) -> bool {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
     if !found {
+        // CI runs tests/bootstrap.sh first: a tool missing there is a broken set-up, and a
+        // skipped check would pass without checking anything.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is not installed, and CI must run this check (tests/bootstrap.sh installs it)"
+        );
         println!("skipped: {tool} is not installed (tests/bootstrap.sh installs it)");
     }
     found
