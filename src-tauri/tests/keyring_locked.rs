@@ -17,12 +17,12 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use local_grid::desktop::PrivateBus;
 use serde_json::json;
 use support::{invoke, screenshots_dir, text_of, wait_for, wait_port, wait_port_free, Guard};
 
@@ -30,133 +30,6 @@ const DRIVER_PORT: u16 = 4444;
 const NATIVE_PORT: u16 = 4445;
 const DIR_RO: &str =
     "URI:DIR2-RO:rvbf3wlbpjwgh3wkcd7n2irdhi:s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4a";
-
-/// A private session bus with no activatable services.
-struct PrivateBus {
-    address: String,
-    _daemon: Guard,
-}
-
-impl PrivateBus {
-    fn start(dir: &Path) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        let socket = dir.join("bus");
-        let config = dir.join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                socket.display()
-            ),
-        )
-        .unwrap();
-        let daemon = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .arg("--nofork")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let daemon = Guard(daemon);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "the private bus did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            address: format!("unix:path={}", socket.display()),
-            _daemon: daemon,
-        }
-    }
-
-    fn send(&self, args: &[&str]) -> String {
-        let out = Command::new("dbus-send")
-            .arg(format!("--bus={}", self.address))
-            .arg("--print-reply")
-            .args(args)
-            .output()
-            .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-
-    /// gnome-keyring on this bus with a throwaway home, unlocked.
-    fn start_keyring(&self, dir: &Path) -> Guard {
-        let home = dir.join("keyring-home");
-        let runtime = dir.join("runtime");
-        std::fs::create_dir_all(home.join(".local/share")).unwrap();
-        std::fs::create_dir_all(&runtime).unwrap();
-        let mut daemon = Command::new("gnome-keyring-daemon")
-            .args(["--foreground", "--unlock", "--components=secrets"])
-            .env("HOME", &home)
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
-            .env_remove("DISPLAY")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        daemon
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"test-keyring-password")
-            .unwrap();
-        let daemon = Guard(daemon);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let alias = self.send(&[
-                "--dest=org.freedesktop.secrets",
-                "/org/freedesktop/secrets",
-                "org.freedesktop.Secret.Service.ReadAlias",
-                "string:default",
-            ]);
-            if alias.contains("/org/freedesktop/secrets/collection/") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gnome-keyring did not start: {alias}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        daemon
-    }
-
-    fn lock_login_collection(&self) {
-        self.send(&[
-            "--dest=org.freedesktop.secrets",
-            "/org/freedesktop/secrets",
-            "org.freedesktop.Secret.Service.Lock",
-            "array:objpath:/org/freedesktop/secrets/collection/login",
-        ]);
-        let locked = self.send(&[
-            "--dest=org.freedesktop.secrets",
-            "/org/freedesktop/secrets/collection/login",
-            "org.freedesktop.DBus.Properties.Get",
-            "string:org.freedesktop.Secret.Collection",
-            "string:Locked",
-        ]);
-        assert!(locked.contains("boolean true"), "not locked: {locked}");
-    }
-}
 
 /// tauri-driver (and so the app) on `bus`, with the app's data under `home`.
 async fn start_app(bus: &PrivateBus, home: &Path, log_dir: &Path) -> (Guard, Client) {
