@@ -257,53 +257,16 @@ fn a_bus_without_a_daemon_gives_a_clear_error() {
     // A private bus with no notification daemon and no service activation (the system's
     // session config would start dunst from its .service file): run one.
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bus.conf");
-    std::fs::write(
-        &config,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let Ok(mut child) = Command::new("dbus-run-session")
-        .arg(format!("--config-file={}", config.display()))
-        // The session ends (and its bus daemon with it) when our end of stdin closes.
-        .args(["--", "sh", "-c", "echo $DBUS_SESSION_BUS_ADDRESS; read _"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-    else {
-        println!("skipped: dbus-run-session not available");
-        return;
-    };
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line.trim().to_owned();
+    let bus = local_grid::desktop::PrivateBus::start(dir.path());
     // The error must come from a separate process: the bus address is read per connection,
     // but changing this process's environment would race with the other tests.
     let status = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "no_daemon_child", "--nocapture"])
-        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
         .env("TAHOE_NOTIFIER_NO_DAEMON_CHILD", "1")
         .output()
         .unwrap();
-    drop(child.stdin.take());
-    let _ = child.wait();
+    drop(bus);
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{stdout}");
     assert!(stdout.contains("1 passed"), "{stdout}");
