@@ -145,12 +145,8 @@ struct Injected {
 /// What the engines said, in order, across restarts.
 #[derive(Default)]
 struct Observed {
-    /// (when, cap id, seqnum, while away)
-    changes: Vec<(Instant, String, u64, bool)>,
-    /// What each report of `changes` said (summary and body), at the same index.
-    texts: Vec<String>,
-    /// The names each report of `changes` lists as added, at the same index.
-    added: Vec<Vec<String>>,
+    /// The engine's change reports, in the order it made them.
+    changes: Vec<ObservedReport>,
     /// (when, server index, state)
     states: Vec<(Instant, usize, LinkState)>,
     /// Connected states that were not an engine's first connection to that server.
@@ -158,6 +154,18 @@ struct Observed {
     /// (when, cap id, servers subscribed on)
     cap_status: Vec<(Instant, String, usize)>,
     notices: Vec<String>,
+}
+
+/// One change report as the driver saw it.
+struct ObservedReport {
+    at: Instant,
+    cap_id: String,
+    seqnum: u64,
+    while_away: bool,
+    /// Summary and body, for the timeline of a report that covered nothing new.
+    text: String,
+    /// The names its details list as added.
+    added: Vec<String>,
 }
 
 struct WatchedCap {
@@ -217,23 +225,19 @@ impl Harness {
                 let mut observed = observed.lock().unwrap();
                 match event {
                     EngineEvent::Changed(report) => {
-                        observed
-                            .texts
-                            .push(format!("{} / {}", report.summary, report.body));
-                        observed.added.push(
-                            report.details["added"]
+                        observed.changes.push(ObservedReport {
+                            at: now,
+                            text: format!("{} / {}", report.summary, report.body),
+                            added: report.details["added"]
                                 .as_array()
                                 .into_iter()
                                 .flatten()
                                 .filter_map(|name| name.as_str().map(str::to_owned))
                                 .collect(),
-                        );
-                        observed.changes.push((
-                            now,
-                            report.cap_id,
-                            report.seqnum,
-                            report.while_away,
-                        ));
+                            cap_id: report.cap_id,
+                            seqnum: report.seqnum,
+                            while_away: report.while_away,
+                        });
                     }
                     EngineEvent::Server { id, state, .. } => {
                         if let Some(&index) = server_index.get(&id) {
@@ -406,31 +410,22 @@ fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
     for cap in caps {
         let changes = &cap.produced[1..];
         totals.changes_made += changes.len();
-        let reports: Vec<(Instant, u64, bool)> = observed
+        let reports: Vec<&ObservedReport> = observed
             .changes
             .iter()
-            .filter(|(_, id, _, _)| *id == cap.id)
-            .map(|(at, _, seqnum, while_away)| (*at, *seqnum, *while_away))
-            .collect();
-        let texts: Vec<&String> = observed
-            .changes
-            .iter()
-            .zip(&observed.texts)
-            .filter(|((_, id, _, _), _)| *id == cap.id)
-            .map(|(_, text)| text)
-            .collect();
-        let added: Vec<&Vec<String>> = observed
-            .changes
-            .iter()
-            .zip(&observed.added)
-            .filter(|((_, id, _, _), _)| *id == cap.id)
-            .map(|(_, names)| names)
+            .filter(|report| report.cap_id == cap.id)
             .collect();
         let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
         let mut highest_reported = cap.produced[0];
         // Changes before `next` are covered.
         let mut next = 0;
-        for (index, (at, seqnum, while_away)) in reports.iter().enumerate() {
+        for report in &reports {
+            let ObservedReport {
+                at,
+                seqnum,
+                while_away,
+                ..
+            } = report;
             totals.reports += 1;
             if *while_away {
                 totals.reports_while_away += 1;
@@ -457,7 +452,7 @@ fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
                 if let Some(last_shown) = cap
                     .produced_names
                     .iter()
-                    .rposition(|name| added[index].contains(name))
+                    .rposition(|name| report.added.contains(name))
                 {
                     next = next.max(last_shown + 1);
                 }
@@ -467,15 +462,15 @@ fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
                     totals.empty_reports += 1;
                     let earlier: Vec<u64> = reports
                         .iter()
-                        .take_while(|(when, ..)| when < at)
-                        .map(|(_, seqnum, _)| *seqnum)
+                        .take_while(|earlier| earlier.at < *at)
+                        .map(|earlier| earlier.seqnum)
                         .collect();
                     totals.empty.push(format!(
                         "cap {}: a report of seqnum {seqnum}{} covered nothing new; reports before it {earlier:?}; seqnums made {:?}\n{}",
                         cap.id,
                         if *while_away { " (while away)" } else { "" },
                         cap.produced,
-                        timeline(cap, &reports, &texts),
+                        timeline(cap, &reports),
                     ));
                 }
                 1 => {}
@@ -494,7 +489,7 @@ fn account(caps: &[WatchedCap], observed: &Observed) -> Accounting {
 
 /// The last writes and reports of one cap in time order (ms after its first write), with what
 /// each report said: what an empty report needs to be understood.
-fn timeline(cap: &WatchedCap, reports: &[(Instant, u64, bool)], texts: &[&String]) -> String {
+fn timeline(cap: &WatchedCap, reports: &[&ObservedReport]) -> String {
     let Some(&origin) = cap.produced_at.first() else {
         return String::new();
     };
@@ -509,9 +504,16 @@ fn timeline(cap: &WatchedCap, reports: &[(Instant, u64, bool)], texts: &[&String
         .zip(&cap.produced_at)
         .map(|(seqnum, at)| (since(*at), format!("write returned, seqnum {seqnum}")))
         .collect();
-    for ((at, seqnum, while_away), text) in reports.iter().zip(texts) {
-        let away = if *while_away { ", while away" } else { "" };
-        lines.push((since(*at), format!("report seqnum {seqnum}{away}: {text}")));
+    for report in reports {
+        let away = if report.while_away {
+            ", while away"
+        } else {
+            ""
+        };
+        lines.push((
+            since(report.at),
+            format!("report seqnum {}{away}: {}", report.seqnum, report.text),
+        ));
     }
     lines.sort_by_key(|(at, _)| *at);
     let keep = lines.len().saturating_sub(8);
